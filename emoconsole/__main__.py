@@ -1,0 +1,3 @@
+from emoconsole.cli import main
+
+main()

@@ -1,0 +1,193 @@
+"""``emoconsole demo``: the whole loop on this machine, on generated data.
+
+Training runs as its own process (``python -m trainers train``), exactly as it
+would on a remote host, and the demo only reads the run directory: what it
+shows is what any run shows, not an in-process shortcut.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from trainers.events import EventCursor, EventType, RunStatus, read_new_events
+from trainers.rundir import RunDir, new_run_id
+
+MODEL = "hybrid-attention"
+# Small enough to finish in a few minutes on 2 cores, large enough to learn.
+DEMO_SETTINGS = ["train.epochs=15", "train.patience=5"]
+
+
+class DemoError(Exception):
+    pass
+
+
+def ensure_corpus(data_dir: Path, actors: int, seed: int, console: Console) -> None:
+    marker = data_dir / "synth_manifest.json"
+    if marker.exists():
+        meta = json.loads(marker.read_text())
+        if meta.get("actors") == actors and meta.get("seed") == seed:
+            console.print(f"[dim]corpus: reusing {data_dir}[/]")
+            return
+        raise DemoError(
+            f"{data_dir} holds a corpus with other settings "
+            f"(actors={meta.get('actors')}, seed={meta.get('seed')}): "
+            "pass --data-dir elsewhere or delete it"
+        )
+    try:
+        from trainers.data.synth import write_corpus
+    except ImportError as exc:
+        raise DemoError(
+            f"the demo needs the training stack ({exc.name} is missing): "
+            "run it from the repository with `uv run`, or `pip install emoconsole[train]`"
+        ) from None
+    with Progress(
+        TextColumn("generating corpus"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("synth", total=None)
+
+        def report(done: int, total: int, _what: str) -> None:
+            progress.update(task, completed=done, total=total)
+
+        write_corpus("ravdess", data_dir, actors=actors, seed=seed, progress=report)
+
+
+class RunView:
+    """Turns the run's events into a rich renderable."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.cursor = EventCursor()
+        self.status = "starting"
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+        )
+        self.prep = self.progress.add_task("prepare", total=None, info="")
+        self.epochs = self.progress.add_task("epochs", total=None, info="", visible=False)
+        self.steps = self.progress.add_task("steps", total=None, info="", visible=False)
+        self.rows: list[dict[str, Any]] = []
+
+    def poll(self) -> list[dict[str, Any]]:
+        events = read_new_events(self.run.events, self.cursor)
+        for event in events:
+            self.apply(event)
+        return events
+
+    def apply(self, e: dict[str, Any]) -> None:
+        etype = e["type"]
+        if etype == EventType.STATUS:
+            self.status = e["status"]
+            if "done" in e:
+                self.progress.update(self.prep, completed=e["done"], total=e["total"])
+            if e["status"] == RunStatus.RUNNING:
+                self.progress.update(self.prep, visible=False)
+            if e["status"] == RunStatus.RESUMED:
+                self.rows = [r for r in self.rows if r["epoch"] <= e["from_epoch"]]
+        elif etype == EventType.EPOCH_START:
+            self.progress.update(self.epochs, visible=True, total=e["epochs"], completed=e["epoch"] - 1)
+            self.progress.update(self.steps, visible=True, total=e["steps"], completed=0)
+        elif etype == EventType.STEP:
+            self.progress.update(self.steps, completed=e["step"], info=f"loss {e['loss']:.3f}")
+        elif etype == EventType.VAL and e["split"] == "val":
+            self.rows.append(e)
+            self.progress.update(
+                self.epochs, completed=e["epoch"], info=f"best {e['monitor']} {e['best']:.3f}"
+            )
+
+    def render(self) -> Group:
+        table = Table(title=f"{self.run.path.name}  [{self.status}]", expand=False)
+        for col in ("epoch", "train loss", "val loss", "accuracy", "macro-F1", "UAR", ""):
+            table.add_column(col, justify="right")
+        for r in self.rows[-12:]:
+            table.add_row(
+                str(r["epoch"]),
+                f"{r['train_loss']:.4f}",
+                f"{r['loss']:.4f}",
+                f"{r['accuracy']:.4f}",
+                f"{r['macro_f1']:.4f}",
+                f"{r['uar']:.4f}",
+                "best" if r.get("is_best") else "",
+            )
+        return Group(self.progress, table)
+
+
+def print_summary(run: RunDir, console: Console) -> None:
+    summary = run.read_summary()
+    if summary is None:
+        return
+    test = summary["test"]
+    table = Table(title=f"test set (held-out actors), best epoch {summary['best_epoch']}")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right")
+    for name, s in test["per_class"].items():
+        table.add_row(name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+    console.print(table)
+    floor = summary.get("majority_floor") or {}
+    console.print(
+        f"accuracy [bold]{test['accuracy']:.4f}[/]  macro-F1 {test['macro_f1']:.4f}  "
+        f"weighted-F1 {test['weighted_f1']:.4f}  UAR {test['uar']:.4f}  "
+        f"(majority-class floor: accuracy {floor.get('accuracy', 0):.3f})"
+    )
+    t = summary["timings"]
+    console.print(
+        f"{summary['epochs_run']} epochs ({summary['stop_reason']}) in {t['total_s']:.0f}s; "
+        f"run directory: {run.path}"
+    )
+
+
+def run_demo(
+    data_dir: Path, runs: Path, *, actors: int, seed: int, overrides: list[str]
+) -> RunDir:
+    console = Console()
+    ensure_corpus(data_dir, actors, seed, console)
+    run_id = new_run_id(MODEL)
+    run = RunDir(runs / run_id)
+    runs.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "trainers", "train", MODEL,
+        "--data", str(data_dir), "--out", str(runs), "--run-id", run_id,
+    ]  # fmt: skip
+    for item in [*DEMO_SETTINGS, f"train.seed={seed}", *overrides]:
+        argv += ["--set", item]
+    log_path = runs / f".{run_id}.stdout"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    view = RunView(run)
+    try:
+        with Live(view.render(), console=console, refresh_per_second=4) as live:
+            while proc.poll() is None:
+                view.poll()
+                live.update(view.render())
+                time.sleep(0.25)
+            view.poll()
+            live.update(view.render())
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        console.print(f"stopped; continue with: python -m trainers resume {run.path}")
+        raise DemoError("interrupted") from None
+    output = log_path.read_text(errors="replace")
+    if proc.returncode != 0:
+        tail = "\n".join(output.splitlines()[-15:])
+        raise DemoError(f"training exited with code {proc.returncode}:\n{tail}")
+    log_path.unlink()
+    print_summary(run, console)
+    return run

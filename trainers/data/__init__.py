@@ -1,0 +1,1 @@
+"""Data sets: layout parsers, decoding, caching and batching."""

@@ -1,0 +1,541 @@
+"""The one training loop.
+
+Everything model-specific comes from the registry entry (builder, data module,
+config); this module owns what every run shares: device and AMP, gradient
+accumulation and clipping, schedulers at their granularity, early stopping,
+atomic checkpoints with exact resume, evaluation, and the run directory.
+
+Exact resume: the batch order of epoch ``e`` is a pure function of
+``(seed, e)`` and every other source of randomness (dropout, augmentation) is
+restored from the checkpoint's RNG states. A run killed and resumed therefore
+replays the same arithmetic as one that was never interrupted (on CPU; cuDNN
+may differ in the last bits unless ``train.deterministic`` is set).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+import trainers
+from trainers.config import ExperimentConfig, TrainConfig, to_dict
+from trainers.engine import metrics as M
+from trainers.engine.checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from trainers.engine.early_stopping import EarlyStopping
+from trainers.engine.losses import build_loss, class_weights
+from trainers.engine.optim import build_optimizer, build_schedule, current_lr, trainable
+from trainers.engine.sinks import RunLogger, TensorBoardSink, TextLogSink
+from trainers.events import EventType, RunStatus
+from trainers.registry import ModelEntry
+from trainers.rundir import BadInputLog, RunDir, write_json_atomic
+
+
+class StopRequested(Exception):
+    """SIGTERM/SIGINT arrived; the loop saved a checkpoint and unwinds."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={spec!r} but CUDA is not available on {socket.gethostname()}")
+    return device
+
+
+def amp_dtype(spec: str, device: torch.device) -> torch.dtype | None:
+    """AMP only on CUDA: CPU autocast is slower than fp32 for these models."""
+    if device.type != "cuda" or spec == "off":
+        return None
+    if spec == "bf16" or (spec == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool) -> list[list[int]]:
+    """The batch order of one epoch, from (seed, epoch) alone."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=gen).tolist()
+    stop = (n // batch_size) * batch_size if drop_last else n
+    return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    non_blocking = device.type == "cuda"
+    return {
+        k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
+        for k, v in batch.items()
+    }
+
+
+class Trainer:
+    def __init__(self, entry: ModelEntry, cfg: ExperimentConfig, run: RunDir) -> None:
+        self.entry = entry
+        self.cfg = cfg
+        self.tc: TrainConfig = cfg.train
+        self.run = run
+        self._stop_signal: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train to the end (or early stop) and write summary.json. Re-raises failures
+        after recording them, so the CLI exits non-zero."""
+        tc = self.tc
+        ckpt = load_checkpoint(self.run.last_ckpt) if resume and self.run.last_ckpt.exists() else None
+        purge = ckpt["global_step"] + 1 if ckpt else None
+        self.text = TextLogSink(self.run.train_log, echo=sys.stdout if tc.log_every else None)
+        self.logger = RunLogger(self.run.events, [TensorBoardSink(self.run.tb, purge), self.text])
+        self._install_signal_handlers()
+        t_start = time.perf_counter()
+        try:
+            self.logger.emit(EventType.STATUS, status=RunStatus.STARTING, pid=os.getpid())
+            self.run.update_manifest(status=RunStatus.RUNNING, pid=os.getpid())
+            summary = self._fit(ckpt, t_start)
+        except StopRequested:
+            self.logger.emit(EventType.STATUS, status=RunStatus.STOPPED, signal=self._stop_signal)
+            self.run.update_manifest(status=RunStatus.STOPPED, ended_at=time.time())
+            self.logger.close()
+            raise
+        except BaseException as exc:
+            self.logger.emit(
+                EventType.ERROR,
+                message=f"{type(exc).__name__}: {exc}",
+                exception=type(exc).__name__,
+                traceback=traceback.format_exc(),
+            )
+            self.logger.emit(EventType.STATUS, status=RunStatus.FAILED)
+            self.run.update_manifest(status=RunStatus.FAILED, ended_at=time.time())
+            self.logger.close()
+            raise
+        self.logger.emit(EventType.STATUS, status=RunStatus.COMPLETED, reason=summary["stop_reason"])
+        self.run.update_manifest(status=RunStatus.COMPLETED, ended_at=time.time())
+        self.logger.close()
+        return summary
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            self._stop_signal = signum
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread (e.g. called from a test thread)
+                pass
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        tc = self.tc
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        if tc.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        seed_everything(tc.seed)
+        self.device = pick_device(tc.device)
+        self.amp = amp_dtype(tc.amp, self.device)
+
+        self.logger.emit(EventType.STATUS, status=RunStatus.PREPARING)
+        t0 = time.perf_counter()
+        self.bad = BadInputLog(self.run.bad_inputs)
+        self.data = self.entry.data(self.cfg)
+        last_report = [0.0]
+
+        def progress(done: int, total: int, what: str) -> None:
+            now = time.monotonic()
+            if done == total or now - last_report[0] > 2.0:
+                last_report[0] = now
+                self.logger.emit(
+                    EventType.STATUS, status=RunStatus.PREPARING, done=done, total=total, what=what
+                )
+
+        self.data.setup(report_bad=self.bad, progress=progress)
+        self.prepare_s = time.perf_counter() - t0
+        self.classes = list(self.data.classes)
+        self.description = self.data.describe()
+        self.logger.log(f"data: {self.description}")
+        if len(self.bad):
+            self.logger.log(f"{len(self.bad)} input file(s) skipped: see {self.run.bad_inputs.name}")
+
+        self.model = self.entry.build(self.cfg, len(self.classes)).to(self.device)
+        self.train_labels = np.asarray(self.data.labels("train"))
+        weight = class_weights(self.train_labels, len(self.classes), tc.class_weights)
+        self.criterion = build_loss(
+            tc.loss,
+            weight.to(self.device) if weight is not None else None,
+            gamma=tc.focal_gamma,
+            alpha=tc.focal_alpha,
+            label_smoothing=tc.label_smoothing,
+        ).to(self.device)
+        self.train_set = self.data.dataset("train")
+        n = len(self.train_set)
+        if n == 0:
+            raise RuntimeError("the train split is empty: check data.root and the split settings")
+        self.drop_last = n > tc.batch_size  # a trailing batch of 1 breaks BatchNorm
+        batches = len(epoch_batches(n, tc.batch_size, tc.seed, 1, self.drop_last))
+        self.steps_per_epoch = math.ceil(batches / tc.grad_accum)
+        self.optimizer = build_optimizer(trainable(self.model), tc)
+        self.mode = "min" if tc.monitor == "loss" else "max"
+        self.schedule = build_schedule(self.optimizer, tc, self.steps_per_epoch, self.mode)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
+        )
+        self.stopper = EarlyStopping(tc.patience, self.mode, tc.min_delta, tc.min_epochs)
+
+    def _loader(self, dataset: Any, batches: Sequence[Sequence[int]]) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_sampler=batches,
+            collate_fn=self.data.collate,
+            num_workers=self.tc.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            # Its own generator: the default draws a base seed from the global RNG, which
+            # would shift dropout masks after a mid-epoch resume.
+            generator=torch.Generator().manual_seed(self.tc.seed),
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self.data.dataset(split)
+        n, bs = len(dataset), self.tc.batch_size
+        return self._loader(dataset, [list(range(i, min(n, i + bs))) for i in range(0, n, bs)])
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _fit(self, ckpt: dict[str, Any] | None, t_start: float) -> dict[str, Any]:
+        tc = self.tc
+        self._setup()
+        start_epoch, self.global_step, skip_batches, partial = 0, 0, 0, None
+        if ckpt is not None:
+            start_epoch, skip_batches, partial = self._restore(ckpt)
+            self.logger.emit(
+                EventType.STATUS,
+                status=RunStatus.RESUMED,
+                from_epoch=start_epoch,
+                global_step=self.global_step,
+                skip_batches=skip_batches,
+            )
+        self.logger.emit(EventType.STATUS, status=RunStatus.RUNNING, device=str(self.device))
+        t_train = time.perf_counter()
+        epoch_times: list[float] = []
+        stop_reason = "max_epochs"
+        epoch = start_epoch
+        for epoch in range(start_epoch + 1, tc.epochs + 1):
+            t_epoch = time.perf_counter()
+            train_loss = self._train_epoch(epoch, skip_batches, partial)
+            skip_batches, partial = 0, None
+            report = self._evaluate("val")
+            value = report[tc.monitor]
+            is_best = self.stopper.update(epoch, value)
+            self.schedule.after_epoch(value)
+            self.logger.emit(
+                EventType.VAL,
+                epoch=epoch,
+                split="val",
+                global_step=self.global_step,
+                train_loss=train_loss,
+                is_best=is_best,
+                monitor=tc.monitor,
+                best=self.stopper.best,
+                best_epoch=self.stopper.best_epoch,
+                earliest_stop_epoch=self.stopper.earliest_stop_epoch(),
+                epoch_s=time.perf_counter() - t_epoch,
+                **report,
+            )
+            self._save(epoch, batches_done=0, partial=None, is_best=is_best)
+            epoch_times.append(time.perf_counter() - t_epoch)
+            if self.stopper.should_stop(epoch):
+                stop_reason = "early_stopping"
+                break
+        train_s = time.perf_counter() - t_train
+        return self._finish(epoch, stop_reason, t_start, train_s, epoch_times)
+
+    def _train_epoch(self, epoch: int, skip_batches: int, partial: dict[str, float] | None) -> float:
+        tc = self.tc
+        batches = epoch_batches(len(self.train_set), tc.batch_size, tc.seed, epoch, self.drop_last)
+        total_batches = len(batches)
+        self.logger.emit(
+            EventType.EPOCH_START,
+            epoch=epoch,
+            epochs=tc.epochs,
+            steps=self.steps_per_epoch,
+            batches=total_batches,
+            lr=current_lr(self.optimizer),
+            global_step=self.global_step,
+        )
+        self.model.train()
+        loss_sum = partial["loss_sum"] if partial else 0.0
+        seen = int(partial["samples"]) if partial else 0
+        window = {"loss": 0.0, "n": 0, "data_s": 0.0, "compute_s": 0.0, "samples": 0}
+        loader = self._loader(self.train_set, batches[skip_batches:])
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else nullcontext()
+        )
+        t_ready = time.perf_counter()
+        for i, batch in enumerate(_timed(loader), start=skip_batches):
+            batch, t_got = batch
+            data_s = t_got - t_ready
+            batch = to_device(batch, self.device)
+            labels = batch["label"]
+            with autocast:
+                logits = self.model(batch)
+                loss = self.criterion(logits, labels)
+                penalty = getattr(self.model, "regularization_loss", None)
+                if penalty is not None:
+                    loss = loss + penalty()
+            self.scaler.scale(loss / tc.grad_accum).backward()
+            last_of_step = (i + 1) % tc.grad_accum == 0 or i + 1 == total_batches
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"loss is {loss_value} at epoch {epoch} batch {i}: lower train.lr, or check "
+                    "the inputs (bad_inputs.jsonl) and train.amp"
+                )
+            bs = int(labels.shape[0])
+            loss_sum += loss_value * bs
+            seen += bs
+            window["loss"] += loss_value
+            window["n"] += 1
+            window["samples"] += bs
+            if last_of_step:
+                if tc.clip_grad_norm > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.schedule.after_optimizer_step()
+                self.global_step += 1
+            if self.device.type == "cuda" and last_of_step and self.global_step % tc.log_every == 0:
+                torch.cuda.synchronize()  # honest compute time, only when we report it
+            t_done = time.perf_counter()
+            window["data_s"] += data_s
+            window["compute_s"] += t_done - t_got
+            if last_of_step and self.global_step % tc.log_every == 0:
+                self.logger.emit(
+                    EventType.STEP,
+                    epoch=epoch,
+                    step=math.ceil((i + 1) / tc.grad_accum),
+                    steps=self.steps_per_epoch,
+                    global_step=self.global_step,
+                    loss=window["loss"] / window["n"],
+                    lr=current_lr(self.optimizer),
+                    data_s=window["data_s"],
+                    compute_s=window["compute_s"],
+                    samples=window["samples"],
+                )
+                window = {"loss": 0.0, "n": 0, "data_s": 0.0, "compute_s": 0.0, "samples": 0}
+            if self._stop_signal is not None and last_of_step:
+                self._save(
+                    epoch - 1,
+                    batches_done=i + 1,
+                    partial={"loss_sum": loss_sum, "samples": seen},
+                    is_best=False,
+                )
+                raise StopRequested
+            t_ready = time.perf_counter()
+        return loss_sum / max(seen, 1)
+
+    @torch.no_grad()
+    def _predict(self, split: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Probabilities, labels and mean loss over ``split``."""
+        self.model.eval()
+        probs, labels, loss_sum, n = [], [], 0.0, 0
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else nullcontext()
+        )
+        for batch in self._eval_loader(split):
+            batch = to_device(batch, self.device)
+            with autocast:
+                logits = self.model(batch)
+            logits = logits.float()
+            loss_sum += float(self.criterion(logits, batch["label"])) * len(batch["label"])
+            n += len(batch["label"])
+            probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
+            labels.append(batch["label"].cpu().numpy())
+        if n == 0:
+            return np.zeros((0, len(self.classes))), np.zeros(0, dtype=np.int64), float("nan")
+        return np.concatenate(probs), np.concatenate(labels), loss_sum / n
+
+    def _evaluate(self, split: str) -> dict[str, Any]:
+        probs, labels, loss = self._predict(split)
+        cm = M.confusion_matrix(labels, probs.argmax(axis=1), len(self.classes))
+        return {"loss": loss, **M.classification_report(cm, self.classes)}
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _save(self, epoch: int, batches_done: int, partial: dict | None, is_best: bool) -> None:
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "early_stopping": self.stopper.state_dict(),
+            "epoch": epoch,  # completed epochs
+            "batches_done": batches_done,  # of epoch + 1, when stopped mid-epoch
+            "partial": partial,
+            "global_step": self.global_step,
+            "rng": rng_state(),
+            "classes": self.classes,
+            "model_name": self.entry.name,
+            "config": to_dict(self.cfg),
+        }
+        if is_best:
+            save_checkpoint(self.run.best_ckpt, payload)
+            self.logger.emit(
+                EventType.CHECKPOINT,
+                epoch=epoch,
+                path=str(self.run.best_ckpt.relative_to(self.run.path)),
+                kind="best",
+                metric=self.tc.monitor,
+                value=self.stopper.best,
+            )
+        save_checkpoint(self.run.last_ckpt, payload)
+        self.logger.emit(
+            EventType.CHECKPOINT,
+            epoch=epoch,
+            path=str(self.run.last_ckpt.relative_to(self.run.path)),
+            kind="last",
+            batches_done=batches_done,
+        )
+
+    def _restore(self, ckpt: dict[str, Any]) -> tuple[int, int, dict | None]:
+        load_model_state(self.model, ckpt["model"], self.run.last_ckpt)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.stopper.load_state_dict(ckpt["early_stopping"])
+        self.global_step = ckpt["global_step"]
+        set_rng_state(ckpt["rng"])
+        return ckpt["epoch"], ckpt["batches_done"], ckpt["partial"]
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        epochs_run: int,
+        stop_reason: str,
+        t_start: float,
+        train_s: float,
+        epoch_times: list[float],
+    ) -> dict[str, Any]:
+        t_eval = time.perf_counter()
+        if self.run.best_ckpt.exists():
+            best = load_checkpoint(self.run.best_ckpt, map_location=self.device)
+            load_model_state(self.model, best["model"], self.run.best_ckpt)
+        results: dict[str, Any] = {}
+        rows = []
+        for split in ("val", "test"):
+            probs, labels, loss = self._predict(split)
+            preds = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+            cm = M.confusion_matrix(labels, preds, len(self.classes))
+            results[split] = {"loss": loss, **M.classification_report(cm, self.classes)}
+            infos = self.data.samples(split)
+            for i in range(len(labels)):
+                rows.append(
+                    {
+                        "split": split,
+                        "index": i,
+                        "key": infos[i].key,
+                        "actor": infos[i].actor,
+                        "label": int(labels[i]),
+                        "pred": int(preds[i]),
+                        "probs": [round(float(p), 6) for p in probs[i]],
+                    }
+                )
+            if split == "test":
+                self.logger.emit(
+                    EventType.VAL,
+                    epoch=self.stopper.best_epoch,
+                    split="test",
+                    global_step=self.global_step,
+                    **results[split],
+                )
+        with open(self.run.predictions, "w", encoding="utf-8") as fh:
+            import json
+
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+        test_labels = np.asarray(self.data.labels("test"))
+        summary = {
+            "run_id": self.run.path.name,
+            "model": self.entry.name,
+            "classes": self.classes,
+            "monitor": self.tc.monitor,
+            "best_epoch": self.stopper.best_epoch,
+            "best_value": self.stopper.best,
+            "epochs_run": epochs_run,
+            "stop_reason": stop_reason,
+            "val": results["val"],
+            "test": results["test"],
+            # What always predicting the training majority class scores: read any result
+            # against it (MELD's "neutral" floor is ~0.31 weighted F1).
+            "majority_floor": M.majority_floor(self.train_labels, test_labels, len(self.classes))
+            if len(test_labels)
+            else None,
+            "data": self.description,
+            "bad_inputs": len(self.bad),
+            "timings": {
+                "total_s": time.perf_counter() - t_start,
+                "prepare_s": self.prepare_s,
+                "train_s": train_s,
+                "epoch_mean_s": float(np.mean(epoch_times)) if epoch_times else 0.0,
+                "eval_s": time.perf_counter() - t_eval,
+            },
+            "device": str(self.device),
+            "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
+        }
+        write_json_atomic(self.run.summary, summary)
+        return summary
+
+
+def _timed(loader: DataLoader) -> Iterator[tuple[dict[str, Any], float]]:
+    for batch in loader:
+        yield batch, time.perf_counter()
+
+
+def new_manifest(
+    run: RunDir, entry: ModelEntry, cfg: ExperimentConfig, argv: list[str]
+) -> dict[str, Any]:
+    return {
+        "id": run.path.name,
+        "model": entry.name,
+        "config": to_dict(cfg),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "argv": argv,
+        "version": trainers.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "started_at": time.time(),
+        "status": RunStatus.STARTING,
+        "cwd": str(Path.cwd()),
+    }

@@ -1,0 +1,136 @@
+"""The run directory layout (DESIGN.md): one place that knows its file names.
+
+Stdlib only, like :mod:`trainers.events`, so the console can read a run
+directory without the training stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RUN_JSON = "run.json"
+EVENTS = "events.jsonl"
+TRAIN_LOG = "train.log"
+TB_DIR = "tb"
+CHECKPOINTS = "checkpoints"
+SUMMARY = "summary.json"
+BAD_INPUTS = "bad_inputs.jsonl"
+PREDICTIONS = "predictions.jsonl"
+
+
+def new_run_id(model: str) -> str:
+    """Sortable by start time, unique without coordination between hosts."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{secrets.token_hex(2)}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_default) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / RUN_JSON
+
+    @property
+    def events(self) -> Path:
+        return self.path / EVENTS
+
+    @property
+    def train_log(self) -> Path:
+        return self.path / TRAIN_LOG
+
+    @property
+    def tb(self) -> Path:
+        return self.path / TB_DIR
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def bad_inputs(self) -> Path:
+        return self.path / BAD_INPUTS
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / PREDICTIONS
+
+    def create(self) -> RunDir:
+        self.path.mkdir(parents=True, exist_ok=False)
+        self.tb.mkdir()
+        self.checkpoints.mkdir()
+        self.bad_inputs.touch()
+        return self
+
+    def read_manifest(self) -> dict[str, Any]:
+        return json.loads(self.run_json.read_text(encoding="utf-8"))
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json_atomic(self.run_json, manifest)
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        manifest = self.read_manifest()
+        manifest.update(fields)
+        self.write_manifest(manifest)
+        return manifest
+
+    def read_summary(self) -> dict[str, Any] | None:
+        if not self.summary.exists():
+            return None
+        return json.loads(self.summary.read_text(encoding="utf-8"))
+
+    def read_bad_inputs(self) -> list[dict[str, Any]]:
+        if not self.bad_inputs.exists():
+            return []
+        lines = self.bad_inputs.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+class BadInputLog:
+    """bad_inputs.jsonl: every skipped input once, with its reason."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: set[str] = {row["path"] for row in RunDir(path.parent).read_bad_inputs()}
+
+    def __call__(self, path: str, reason: str) -> None:
+        if path in self._seen:
+            return
+        self._seen.add(path)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"path": path, "reason": reason, "time": time.time()}) + "\n")
+
+    def __len__(self) -> int:
+        return len(self._seen)
