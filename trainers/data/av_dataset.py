@@ -1,0 +1,444 @@
+"""The RAVDESS data module: decode every recording once, hold it in memory, batch it.
+
+Why it is built this way:
+
+* :meth:`RavdessDataModule.setup` does all decoding up front (cache first,
+  then a process pool for the misses) and keeps uint8 face crops and float32
+  features in memory. A whole speech RAVDESS at the defaults is a few
+  hundred MB, so epochs never touch the disk and ``__getitem__`` is an index
+  lookup: the engine's DataLoader can run with ``num_workers=0``.
+* Workers never call ``report_bad``: they return the failures with their
+  results and the parent reports each file once, so bad_inputs.jsonl is
+  written by one process.
+* Workers start from a forkserver, not by forking the caller: the engine
+  process holds torch, maybe CUDA, and threads (event sinks) whose locks a
+  fork would copy mid-use. The forkserver imports the decoding stack once
+  (librosa's costs about 3 s), and every worker forks from it ready. Like
+  any non-fork start, a script calling ``setup()`` with workers needs the
+  ``if __name__ == "__main__":`` guard; ``python -m trainers`` needs nothing.
+* Audio features are standardized per feature dimension with the mean and
+  standard deviation of the TRAIN split only (every frame of every train
+  recording, padding excluded), then the same statistics are applied to val
+  and test, so nothing about held-out actors leaks into training. The
+  statistics are kept in :attr:`RavdessDataModule.audio_norm` for use at
+  inference time (save them with the model).
+* ``collate`` is a static method, so handing ``module.collate`` to a
+  DataLoader pickles a function reference, not the module and its arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from trainers.data.base import SPLITS, BadInputReporter, ProgressReporter, SampleInfo
+from trainers.data.cache import (
+    known_digests,
+    load_digest_index,
+    remember_digests,
+    save_digest_index,
+)
+from trainers.data.config import DataConfig, DataError
+from trainers.data.ravdess import (
+    CLASSES,
+    SPEECH,
+    Prepared,
+    PrepareTask,
+    Recording,
+    index_ravdess,
+    init_worker,
+    prepare_recording,
+    single_threaded_blas,
+    split_actors,
+    split_random,
+)
+
+log = logging.getLogger(__name__)
+
+# Imported once in the forkserver, so every preparation worker starts with them loaded.
+_WORKER_PRELOAD = ["trainers.data.ravdess", "librosa.feature.spectral"]
+_STD_FLOOR = 1e-5
+
+
+@dataclass(frozen=True)
+class AudioNorm:
+    """Per-feature statistics of the train split; features are stored as ``(x - mean) / std``."""
+
+    mean: np.ndarray  # float32 (F,)
+    std: np.ndarray  # float32 (F,)
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.std).astype(np.float32)
+
+
+class AVDataset(Dataset):
+    """In-memory rows of one split; items are dicts of read-only numpy arrays.
+
+    ``"video"`` is uint8 ``(Tv, C, S, S)``, ``"audio"`` float32 ``(Ta, F)``;
+    copy before modifying (augmentations), the arrays are shared by every epoch.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        audio: list[np.ndarray] | None,
+        video: list[np.ndarray] | None,
+    ) -> None:
+        self.labels = labels
+        self.audio = audio
+        self.video = video
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index = index % len(self)
+        item: dict[str, Any] = {"index": index, "label": int(self.labels[index])}
+        if self.audio is not None:
+            item["audio"] = self.audio[index]
+        if self.video is not None:
+            item["video"] = self.video[index]
+        return item
+
+
+def _pad(sequences: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    longest = max(len(seq) for seq in sequences)
+    out = np.zeros((len(sequences), longest, *sequences[0].shape[1:]), dtype=dtype)
+    mask = np.zeros((len(sequences), longest), dtype=bool)
+    for row, seq in enumerate(sequences):
+        out[row, : len(seq)] = seq
+        mask[row, : len(seq)] = True
+    return out, mask
+
+
+def collate_av(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Pad to the longest item of the batch; see trainers.data.base for the keys.
+
+    Video arrives as uint8 and leaves as float32 in 0..1; an item whose video
+    is already floating point (an augmentation produced it) is taken as 0..1.
+    """
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    batch = {
+        "label": torch.tensor([int(item["label"]) for item in items], dtype=torch.long),
+        "index": torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
+    }
+    if "audio" in items[0]:
+        audio, mask = _pad([np.asarray(item["audio"]) for item in items], np.float32)
+        batch["audio"] = torch.from_numpy(audio)
+        batch["audio_mask"] = torch.from_numpy(mask)
+    if "video" in items[0]:
+        frames = [np.asarray(item["video"]) for item in items]
+        if all(f.dtype == np.uint8 for f in frames):
+            video, mask = _pad(frames, np.uint8)
+            batch["video"] = torch.from_numpy(video).float().div_(255.0)
+        else:
+            video, mask = _pad(frames, np.float32)
+            batch["video"] = torch.from_numpy(video)
+        batch["video_mask"] = torch.from_numpy(mask)
+    return batch
+
+
+@dataclass
+class _Split:
+    samples: list[SampleInfo]
+    labels: np.ndarray  # int64 (N,)
+    audio: list[np.ndarray] | None
+    video: list[np.ndarray] | None
+    face_found: np.ndarray  # bool (N,); True when video is not used
+
+
+class RavdessDataModule:
+    """RAVDESS speech recordings as audio-visual samples (see the module docstring).
+
+    ``seed`` is the run's seed; splits deliberately use ``cfg.split_seed``
+    instead, so runs with different seeds are evaluated on the same actors.
+    """
+
+    classes: Sequence[str] = CLASSES
+
+    def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.seed = seed
+        self.classes = list(CLASSES)
+        self.audio_norm: AudioNorm | None = None
+        self._splits: dict[str, _Split] | None = None
+        self._stats: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- setup
+
+    def setup(self, report_bad: BadInputReporter, progress: ProgressReporter | None = None) -> None:
+        cfg = self.cfg
+        cfg.validate()
+        if not cfg.root:
+            raise DataError("data.root is empty: pass --data <directory holding Actor_XX folders>")
+        started = time.perf_counter()
+        reported: set[str] = set()
+
+        def report(path: str, reason: str) -> None:
+            if path not in reported:  # one line per file, however many modalities tried it
+                reported.add(path)
+                report_bad(path, reason)
+
+        recordings = index_ravdess(cfg.root, report, vocal_channels=(SPEECH,))
+        if not recordings:
+            raise DataError(
+                f"no RAVDESS speech recordings under {cfg.root!r}: expected files named "
+                f"MM-VV-EE-II-SS-RR-AA.mp4/.wav ({len(reported)} media files had other names)"
+            )
+        results = self._prepare(recordings, progress)
+        # Reported in recording order, after preparation, so bad_inputs.jsonl is the same
+        # whichever worker finished first.
+
+        kept: list[tuple[Recording, Prepared]] = []
+        dropped = 0
+        for rec in recordings:
+            result = results[rec.key]
+            for path, reason in result.bad.items():
+                report(path, reason)
+            if result.missing:
+                dropped += 1
+                what = " and ".join(result.missing)
+                for path in rec.files:
+                    report(path, f"skipped: recording {rec.key} has no working {what} source")
+                continue
+            kept.append((rec, result))
+        if dropped > cfg.max_bad_fraction * len(recordings) or not kept:
+            raise DataError(
+                f"{dropped} of {len(recordings)} recordings under {cfg.root!r} have no usable "
+                f"source (allowed: data.max_bad_fraction={cfg.max_bad_fraction}); "
+                "the bad files and reasons were reported to bad_inputs"
+            )
+
+        self._splits = self._build_splits(kept)
+        decoded = [r for _, r in kept if r.decoded]
+        self._stats = {
+            "recordings": len(recordings),
+            "dropped_recordings": dropped,
+            "bad_inputs": len(reported),
+            "decoded_recordings": len(decoded),
+            "cached_recordings": len(kept) - len(decoded),
+            "decode_seconds_per_recording": (
+                round(sum(r.seconds for r in decoded) / len(decoded), 4) if decoded else None
+            ),
+            "setup_seconds": round(time.perf_counter() - started, 3),
+        }
+
+    def _prepare(
+        self, recordings: list[Recording], progress: ProgressReporter | None
+    ) -> dict[str, Prepared]:
+        """Cache lookups in this process, then decoding of the misses in a pool."""
+        cfg = self.cfg
+        cache_dir = cfg.resolved_cache_dir()
+        cache_root = str(cache_dir)
+        load_digest_index(cache_dir)
+        try:
+            return self._lookup_then_decode(recordings, cache_root, progress)
+        finally:
+            save_digest_index(cache_dir)
+
+    def _lookup_then_decode(
+        self, recordings: list[Recording], cache_root: str, progress: ProgressReporter | None
+    ) -> dict[str, Prepared]:
+        cfg = self.cfg
+        total = len(recordings)
+        done = 0
+        results: dict[str, Prepared] = {}
+        pending: list[Recording] = []
+        if progress:
+            progress(0, total, "reading the feature cache")
+        for rec in recordings:
+            result = prepare_recording(PrepareTask(rec, cfg, cache_root, decode=False))
+            if result.pending:
+                pending.append(rec)
+                continue
+            results[rec.key] = result
+            done += 1
+            if progress:
+                progress(done, total, f"{rec.key} from cache")
+
+        workers = min(cfg.resolved_workers(), len(pending))
+        if workers <= 1:
+            with single_threaded_blas():
+                for rec in pending:
+                    task = PrepareTask(rec, cfg, cache_root, decode=True)
+                    results[rec.key] = prepare_recording(task)
+                    done += 1
+                    if progress:
+                        progress(done, total, f"{rec.key} decoded")
+            return results
+
+        log.info("decoding %d recordings with %d workers", len(pending), workers)
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_WORKER_PRELOAD)
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker)
+        try:
+            futures = {}
+            for rec in pending:
+                # Digests the cache lookups already computed travel along: no second hashing.
+                digests = known_digests(list(rec.files))
+                task = PrepareTask(rec, cfg, cache_root, True, threads=1, digests=digests)
+                futures[pool.submit(prepare_recording, task)] = rec
+            remaining = set(futures)
+            while remaining:
+                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    rec = futures[future]
+                    try:
+                        results[rec.key] = future.result()
+                        remember_digests(results[rec.key].digests)
+                    except Exception as exc:  # a crash or a bug, not a bad file: those come back
+                        raise RuntimeError(
+                            f"preparing recording {rec.key} failed: {exc!r}"
+                        ) from exc
+                    done += 1
+                    if progress:
+                        progress(done, total, f"{rec.key} decoded")
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return results
+
+    def _build_splits(self, kept: list[tuple[Recording, Prepared]]) -> dict[str, _Split]:
+        cfg = self.cfg
+        if cfg.split == "actor":
+            actors = split_actors([rec.actor for rec, _ in kept], *self._fractions())
+            split_of = {actor: split for split, names in actors.items() for actor in names}
+            assign = [split_of[rec.actor] for rec, _ in kept]
+        else:
+            log.warning(
+                "data.split=random puts the same actors in train and test: accuracy will be "
+                "inflated compared with an actor-disjoint split"
+            )
+            keys = split_random([rec.key for rec, _ in kept], *self._fractions())
+            split_of = {key: split for split, names in keys.items() for key in names}
+            assign = [split_of[rec.key] for rec, _ in kept]
+        n_actors = len({rec.actor for rec, _ in kept})
+        for split in ("val", "test"):
+            if split not in assign:
+                log.warning("the %s split is empty (%d actors in all)", split, n_actors)
+
+        use_audio = "audio" in cfg.modalities
+        use_video = "video" in cfg.modalities
+        if use_audio:
+            # Running sums in float64: no concatenated copy of the whole train split.
+            count, total, squares = 0, np.zeros(cfg.audio_dim), np.zeros(cfg.audio_dim)
+            for (_, r), split in zip(kept, assign, strict=True):
+                if split == "train" and r.audio is not None:
+                    features = r.audio[cfg.audio_features].astype(np.float64)
+                    count += len(features)
+                    total += features.sum(axis=0)
+                    squares += np.square(features).sum(axis=0)
+            mean = total / count
+            std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+            self.audio_norm = AudioNorm(
+                mean=mean.astype(np.float32),
+                std=np.maximum(std, _STD_FLOOR).astype(np.float32),
+            )
+
+        splits: dict[str, _Split] = {}
+        for split in SPLITS:
+            rows = [(rec, r) for (rec, r), s in zip(kept, assign, strict=True) if s == split]
+            audio = video = None
+            if use_audio and self.audio_norm is not None:
+                norm = self.audio_norm
+                audio = [_frozen(norm.apply(r.audio[cfg.audio_features])) for _, r in rows]
+            if use_video:
+                video = [_frozen(r.video) for _, r in rows]
+            splits[split] = _Split(
+                samples=[
+                    SampleInfo(key=rec.key, label=rec.label, actor=rec.actor, sources=r.sources)
+                    for rec, r in rows
+                ],
+                labels=np.array([rec.label for rec, _ in rows], dtype=np.int64),
+                audio=audio,
+                video=video,
+                face_found=np.array([r.face_found is not False for _, r in rows], dtype=bool),
+            )
+        return splits
+
+    def _fractions(self) -> tuple[float, float, int]:
+        return self.cfg.val_fraction, self.cfg.test_fraction, self.cfg.split_seed
+
+    # ---------------------------------------------------------------- access
+
+    def _split(self, split: str) -> _Split:
+        if self._splits is None:
+            raise RuntimeError("RavdessDataModule.setup() has not been called")
+        if split not in self._splits:
+            raise KeyError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return self._splits[split]
+
+    def dataset(self, split: str) -> AVDataset:
+        data = self._split(split)
+        return AVDataset(data.labels, data.audio, data.video)
+
+    def samples(self, split: str) -> list[SampleInfo]:
+        return list(self._split(split).samples)
+
+    def labels(self, split: str) -> np.ndarray:
+        """Labels of ``split`` as int64, aligned with ``dataset(split)`` (for class weights)."""
+        return self._split(split).labels.copy()
+
+    collate = staticmethod(collate_av)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the decoded arrays of every split."""
+        total = 0
+        for split in SPLITS:
+            data = self._split(split)
+            for arrays in (data.audio, data.video):
+                total += sum(a.nbytes for a in arrays or [])
+        return total
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.cfg
+        splits: dict[str, Any] = {}
+        for split in SPLITS:
+            data = self._split(split)
+            counts = np.bincount(data.labels, minlength=len(CLASSES))
+            splits[split] = {
+                "samples": len(data.labels),
+                "per_class": {name: int(n) for name, n in zip(CLASSES, counts, strict=True)},
+                "actors": sorted({s.actor for s in data.samples}),
+                "faces_not_found": int((~data.face_found).sum()),
+            }
+        out: dict[str, Any] = {
+            "dataset": "ravdess",
+            "root": cfg.root,
+            "classes": list(CLASSES),
+            "modalities": list(cfg.modalities),
+            "split": cfg.split,
+            "split_seed": cfg.split_seed,
+            "splits": splits,
+            "faces_not_found": sum(s["faces_not_found"] for s in splits.values()),
+            **self._stats,
+            "memory_mb": round(self.memory_bytes() / 2**20, 1),
+        }
+        if "audio" in cfg.modalities:
+            # The statistics themselves are in self.audio_norm (too long for a log line).
+            out["audio"] = {
+                "features": cfg.audio_features,
+                "dim": cfg.audio_dim,
+                "normalized": "per feature, with train-split mean and std",
+            }
+        if "video" in cfg.modalities:
+            out["video"] = {"channels": cfg.video_channels, "size": cfg.face_size, "fps": cfg.fps}
+        return out
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """Read-only, so an augmentation that forgets to copy fails loudly instead of drifting."""
+    array = np.ascontiguousarray(array)
+    array.flags.writeable = False
+    return array

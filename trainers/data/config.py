@@ -1,0 +1,152 @@
+"""Settings of the audio-visual data pipeline, and the data errors.
+
+The fields stay plain (int, float, bool, str, Literal, tuple[str, ...]) because
+the generic config system exposes each one as ``data.<field>`` for ``--set``
+overrides and reads the annotations to parse the values. Derived numbers the
+models need (feature width, channels) are properties, not fields, so they can
+never disagree with the fields they come from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+MODALITIES = ("audio", "video")
+
+
+class DataError(Exception):
+    """A data set cannot be used as configured (wrong root, too many bad files...)."""
+
+
+class DecodeError(DataError):
+    """One input file cannot be decoded; the loader reports it and tries another source."""
+
+
+@dataclass
+class DataConfig:
+    # Data directory; set by the CLI's --data.
+    root: str = ""
+    # Which file-name layout to parse under root.
+    layout: Literal["ravdess"] = "ravdess"
+    # Inputs each sample carries; a recording without a working source for one is dropped.
+    modalities: tuple[str, ...] = ("audio", "video")
+    # "actor": no actor in two splits. "random" leaks actors and inflates accuracy.
+    split: Literal["actor", "random"] = "actor"
+    # Share of actors (or recordings, for split="random") held out for validation.
+    val_fraction: float = 0.15
+    # Share held out for the final test.
+    test_fraction: float = 0.15
+    # Seeds the split only, so changing the training seed keeps the same split.
+    split_seed: int = 0
+    # Frames sampled per second of video, by timestamp (independent of the source fps).
+    fps: float = 10.0
+    # Longest frame sequence kept; longer clips keep their middle.
+    max_frames: int = 48
+    # Side of the square face crop, in pixels.
+    face_size: int = 64
+    # One channel (True) or RGB (False) face crops.
+    grayscale: bool = True
+    # Run the face detector on every k-th sampled frame; boxes in between are interpolated.
+    detect_every: int = 3
+    # Audio is mixed to mono and resampled to this rate (Hz).
+    sample_rate: int = 16000
+    # Mel bands of the log-mel spectrogram (MFCCs are computed from it too).
+    n_mels: int = 64
+    # Cepstral coefficients kept when audio_features="mfcc".
+    n_mfcc: int = 40
+    # Hop between audio feature frames, in milliseconds.
+    hop_ms: float = 10.0
+    # Analysis window length, in milliseconds.
+    win_ms: float = 25.0
+    # Per-frame audio features handed to the model.
+    audio_features: Literal["logmel", "mfcc"] = "mfcc"
+    # Longest audio feature sequence kept; longer clips keep their middle.
+    max_audio_frames: int = 400
+    # Cut leading and trailing silence before computing features.
+    trim_silence: bool = False
+    # Level below the peak (dB) that counts as silence when trimming.
+    top_db: float = 30.0
+    # Feature cache; empty means $EMOCONSOLE_CACHE, else ~/.cache/emoconsole/features.
+    cache_dir: str = ""
+    # Processes decoding in parallel during setup; 0 means one per CPU core.
+    prepare_workers: int = 0
+    # Setup fails when more than this share of recordings cannot be used.
+    max_bad_fraction: float = 0.5
+
+    @property
+    def audio_dim(self) -> int:
+        """Width F of the ``(T, F)`` audio features, for building the audio branch."""
+        return self.n_mfcc if self.audio_features == "mfcc" else self.n_mels
+
+    @property
+    def video_channels(self) -> int:
+        """Channels C of the ``(T, C, S, S)`` face crops."""
+        return 1 if self.grayscale else 3
+
+    def resolved_cache_dir(self) -> Path:
+        """Where features are cached; shared by every run on this machine on purpose."""
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        env = os.environ.get("EMOCONSOLE_CACHE")
+        if env:
+            return Path(env).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "emoconsole" / "features"
+
+    def resolved_workers(self) -> int:
+        return self.prepare_workers if self.prepare_workers > 0 else (os.cpu_count() or 1)
+
+    def validate(self) -> None:
+        """Fail before any decoding starts, naming the field that is wrong."""
+
+        def bad(field: str, why: str) -> ValueError:
+            return ValueError(f"data.{field}={getattr(self, field)!r}: {why}")
+
+        if self.layout != "ravdess":
+            raise bad("layout", "only 'ravdess' is supported")
+        if not self.modalities:
+            raise bad("modalities", "needs at least one of " + ", ".join(MODALITIES))
+        for modality in self.modalities:
+            if modality not in MODALITIES:
+                raise bad("modalities", f"unknown modality {modality!r}; known: {MODALITIES}")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise bad("modalities", "lists a modality twice")
+        if self.split not in ("actor", "random"):
+            raise bad("split", "must be 'actor' or 'random'")
+        for field in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                raise bad(field, "must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise bad("test_fraction", "val_fraction + test_fraction must leave a training split")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise bad("max_bad_fraction", "must be in [0, 1]")
+        positive = {
+            "fps": self.fps,
+            "max_frames": self.max_frames,
+            "detect_every": self.detect_every,
+            "sample_rate": self.sample_rate,
+            "n_mels": self.n_mels,
+            "n_mfcc": self.n_mfcc,
+            "hop_ms": self.hop_ms,
+            "win_ms": self.win_ms,
+            "max_audio_frames": self.max_audio_frames,
+            "top_db": self.top_db,
+        }
+        for field, value in positive.items():
+            if not value > 0:
+                raise bad(field, "must be > 0")
+        if self.face_size < 16:
+            raise bad("face_size", "must be >= 16 pixels")
+        if self.n_mfcc > self.n_mels:
+            raise bad("n_mfcc", f"cannot exceed n_mels ({self.n_mels}): MFCCs come from the mels")
+        if self.win_ms < self.hop_ms:
+            raise bad("win_ms", f"must be >= hop_ms ({self.hop_ms}) or samples are skipped")
+        if self.sample_rate < 4000:
+            raise bad("sample_rate", "must be >= 4000 Hz")
+        if self.audio_features not in ("logmel", "mfcc"):
+            raise bad("audio_features", "must be 'logmel' or 'mfcc'")
+        if self.prepare_workers < 0:
+            raise bad("prepare_workers", "must be >= 0 (0 means one per CPU core)")
