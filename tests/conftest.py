@@ -1,0 +1,54 @@
+"""Shared fixtures: a real generated corpus on disk, written once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Small model and short runs: the end-to-end tests check the machinery, not accuracy.
+SMALL_MODEL = [
+    "model.audio_channels=16", "model.frame_width=8", "model.frame_dim=32",
+    "model.tcn_channels=32", "model.d_model=32", "model.heads=2",
+    "train.batch_size=8", "train.threads=1", "data.prepare_workers=2",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_feature_cache(tmp_path_factory):
+    """Keep tests out of the user's ~/.cache (subprocesses inherit the variable)."""
+    old = os.environ.get("EMOCONSOLE_CACHE")
+    os.environ["EMOCONSOLE_CACHE"] = str(tmp_path_factory.mktemp("default-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EMOCONSOLE_CACHE", None)
+    else:
+        os.environ["EMOCONSOLE_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> Path:
+    """4 actors x 15 recordings in RAVDESS layout (actor split: 2 train, 1 val, 1 test)."""
+    from trainers.data.synth import write_corpus
+
+    root = tmp_path_factory.mktemp("corpus") / "ravdess"
+    write_corpus("ravdess", root, actors=4, seed=3, statements=1, repetitions=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("features")
+
+
+def trainers_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "trainers", *args]
+
+
+def run_trainers(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        trainers_cmd(*args), capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+    )

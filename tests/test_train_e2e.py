@@ -1,0 +1,142 @@
+"""Headless training through the CLI on real generated files: the run
+directory, kill -9 and resume, bad inputs, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import SMALL_MODEL, run_trainers, trainers_cmd
+from trainers.events import read_events, validate_event
+from trainers.rundir import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+def settings(cache, epochs=4):
+    out = []
+    for item in [*SMALL_MODEL, f"train.epochs={epochs}", f"data.cache_dir={cache}"]:
+        out += ["--set", item]
+    return out
+
+
+def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_path):
+    proc = run_trainers("train", "hybrid-attention", "--data", str(small_corpus),
+                        "--out", str(tmp_path), "--run-id", "r1", *settings(feature_cache, 2))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = RunDir(tmp_path / "r1")
+    for path in (run.run_json, run.events, run.train_log, run.summary, run.best_ckpt,
+                 run.last_ckpt, run.bad_inputs, run.predictions):
+        assert path.exists(), path
+    assert list(run.tb.iterdir())
+    manifest = run.read_manifest()
+    assert manifest["status"] == "completed" and manifest["model"] == "hybrid-attention"
+    assert manifest["config"]["train"]["epochs"] == 2
+    assert manifest["config"]["data"]["root"] == str(small_corpus.resolve())
+    events = read_events(run.events)
+    for i, event in enumerate(events, start=1):
+        validate_event(event, i)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    types = {e["type"] for e in events}
+    assert {"status", "epoch_start", "step", "val", "checkpoint"} <= types
+    step = next(e for e in events if e["type"] == "step")
+    assert step["data_s"] >= 0 and step["compute_s"] > 0
+    summary = run.read_summary()
+    assert summary["epochs_run"] == 2
+    assert set(summary["test"]) >= {"accuracy", "macro_f1", "weighted_f1", "uar", "per_class",
+                                    "confusion"}
+    # actor-disjoint: the test actor never appears in training predictions' actors
+    rows = [json.loads(x) for x in run.predictions.read_text().splitlines()]
+    assert {r["actor"] for r in rows if r["split"] == "test"}.isdisjoint(
+        {r["actor"] for r in rows if r["split"] == "val"})
+    assert "epoch 2 val:" in run.train_log.read_text()
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(small_corpus, feature_cache, tmp_path):
+    args = ["--data", str(small_corpus), "--out", str(tmp_path), *settings(feature_cache, 4)]
+    ref = run_trainers("train", "hybrid-attention", "--run-id", "straight", *args)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    proc = subprocess.Popen(trainers_cmd("train", "hybrid-attention", "--run-id", "killed", *args),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = RunDir(tmp_path / "killed")
+
+    def in_epoch_3():
+        return run.events.exists() and any(
+            e["type"] == "step" and e["epoch"] == 3 for e in read_events(run.events))
+
+    try:
+        wait_for(in_epoch_3, 240, "epoch 3 to start")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert run.read_summary() is None  # it really died before the end
+    resumed = run_trainers("resume", str(run.path))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    a, b = RunDir(tmp_path / "straight").read_summary(), run.read_summary()
+    for split in ("val", "test"):
+        for key in ("accuracy", "macro_f1", "weighted_f1", "uar", "loss", "confusion"):
+            assert b[split][key] == a[split][key], (split, key)
+    assert b["best_epoch"] == a["best_epoch"]
+    events = read_events(run.events)
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs))
+    resumed_ev = next(e for e in events if e.get("status") == "resumed")
+    assert resumed_ev["from_epoch"] == 2
+    assert len(run.read_manifest()["resumes"]) == 1
+
+
+def test_tensorboard_scalars_match_events(small_corpus, feature_cache, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    proc = run_trainers("train", "hybrid-attention", "--data", str(small_corpus),
+                        "--out", str(tmp_path), "--run-id", "tb", *settings(feature_cache, 2))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = RunDir(tmp_path / "tb")
+    events = read_events(run.events)
+    acc = EventAccumulator(str(run.tb))
+    acc.Reload()
+    steps = [e for e in events if e["type"] == "step"]
+    tb = {s.step: s.value for s in acc.Scalars("train/loss")}
+    assert sorted(tb) == [e["global_step"] for e in steps]
+    assert [tb[e["global_step"]] for e in steps] == pytest.approx([e["loss"] for e in steps])
+    vals = [e for e in events if e["type"] == "val" and e["split"] == "val"]
+    for key in ("accuracy", "uar", "loss"):
+        tb_val = {s.step: s.value for s in acc.Scalars(f"val/{key}")}
+        assert [tb_val[e["global_step"]] for e in vals] == pytest.approx([e[key] for e in vals])
+
+
+def test_truncated_mp4_and_empty_wav_are_skipped_and_listed(small_corpus, feature_cache, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_corpus, data)
+    mp4 = sorted(data.glob("Actor_01/01-*.mp4"))[0]
+    wav = sorted(data.glob("Actor_02/03-*.wav"))[0]
+    blob = mp4.read_bytes()
+    mp4.write_bytes(blob[: len(blob) // 2])
+    wav.write_bytes(b"")
+    proc = run_trainers("train", "hybrid-attention", "--data", str(data), "--out", str(tmp_path),
+                        "--run-id", "bad", *settings(feature_cache, 1))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = RunDir(tmp_path / "bad")
+    bad = {row["path"]: row["reason"] for row in run.read_bad_inputs()}
+    assert set(bad) == {str(mp4), str(wav)}, bad
+    assert all(reason for reason in bad.values())
+    assert run.read_manifest()["status"] == "completed"
+    assert run.read_summary()["bad_inputs"] == 2
