@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainers.data.av_dataset import collate_av
 from trainers.data.base import SampleInfo
 
 
@@ -61,25 +62,6 @@ class TensorDataModule:
     def describe(self) -> dict[str, Any]:
         return {split: len(items) for split, items in self._splits.items()}
 
-    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        b = len(items)
-        ta = max(len(it["audio"]) for it in items)
-        tv = max(len(it["video"]) for it in items)
-        f = items[0]["audio"].shape[1]
-        audio = torch.zeros(b, ta, f)
-        amask = torch.zeros(b, ta, dtype=torch.bool)
-        video = torch.zeros(b, tv, *items[0]["video"].shape[1:])
-        vmask = torch.zeros(b, tv, dtype=torch.bool)
-        for i, it in enumerate(items):
-            audio[i, : len(it["audio"])] = torch.from_numpy(it["audio"])
-            amask[i, : len(it["audio"])] = True
-            video[i, : len(it["video"])] = torch.from_numpy(it["video"])
-            vmask[i, : len(it["video"])] = True
-        return {
-            "audio": audio,
-            "audio_mask": amask,
-            "video": video,
-            "video_mask": vmask,
-            "label": torch.tensor([it["label"] for it in items]),
-            "index": torch.tensor([it["index"] for it in items]),
-        }
+    @staticmethod
+    def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return collate_av(items)
