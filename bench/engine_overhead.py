@@ -54,7 +54,9 @@ def bare_loop(entry: ModelEntry, cfg, data: TensorDataModule, epochs: int) -> fl
 
 
 def engine_loop(entry: ModelEntry, cfg, data: TensorDataModule, epochs: int) -> float:
-    bench_entry = ModelEntry(entry.name, entry.description, entry.config, entry.build, lambda c: data)
+    bench_entry = ModelEntry(
+        entry.name, entry.description, entry.config, entry.build, lambda c: data
+    )
     cfg.train.epochs = epochs
     cfg.train.patience = epochs + 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,8 +86,10 @@ def main() -> None:
     engine = engine_loop(entry, cfg, data, args.epochs)
     after = bare_loop(entry, cfg, data, args.epochs)
     bare = (before + after) / 2
-    print(f"model {args.model}, batch {cfg.train.batch_size}, {args.n // cfg.train.batch_size} "
-          f"steps/epoch, {args.epochs} epochs, torch threads {torch.get_num_threads()}")
+    print(
+        f"model {args.model}, batch {cfg.train.batch_size}, {args.n // cfg.train.batch_size} "
+        f"steps/epoch, {args.epochs} epochs, torch threads {torch.get_num_threads()}"
+    )
     print(f"bare loop : {before * 1000:.1f} / {after * 1000:.1f} ms per step (before/after)")
     print(f"engine    : {engine * 1000:.1f} ms per step")
     print(f"ratio     : {engine / bare:.3f}  (target <= 1.05)")

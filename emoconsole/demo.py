@@ -102,7 +102,9 @@ class RunView:
             if e["status"] == RunStatus.RESUMED:
                 self.rows = [r for r in self.rows if r["epoch"] <= e["from_epoch"]]
         elif etype == EventType.EPOCH_START:
-            self.progress.update(self.epochs, visible=True, total=e["epochs"], completed=e["epoch"] - 1)
+            self.progress.update(
+                self.epochs, visible=True, total=e["epochs"], completed=e["epoch"] - 1
+            )
             self.progress.update(self.steps, visible=True, total=e["steps"], completed=0)
         elif etype == EventType.STEP:
             self.progress.update(self.steps, completed=e["step"], info=f"loss {e['loss']:.3f}")
@@ -138,7 +140,9 @@ def print_summary(run: RunDir, console: Console) -> None:
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right")
     for name, s in test["per_class"].items():
-        table.add_row(name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+        table.add_row(
+            name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"])
+        )
     console.print(table)
     floor = summary.get("majority_floor") or {}
     console.print(
@@ -153,9 +157,7 @@ def print_summary(run: RunDir, console: Console) -> None:
     )
 
 
-def run_demo(
-    data_dir: Path, runs: Path, *, actors: int, seed: int, overrides: list[str]
-) -> RunDir:
+def run_demo(data_dir: Path, runs: Path, *, actors: int, seed: int, overrides: list[str]) -> RunDir:
     console = Console()
     ensure_corpus(data_dir, actors, seed, console)
     run_id = new_run_id(MODEL)

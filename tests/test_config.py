@@ -37,8 +37,16 @@ def test_every_registered_model_config_round_trips():
 
 def test_set_values_are_typed():
     cfg = fresh()
-    resolve(cfg, assignments=["train.lr=1e-3", "epochs=7", "model.tcn_dilations=1,2",
-                               "train.focal_alpha=0.25", "data.grayscale=false"])
+    resolve(
+        cfg,
+        assignments=[
+            "train.lr=1e-3",
+            "epochs=7",
+            "model.tcn_dilations=1,2",
+            "train.focal_alpha=0.25",
+            "data.grayscale=false",
+        ],
+    )
     assert cfg.train.lr == 1e-3 and cfg.train.epochs == 7
     assert cfg.model.tcn_dilations == (1, 2)
     assert cfg.train.focal_alpha == 0.25
@@ -68,7 +76,7 @@ def test_bad_overrides_name_the_key(assignment, key, fragment):
 
 def test_toml_file_and_its_errors(tmp_path):
     good = tmp_path / "good.toml"
-    good.write_text('[train]\nlr = 0.002\nepochs = 3\n[model]\nd_model = 64\n')
+    good.write_text("[train]\nlr = 0.002\nepochs = 3\n[model]\nd_model = 64\n")
     cfg = resolve(fresh(), config_files=[good], assignments=["train.epochs=4"])
     assert (cfg.train.lr, cfg.train.epochs, cfg.model.d_model) == (0.002, 4, 64)
     bad = tmp_path / "bad.toml"
@@ -84,9 +92,22 @@ def test_cli_wrong_key_exits_2_and_creates_nothing(tmp_path):
     data.mkdir()
     out = tmp_path / "runs"
     proc = subprocess.run(
-        [sys.executable, "-m", "trainers", "train", "hybrid-attention", "--data", str(data),
-         "--out", str(out), "--set", "train.lerning_rate=0.1"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "trainers",
+            "train",
+            "hybrid-attention",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--set",
+            "train.lerning_rate=0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "train.lerning_rate" in proc.stderr
@@ -97,7 +118,9 @@ def test_cli_wrong_key_exits_2_and_creates_nothing(tmp_path):
 def test_cli_unknown_model_exits_2(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "trainers", "train", "hybrid-atention", "--data", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "did you mean hybrid-attention" in proc.stderr.lower()

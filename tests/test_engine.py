@@ -110,8 +110,11 @@ def test_tensorboard_matches_events_and_summary_matches_sklearn(tmp_path):
 
 
 def test_early_stopping_ends_the_run(tmp_path):
-    entry, cfg, run = make(tmp_path, "es", ["train.epochs=20", "train.patience=1",
-                                            "train.monitor=loss", "train.lr=1e-6"])
+    entry, cfg, run = make(
+        tmp_path,
+        "es",
+        ["train.epochs=20", "train.patience=1", "train.monitor=loss", "train.lr=1e-6"],
+    )
     summary = Trainer(entry, cfg, run).fit()
     assert summary["stop_reason"] == "early_stopping"
     assert summary["epochs_run"] < 20

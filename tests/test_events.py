@@ -64,8 +64,16 @@ def test_follow_ends_after_terminal_status(tmp_path):
 
     def produce():
         for i in range(3):
-            writer.write(EventType.STEP, epoch=1, step=i, global_step=i, loss=1.0, lr=0.1,
-                         data_s=0.0, compute_s=0.0)
+            writer.write(
+                EventType.STEP,
+                epoch=1,
+                step=i,
+                global_step=i,
+                loss=1.0,
+                lr=0.1,
+                data_s=0.0,
+                compute_s=0.0,
+            )
             time.sleep(0.02)
         writer.write(EventType.STATUS, status=RunStatus.COMPLETED)
 

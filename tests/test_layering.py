@@ -32,9 +32,15 @@ def test_trainers_engine_never_imports_the_console():
 
 def test_help_is_fast_and_torch_free():
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from emoconsole.cli import app; "
-         "sys.argv=['emoconsole','--help']\ntry:\n app()\nexcept SystemExit: pass\n"
-         "import json; print(json.dumps('torch' in sys.modules))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from emoconsole.cli import app; "
+            "sys.argv=['emoconsole','--help']\ntry:\n app()\nexcept SystemExit: pass\n"
+            "import json; print(json.dumps('torch' in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(proc.stdout.strip().splitlines()[-1]) is False

@@ -26,7 +26,9 @@ def test_report_matches_sklearn(seed):
     np.testing.assert_array_equal(cm, skm.confusion_matrix(y, p, labels=range(k)))
     assert rep["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
     assert rep["macro_f1"] == pytest.approx(skm.f1_score(y, p, average="macro", zero_division=0))
-    assert rep["weighted_f1"] == pytest.approx(skm.f1_score(y, p, average="weighted", zero_division=0))
+    assert rep["weighted_f1"] == pytest.approx(
+        skm.f1_score(y, p, average="weighted", zero_division=0)
+    )
     assert rep["uar"] == pytest.approx(skm.balanced_accuracy_score(y, p))
     rec = skm.recall_score(y, p, average=None, labels=range(k), zero_division=0)
     assert [rep["per_class"][str(i)]["recall"] for i in range(k)] == pytest.approx(rec)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import pytest
 
 from tests.conftest import SMALL_MODEL, run_trainers, trainers_cmd
@@ -28,12 +27,29 @@ def settings(cache, epochs=4):
 
 
 def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_path):
-    proc = run_trainers("train", "hybrid-attention", "--data", str(small_corpus),
-                        "--out", str(tmp_path), "--run-id", "r1", *settings(feature_cache, 2))
+    proc = run_trainers(
+        "train",
+        "hybrid-attention",
+        "--data",
+        str(small_corpus),
+        "--out",
+        str(tmp_path),
+        "--run-id",
+        "r1",
+        *settings(feature_cache, 2),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = RunDir(tmp_path / "r1")
-    for path in (run.run_json, run.events, run.train_log, run.summary, run.best_ckpt,
-                 run.last_ckpt, run.bad_inputs, run.predictions):
+    for path in (
+        run.run_json,
+        run.events,
+        run.train_log,
+        run.summary,
+        run.best_ckpt,
+        run.last_ckpt,
+        run.bad_inputs,
+        run.predictions,
+    ):
         assert path.exists(), path
     assert list(run.tb.iterdir())
     manifest = run.read_manifest()
@@ -50,12 +66,19 @@ def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_
     assert step["data_s"] >= 0 and step["compute_s"] > 0
     summary = run.read_summary()
     assert summary["epochs_run"] == 2
-    assert set(summary["test"]) >= {"accuracy", "macro_f1", "weighted_f1", "uar", "per_class",
-                                    "confusion"}
+    assert set(summary["test"]) >= {
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "uar",
+        "per_class",
+        "confusion",
+    }
     # actor-disjoint: the test actor never appears in training predictions' actors
     rows = [json.loads(x) for x in run.predictions.read_text().splitlines()]
     assert {r["actor"] for r in rows if r["split"] == "test"}.isdisjoint(
-        {r["actor"] for r in rows if r["split"] == "val"})
+        {r["actor"] for r in rows if r["split"] == "val"}
+    )
     assert "epoch 2 val:" in run.train_log.read_text()
 
 
@@ -73,13 +96,17 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(small_corpus, feature_c
     ref = run_trainers("train", "hybrid-attention", "--run-id", "straight", *args)
     assert ref.returncode == 0, ref.stderr[-2000:]
 
-    proc = subprocess.Popen(trainers_cmd("train", "hybrid-attention", "--run-id", "killed", *args),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        trainers_cmd("train", "hybrid-attention", "--run-id", "killed", *args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     run = RunDir(tmp_path / "killed")
 
     def in_epoch_3():
         return run.events.exists() and any(
-            e["type"] == "step" and e["epoch"] == 3 for e in read_events(run.events))
+            e["type"] == "step" and e["epoch"] == 3 for e in read_events(run.events)
+        )
 
     try:
         wait_for(in_epoch_3, 240, "epoch 3 to start")
@@ -106,8 +133,17 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(small_corpus, feature_c
 def test_tensorboard_scalars_match_events(small_corpus, feature_cache, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    proc = run_trainers("train", "hybrid-attention", "--data", str(small_corpus),
-                        "--out", str(tmp_path), "--run-id", "tb", *settings(feature_cache, 2))
+    proc = run_trainers(
+        "train",
+        "hybrid-attention",
+        "--data",
+        str(small_corpus),
+        "--out",
+        str(tmp_path),
+        "--run-id",
+        "tb",
+        *settings(feature_cache, 2),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = RunDir(tmp_path / "tb")
     events = read_events(run.events)
@@ -131,8 +167,17 @@ def test_truncated_mp4_and_empty_wav_are_skipped_and_listed(small_corpus, featur
     blob = mp4.read_bytes()
     mp4.write_bytes(blob[: len(blob) // 2])
     wav.write_bytes(b"")
-    proc = run_trainers("train", "hybrid-attention", "--data", str(data), "--out", str(tmp_path),
-                        "--run-id", "bad", *settings(feature_cache, 1))
+    proc = run_trainers(
+        "train",
+        "hybrid-attention",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path),
+        "--run-id",
+        "bad",
+        *settings(feature_cache, 1),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = RunDir(tmp_path / "bad")
     bad = {row["path"]: row["reason"] for row in run.read_bad_inputs()}

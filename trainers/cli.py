@@ -30,7 +30,7 @@ class UsageError(Exception):
     """Bad arguments or config: exit 2 before anything is created."""
 
 
-def _progress_printer(label: str):  # noqa: ANN202
+def _progress_printer(label: str):
     """A one-line progress display on stderr that works without rich or a tty."""
     tty = sys.stderr.isatty()
     state = {"last": 0.0}
@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve_config(model: str, files: list[Path], assignments: list[str], data: Path | None) -> Any:
+def _resolve_config(
+    model: str, files: list[Path], assignments: list[str], data: Path | None
+) -> Any:
     from trainers.config import ConfigError, resolve
     from trainers.registry import UnknownModelError, get_entry
 
@@ -162,7 +164,9 @@ def to_toml(tree: dict[str, Any]) -> str:
             if value is None:
                 lines.append(f"# {key} = (none)")
             else:
-                lines.append(f"{key} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+                lines.append(
+                    f"{key} = {json.dumps(list(value) if isinstance(value, tuple) else value)}"
+                )
         lines.append("")
     return "\n".join(lines)
 
@@ -200,7 +204,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     import os
 
-    resumes = [*manifest.get("resumes", []), {"at": time.time(), "pid": os.getpid(), "argv": sys.argv}]
+    resumes = [
+        *manifest.get("resumes", []),
+        {"at": time.time(), "pid": os.getpid(), "argv": sys.argv},
+    ]
     run.update_manifest(resumes=resumes)
     print(f"run: {run.path}", flush=True)
     return _fit(Trainer(entry, cfg, run), resume=True)
@@ -212,10 +219,15 @@ def _fit(trainer: Any, resume: bool) -> int:
     try:
         summary = trainer.fit(resume=resume)
     except StopRequested:
-        print(f"stopped; continue with: python -m trainers resume {trainer.run.path}", file=sys.stderr)
+        print(
+            f"stopped; continue with: python -m trainers resume {trainer.run.path}", file=sys.stderr
+        )
         return 128 + (trainer._stop_signal or 15)
     except Exception as exc:
-        print(f"run failed: {type(exc).__name__}: {exc} (see {trainer.run.train_log})", file=sys.stderr)
+        print(
+            f"run failed: {type(exc).__name__}: {exc} (see {trainer.run.train_log})",
+            file=sys.stderr,
+        )
         return 1
     test = summary["test"]
     print(

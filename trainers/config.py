@@ -74,13 +74,17 @@ class TrainConfig:
         if self.lr <= 0:
             raise ConfigError("train.lr", f"must be > 0, got {self.lr}")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+            raise ConfigError(
+                "train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}"
+            )
         if self.focal_gamma < 0:
             raise ConfigError("train.focal_gamma", f"must be >= 0, got {self.focal_gamma}")
         if not 0.0 < self.onecycle_pct_start < 1.0:
             raise ConfigError("train.onecycle_pct_start", "must be in (0, 1)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError("train.device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+            raise ConfigError(
+                "train.device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
 
 
 @dataclass
@@ -162,7 +166,9 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         if not isinstance(items, list | tuple):
             raise bad
         inner = typing.get_args(tp)[0]
-        return tuple(coerce(key, inner, item.strip() if isinstance(item, str) else item) for item in items)
+        return tuple(
+            coerce(key, inner, item.strip() if isinstance(item, str) else item) for item in items
+        )
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -234,7 +240,9 @@ def apply_mapping(cfg: Any, tree: Mapping[str, Any], source: str = "") -> None:
             set_value(cfg, key, value)
         except ConfigError as exc:
             if source:
-                raise ConfigError(exc.key, f"{exc.args[0].split(': ', 1)[1]} (in {source})") from None
+                raise ConfigError(
+                    exc.key, f"{exc.args[0].split(': ', 1)[1]} (in {source})"
+                ) from None
             raise
 
 

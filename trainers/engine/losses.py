@@ -17,7 +17,9 @@ from torch import nn
 WeightScheme = Literal["none", "inverse", "inverse_sqrt", "balanced"]
 
 
-def class_weights(labels: np.ndarray, num_classes: int, scheme: WeightScheme) -> torch.Tensor | None:
+def class_weights(
+    labels: np.ndarray, num_classes: int, scheme: WeightScheme
+) -> torch.Tensor | None:
     """Per-class weights from training labels, normalised to mean 1.
 
     ``inverse``: 1/count. ``inverse_sqrt``: 1/sqrt(count), gentler, for long tails

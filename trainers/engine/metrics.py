@@ -66,6 +66,4 @@ def majority_floor(train_labels: np.ndarray, eval_labels: np.ndarray, num_classe
     majority = int(np.bincount(train_labels, minlength=num_classes).argmax())
     cm = confusion_matrix(eval_labels, np.full_like(eval_labels, majority), num_classes)
     rep = classification_report(cm, [str(i) for i in range(num_classes)])
-    return {k: rep[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar")} | {
-        "class": majority
-    }
+    return {k: rep[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar")} | {"class": majority}

@@ -66,7 +66,9 @@ def build_schedule(
         )
         return Schedule(sched, "step")
     if cfg.scheduler == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=cfg.min_lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=total, eta_min=cfg.min_lr
+        )
         return Schedule(sched, "step")
     if cfg.scheduler == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -14,6 +14,7 @@ may differ in the last bits unless ``train.deterministic`` is set).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -67,7 +68,9 @@ def pick_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={spec!r} but CUDA is not available on {socket.gethostname()}")
+        raise RuntimeError(
+            f"train.device={spec!r} but CUDA is not available on {socket.gethostname()}"
+        )
     return device
 
 
@@ -80,7 +83,9 @@ def amp_dtype(spec: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool) -> list[list[int]]:
+def epoch_batches(
+    n: int, batch_size: int, seed: int, epoch: int, drop_last: bool
+) -> list[list[int]]:
     """The batch order of one epoch, from (seed, epoch) alone."""
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=gen).tolist()
@@ -110,7 +115,9 @@ class Trainer:
         """Train to the end (or early stop) and write summary.json. Re-raises failures
         after recording them, so the CLI exits non-zero."""
         tc = self.tc
-        ckpt = load_checkpoint(self.run.last_ckpt) if resume and self.run.last_ckpt.exists() else None
+        ckpt = (
+            load_checkpoint(self.run.last_ckpt) if resume and self.run.last_ckpt.exists() else None
+        )
         purge = ckpt["global_step"] + 1 if ckpt else None
         self.text = TextLogSink(self.run.train_log, echo=sys.stdout if tc.log_every else None)
         self.logger = RunLogger(self.run.events, [TensorBoardSink(self.run.tb, purge), self.text])
@@ -136,7 +143,9 @@ class Trainer:
             self.run.update_manifest(status=RunStatus.FAILED, ended_at=time.time())
             self.logger.close()
             raise
-        self.logger.emit(EventType.STATUS, status=RunStatus.COMPLETED, reason=summary["stop_reason"])
+        self.logger.emit(
+            EventType.STATUS, status=RunStatus.COMPLETED, reason=summary["stop_reason"]
+        )
         self.run.update_manifest(status=RunStatus.COMPLETED, ended_at=time.time())
         self.logger.close()
         return summary
@@ -146,10 +155,9 @@ class Trainer:
             self._stop_signal = signum
 
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            # Only the main thread may install handlers (not so in some embedders' threads).
+            with contextlib.suppress(ValueError):
                 signal.signal(sig, handler)
-            except ValueError:  # not the main thread (e.g. called from a test thread)
-                pass
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -183,7 +191,9 @@ class Trainer:
         self.description = self.data.describe()
         self.logger.log(f"data: {self.description}")
         if len(self.bad):
-            self.logger.log(f"{len(self.bad)} input file(s) skipped: see {self.run.bad_inputs.name}")
+            self.logger.log(
+                f"{len(self.bad)} input file(s) skipped: see {self.run.bad_inputs.name}"
+            )
 
         self.model = self.entry.build(self.cfg, len(self.classes)).to(self.device)
         self.train_labels = np.asarray(self.data.labels("train"))
@@ -278,7 +288,9 @@ class Trainer:
         train_s = time.perf_counter() - t_train
         return self._finish(epoch, stop_reason, t_start, train_s, epoch_times)
 
-    def _train_epoch(self, epoch: int, skip_batches: int, partial: dict[str, float] | None) -> float:
+    def _train_epoch(
+        self, epoch: int, skip_batches: int, partial: dict[str, float] | None
+    ) -> float:
         tc = self.tc
         batches = epoch_batches(len(self.train_set), tc.batch_size, tc.seed, epoch, self.drop_last)
         total_batches = len(batches)
@@ -297,7 +309,9 @@ class Trainer:
         window = {"loss": 0.0, "n": 0, "data_s": 0.0, "compute_s": 0.0, "samples": 0}
         loader = self._loader(self.train_set, batches[skip_batches:])
         autocast = (
-            torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else nullcontext()
+            torch.autocast(self.device.type, dtype=self.amp)
+            if self.amp is not None
+            else nullcontext()
         )
         t_ready = time.perf_counter()
         for i, batch in enumerate(_timed(loader), start=skip_batches):
@@ -370,7 +384,9 @@ class Trainer:
         self.model.eval()
         probs, labels, loss_sum, n = [], [], 0.0, 0
         autocast = (
-            torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else nullcontext()
+            torch.autocast(self.device.type, dtype=self.amp)
+            if self.amp is not None
+            else nullcontext()
         )
         for batch in self._eval_loader(split):
             batch = to_device(batch, self.device)

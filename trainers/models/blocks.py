@@ -156,7 +156,10 @@ class AttentionBlock(nn.Module):
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(dim)
         self.ff = nn.Sequential(
-            nn.Linear(dim, dim * 2), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(dim * 2, dim)
+            nn.Linear(dim, dim * 2),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(dim * 2, dim),
         )
         self.norm2 = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
@@ -164,6 +167,8 @@ class AttentionBlock(nn.Module):
     def forward(
         self, query: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor
     ) -> torch.Tensor:
-        attended, _ = self.attn(query, context, context, key_padding_mask=~context_mask, need_weights=False)
+        attended, _ = self.attn(
+            query, context, context, key_padding_mask=~context_mask, need_weights=False
+        )
         x = self.norm1(query + self.drop(attended))
         return self.norm2(x + self.drop(self.ff(x)))

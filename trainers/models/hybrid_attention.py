@@ -96,7 +96,9 @@ class HybridAttentionModel(nn.Module):
         self.audio2 = MultiScaleConv1d(self.audio1.out_channels, p.audio_channels, p.audio_kernels)
         self.audio_proj = nn.Linear(self.audio2.out_channels, p.d_model)
         self.frames = FrameEncoder(video_channels, p.frame_width, p.frame_dim)
-        self.tcn = TCN(p.frame_dim, p.tcn_channels, p.tcn_dilations, p.tcn_kernel, p.tcn_dropout, p.causal)
+        self.tcn = TCN(
+            p.frame_dim, p.tcn_channels, p.tcn_dilations, p.tcn_kernel, p.tcn_dropout, p.causal
+        )
         self.video_proj = nn.Linear(p.tcn_channels, p.d_model)
         self.video_self = AttentionBlock(p.d_model, p.heads, p.attn_dropout)
         self.audio_to_video = AttentionBlock(p.d_model, p.heads, p.attn_dropout)
@@ -109,7 +111,9 @@ class HybridAttentionModel(nn.Module):
             nn.Linear(p.d_model, num_classes),
         )
 
-    def encode_audio(self, audio: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_audio(
+        self, audio: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x, mask = self.audio1(audio.transpose(1, 2), mask)
         x, mask = self.audio2(x, mask)
         return self.audio_proj(x.transpose(1, 2)), mask
@@ -134,7 +138,7 @@ class HybridAttentionModel(nn.Module):
         return self.head(fused)
 
 
-def _data(cfg: HybridAttentionConfig):  # noqa: ANN202
+def _data(cfg: HybridAttentionConfig):
     from trainers.data.av_dataset import RavdessDataModule
 
     return RavdessDataModule(cfg.data, seed=cfg.train.seed)
