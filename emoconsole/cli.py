@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from emoconsole.hosts_cli import hosts_app, watch
+
 app = typer.Typer(
     name="emoconsole",
     help="A terminal experiment console for emotion-recognition research.",
@@ -19,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(hosts_app, name="hosts")
+app.command()(watch)
 
 DataDir = Annotated[
     Path,
@@ -43,8 +47,10 @@ def demo(
     seed: Annotated[int, typer.Option(help="Corpus and training seed.")] = 0,
     overrides: Overrides = None,
 ) -> None:
-    """Generate a small RAVDESS-layout corpus, train hybrid-attention on this machine,
-    follow it live and print the summary.
+    """Train hybrid-attention here on a generated corpus, live, then print the summary.
+
+    Writes a small RAVDESS-layout corpus to --data-dir (once; reused after), starts
+    `python -m trainers train` as its own process and follows its run directory.
 
     Ctrl-C stops the run cleanly (checkpoint saved); `python -m trainers resume RUN`
     continues it.

@@ -1,0 +1,204 @@
+"""``emoconsole hosts ...`` and ``emoconsole watch``: thin commands over ``remote``.
+
+Parse, call the library, print. Known errors (every ``RemoteError``) exit 1
+with one line and a hint, never a traceback. paramiko is imported only by the
+commands that talk SSH, through ``remote.ssh``; listing hosts or watching a
+local run never loads it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from remote.errors import RemoteError
+
+if TYPE_CHECKING:
+    from remote.watch import ConnectionItem
+
+hosts_app = typer.Typer(
+    help="The machines runs go to: this one (local) and SSH hosts from hosts.toml.",
+    no_args_is_help=True,
+)
+
+HostName = Annotated[
+    str, typer.Option("--host", help="A host from `emoconsole hosts list` (default: local).")
+]
+
+
+def _fail(exc: RemoteError) -> NoReturn:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    if exc.hint:
+        typer.secho(f"hint: {exc.hint}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _known_errors() -> Iterator[None]:
+    try:
+        yield
+    except RemoteError as exc:
+        _fail(exc)
+
+
+@hosts_app.command("list")
+def list_hosts() -> None:
+    """List the configured hosts and where each is defined."""
+    from remote.config import load_hosts, user_config_path
+
+    with _known_errors():
+        hosts = load_hosts()
+    width = max(len(name) for name in hosts)
+    for name, cfg in hosts.items():
+        extras = [f"python={cfg.python}"] if cfg.python else []
+        extras += [f"workdir={cfg.workdir}"] if cfg.workdir else []
+        line = f"{name:<{width}}  {cfg.describe()}"
+        if extras:
+            line += "  " + " ".join(extras)
+        typer.echo(f"{line}  ({cfg.source})")
+    if len(hosts) == 1:
+        typer.echo(f"(define more in {user_config_path()} as [hosts.NAME] tables)")
+
+
+@hosts_app.command("check")
+def check_host(
+    name: Annotated[str, typer.Argument(help="A host from `emoconsole hosts list`.")],
+) -> None:
+    """Connect and run the host's python: shows an unknown host key's fingerprint
+    (to verify out of band, then `hosts trust`) or confirms the host is usable."""
+    from remote.config import get_host
+
+    with _known_errors():
+        host = get_host(name)
+        try:
+            result = host.run(
+                [host.python, "-c", "import sys; print(sys.version.split()[0])"],
+                timeout=60,
+                check=True,
+            )
+        finally:
+            host.close()
+    typer.echo(f"{name}: ok, python {result.stdout.strip()} ({host.python})")
+
+
+@hosts_app.command("trust")
+def trust_host(
+    name: Annotated[
+        str, typer.Argument(help="A host from `emoconsole hosts list`, or an ssh alias.")
+    ],
+    fingerprint: Annotated[
+        str,
+        typer.Option(
+            "--fingerprint",
+            help="The SHA256:... fingerprint you checked out of band "
+            "(e.g. `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host).",
+        ),
+    ],
+) -> None:
+    """Trust a host's key, if it is the one with this fingerprint.
+
+    The key is recorded in emoconsole's own known_hosts (~/.ssh is never written).
+    """
+    from remote.config import known_hosts_path
+    from remote.ssh import trust_host_key
+
+    with _known_errors():
+        host, key = trust_host_key(name, fingerprint)
+        where = host.resolve().host_key_name
+    typer.echo(f"trusted {key.get_name()} {key.fingerprint} for {where} (in {known_hosts_path()})")
+
+
+def watch(
+    run_dir: Annotated[str, typer.Argument(help="The run directory, as a path on the host.")],
+    host: HostName = "local",
+    interval: Annotated[
+        float, typer.Option(help="Seconds between system samples and heartbeats.")
+    ] = 2.0,
+    after_seq: Annotated[int, typer.Option(help="Show only events after this seq.")] = 0,
+    log: Annotated[bool, typer.Option(help="Show train.log as it grows.")] = True,
+    system: Annotated[bool, typer.Option("--sys", help="Show system samples.")] = False,
+) -> None:
+    """Follow a run live: events, its log, connection drops; ends with the run.
+
+    Exits 0 when the run completed or was stopped, 1 when it failed or crashed.
+    """
+    from remote.config import get_host
+    from remote.watch import (
+        ConnectionItem,
+        CrashedItem,
+        EventItem,
+        LogItem,
+        SysItem,
+        follow,
+    )
+    from trainers.events import RunStatus
+
+    status: RunStatus | None = None
+    with _known_errors():
+        target = get_host(host)
+        try:
+            for item in follow(target, run_dir, after_seq=after_seq, interval=interval):
+                if isinstance(item, EventItem):
+                    typer.echo(_format_event(item.event))
+                    status = item.status or status
+                elif isinstance(item, LogItem) and log:
+                    sys.stdout.write(item.text)
+                    sys.stdout.flush()
+                elif isinstance(item, SysItem) and system:
+                    typer.echo(_format_sample(item.sample))
+                elif isinstance(item, ConnectionItem):
+                    typer.secho(_format_connection(item), fg=typer.colors.YELLOW, err=True)
+                elif isinstance(item, CrashedItem):
+                    status = item.status
+                    typer.secho("run crashed; its last log lines:", fg=typer.colors.RED, err=True)
+                    for line in item.last_log:
+                        typer.echo(f"  {line}", err=True)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        finally:
+            target.close()
+    if status in (RunStatus.FAILED, RunStatus.CRASHED):
+        raise typer.Exit(1)
+
+
+def _format_event(event: dict) -> str:
+    skip = {"seq", "type", "time", "per_class", "confusion", "traceback"}
+    fields = " ".join(f"{k}={_short(v)}" for k, v in event.items() if k not in skip)
+    return f"[{event.get('seq')}] {event.get('type')} {fields}".rstrip()
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _format_sample(sample: dict) -> str:
+    parts = []
+    if sample.get("cpu_percent") is not None:
+        parts.append(f"cpu {sample['cpu_percent']:.0f}%")
+    if sample.get("ram_percent") is not None:
+        parts.append(f"ram {sample['ram_percent']:.0f}%")
+    if sample.get("disk_free") is not None:
+        parts.append(f"disk free {sample['disk_free'] / 2**30:.1f} GiB")
+    for gpu in sample.get("gpus") or []:
+        parts.append(
+            f"gpu{gpu.get('index')} {gpu.get('util_percent')}% "
+            f"{gpu.get('mem_used_mib')}/{gpu.get('mem_total_mib')} MiB "
+            f"{gpu.get('temp_c')}C {gpu.get('power_w')}W"
+        )
+    alive = {True: "running", False: "gone", None: "unknown"}[sample.get("alive")]
+    parts.append(f"process {alive}")
+    return "sys: " + ", ".join(parts)
+
+
+def _format_connection(item: ConnectionItem) -> str:
+    if item.state == "lost":
+        return f"connection lost: {item.reason}"
+    if item.state == "retrying":
+        return f"reconnecting in {item.delay:.1f} s (attempt {item.attempt})"
+    return f"connection restored (attempt {item.attempt}); resuming where it stopped"

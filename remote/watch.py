@@ -1,0 +1,288 @@
+"""Following a run from the console: the client side of :mod:`remote.watcher`.
+
+``follow`` starts the watcher on the host through ``host.stream`` (a
+subprocess locally, one exec channel over SSH) and turns its JSON lines into
+typed items. The connection is the unreliable part, so the client owns the
+resume point: the last event seq and train.log byte offset it has handed out.
+When the stream drops (a transport error, an end without the watcher's
+``end`` line, or silence, not even a heartbeat, for ``silence_intervals``
+intervals) it reconnects with capped exponential backoff and asks again from
+that point, so every event is yielded exactly once. Problems a retry cannot fix
+(authentication, host keys, a watcher that cannot start) are raised at once.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from remote.errors import (
+    AuthenticationError,
+    CommandError,
+    ConfigError,
+    HostKeyError,
+    TransportError,
+    WatchError,
+)
+from remote.host import Command, Host
+from trainers.events import EventType, RunStatus
+
+# -- what a follower yields ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventItem:
+    """One events.jsonl line (see docs/run-directory.md)."""
+
+    event: dict[str, Any]
+    kind: Literal["event"] = "event"
+
+    @property
+    def seq(self) -> int:
+        return int(self.event["seq"])
+
+    @property
+    def type(self) -> str:
+        return str(self.event.get("type"))
+
+    @property
+    def status(self) -> RunStatus | None:
+        if self.type != EventType.STATUS:
+            return None
+        try:
+            return RunStatus(self.event.get("status"))
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class LogItem:
+    """New train.log text; ``offset`` is the byte offset just after it."""
+
+    offset: int
+    text: str
+    kind: Literal["log"] = "log"
+
+
+@dataclass(frozen=True)
+class SysItem:
+    """A system sample from the host: cpu_percent, ram_*, disk_*, alive, gpus, ..."""
+
+    sample: dict[str, Any]
+    kind: Literal["sys"] = "sys"
+
+
+@dataclass(frozen=True)
+class HeartbeatItem:
+    time: float
+    kind: Literal["heartbeat"] = "heartbeat"
+
+
+@dataclass(frozen=True)
+class CrashedItem:
+    """The process is gone without a terminal status; the run's last log lines."""
+
+    last_log: list[str]
+    kind: Literal["crashed"] = "crashed"
+    status: RunStatus = RunStatus.CRASHED
+
+
+@dataclass(frozen=True)
+class ConnectionItem:
+    """The link to the host: ``lost`` once when it drops, ``retrying`` before each
+    attempt (after ``delay`` seconds), ``restored`` when the watcher speaks again."""
+
+    state: Literal["lost", "retrying", "restored"]
+    attempt: int
+    reason: str = ""
+    delay: float = 0.0
+    kind: Literal["connection"] = "connection"
+
+
+WatchItem = EventItem | LogItem | SysItem | HeartbeatItem | CrashedItem | ConnectionItem
+
+
+# -- reconnecting --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnection attempts: ``initial`` doubling up to ``cap``.
+    Gives up after ``max_attempts`` attempts or ``max_downtime`` seconds without
+    a connection, whichever comes first (None: no such limit)."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    cap: float = 10.0
+    max_attempts: int | None = None
+    max_downtime: float | None = 300.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.initial * self.factor ** max(0, attempt - 1))
+
+
+@dataclass
+class ResumePoint:
+    """What the client holds; a new watcher starts right after it."""
+
+    seq: int = 0
+    log_offset: int = 0
+    finished: bool = field(default=False)  # a terminal status or a crash was yielded
+
+
+def _quote_dir(path: str) -> str:
+    # Leave a leading ~ to the remote shell, which is what makes it the remote home.
+    if path == "~":
+        return "~"
+    if path.startswith("~/"):
+        return "~/" + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def watcher_command(
+    host: Host,
+    run_dir: str,
+    point: ResumePoint,
+    interval: float,
+    poll: float | None = None,
+) -> Command:
+    argv = [
+        host.python,
+        "-m",
+        "remote.watcher",
+        str(run_dir),
+        "--after-seq",
+        str(point.seq),
+        "--log-offset",
+        str(point.log_offset),
+        "--interval",
+        repr(float(interval)),
+    ]
+    if poll is not None:
+        argv += ["--poll", repr(float(poll))]
+    if host.workdir:
+        # exec: the watcher, not a shell, is what the stream's end reaches.
+        return f"cd {_quote_dir(host.workdir)} && exec {shlex.join(argv)}"
+    return argv
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    """A watcher line, or None for anything else (a login banner a shell rc file
+    prints on stdout, say), which is skipped rather than fatal."""
+    if not line.startswith("{"):
+        return None
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) and "kind" in msg else None
+
+
+def follow(
+    host: Host,
+    run_dir: str | PurePosixPath,
+    after_seq: int = 0,
+    log_offset: int = 0,
+    interval: float = 2.0,
+    *,
+    backoff: Backoff | None = None,
+    silence_intervals: float = 3.0,
+    poll: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[WatchItem]:
+    """Yield a run's items until it ends (terminal status or crash), surviving drops.
+
+    ``run_dir`` is a path on the host (relative paths are relative to the host's
+    workdir, or its home over SSH). ``after_seq`` / ``log_offset`` resume a
+    follow that an earlier process started.
+    """
+    backoff = backoff or Backoff()
+    point = ResumePoint(seq=after_seq, log_offset=log_offset)
+    attempt = 0
+    down_since: float | None = None
+    reason = ""
+    while True:
+        if attempt:
+            elapsed = time.monotonic() - (down_since or time.monotonic())
+            if (backoff.max_attempts is not None and attempt > backoff.max_attempts) or (
+                backoff.max_downtime is not None and elapsed > backoff.max_downtime
+            ):
+                raise TransportError(
+                    f"{host.name}: gave up reconnecting after {attempt - 1} attempts "
+                    f"and {elapsed:.0f} s: {reason}"
+                )
+            delay = backoff.delay(attempt)
+            yield ConnectionItem("retrying", attempt, reason, delay)
+            sleep(delay)
+        command = watcher_command(host, str(run_dir), point, interval, poll)
+        heard = False
+        try:
+            with host.stream(command, idle_timeout=interval * silence_intervals) as lines:
+                for line in lines:
+                    msg = _parse(line)
+                    if msg is None:
+                        continue
+                    if not heard:
+                        heard = True
+                        if attempt:
+                            yield ConnectionItem("restored", attempt)
+                            attempt, down_since = 0, None
+                    kind = msg["kind"]
+                    if kind == "end":
+                        return
+                    if kind == "error":
+                        raise WatchError(f"{host.name}: {msg.get('message')}")
+                    yield from _items(msg, point)
+                code = lines.wait_exit(2.0)
+                if code not in (None, 0):
+                    # The watcher itself failed (no such interpreter, module missing,
+                    # a bug): the same command would fail again, so say why now.
+                    raise CommandError(_describe(command), code, lines.stderr_tail or "(no output)")
+                reason = "the watcher's stream ended early"
+        except (AuthenticationError, HostKeyError, ConfigError):
+            raise
+        except TransportError as exc:
+            reason = str(exc)
+        if point.finished:
+            # The run is over and everything up to its end was yielded; only trailing
+            # log lines could be missing, not worth waiting for a dead link.
+            return
+        if attempt == 0:
+            down_since = time.monotonic()
+            yield ConnectionItem("lost", 0, reason)
+        attempt += 1
+
+
+def _describe(command: Command) -> str:
+    return command if isinstance(command, str) else shlex.join(command)
+
+
+def _items(msg: dict[str, Any], point: ResumePoint) -> Iterator[WatchItem]:
+    kind = msg["kind"]
+    if kind == "event":
+        event = msg["event"]
+        if event["seq"] <= point.seq:
+            return  # already yielded before a reconnect: never twice
+        point.seq = event["seq"]
+        item = EventItem(event)
+        if item.status is not None and item.status.is_terminal():
+            point.finished = True
+        yield item
+    elif kind == "log":
+        if msg["offset"] <= point.log_offset:
+            return
+        point.log_offset = msg["offset"]
+        yield LogItem(msg["offset"], msg["text"])
+    elif kind == "sys":
+        yield SysItem({k: v for k, v in msg.items() if k != "kind"})
+    elif kind == "heartbeat":
+        yield HeartbeatItem(msg.get("time", time.time()))
+    elif kind == "crashed":
+        point.finished = True
+        yield CrashedItem(list(msg.get("last_log", [])))
+    # Unknown kinds come from a newer watcher; an older client ignores them.
