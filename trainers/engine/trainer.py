@@ -272,6 +272,7 @@ class Trainer:
                 split="val",
                 global_step=self.global_step,
                 train_loss=train_loss,
+                lr=current_lr(self.optimizer),
                 is_best=is_best,
                 monitor=tc.monitor,
                 best=self.stopper.best,
@@ -304,6 +305,11 @@ class Trainer:
             global_step=self.global_step,
         )
         self.model.train()
+        # Augmenting data sets draw from (seed, epoch, index), never from a shared stream,
+        # so resume and any worker count see the same augmented samples.
+        set_epoch = getattr(self.train_set, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
         loss_sum = partial["loss_sum"] if partial else 0.0
         seen = int(partial["samples"]) if partial else 0
         window = {"loss": 0.0, "n": 0, "data_s": 0.0, "compute_s": 0.0, "samples": 0}

@@ -26,16 +26,57 @@ def downsample_mask(mask: torch.Tensor, factor: int, length: int) -> torch.Tenso
     return pooled > 0
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d over ``(B, C, T)`` whose training statistics count real frames only.
+
+    Plain BatchNorm in training mode averages over the padding too, so how long the
+    batch's longest item is would shift the normalisation of every real frame. Given a
+    mask, the batch mean and variance (and the running estimates) come from the real
+    frames alone. In eval mode, or without a mask, it is exactly BatchNorm1d, and its
+    state_dict keys are BatchNorm1d's. Outputs at padded frames are zero in training and
+    unspecified in eval: callers mask them, as every block here does.
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None or not self.training or x.dim() != 3:
+            return super().forward(x)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average, as BatchNorm1d does
+                momentum = 1.0 / float(self.num_batches_tracked)
+        real = x.transpose(1, 2)[mask]  # (N, C): the real frames of every item
+        normed = F.batch_norm(
+            real,
+            self.running_mean if self.track_running_stats else None,
+            self.running_var if self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            True,
+            momentum,
+            self.eps,
+        )
+        # normed's dtype, not x's: under autocast batch_norm may run in float32.
+        out = normed.new_zeros(x.shape[0], x.shape[2], x.shape[1])
+        out[mask] = normed
+        return out.transpose(1, 2)
+
+
 class FrameEncoder(nn.Module):
     """Per-frame face encoder: a small CNN applied to every face crop.
 
-    Input (N, C, S, S) in 0..1, output (N, dim). Three conv stages (5x5 stride 2,
-    then two 3x3 with 2x2 max-pooling), BatchNorm and ReLU, global average
-    pooling and a linear projection. Sized for 48x48 crops (FER-2013's format)
-    so a whole clip of frames costs little on a CPU; any crop size works.
+    Input (N, C, S, S) in 0..1, output (N, dim). Each crop is first standardised
+    on its own (zero mean, unit variance), which removes skin tone and lighting,
+    the things that differ most between actors and say nothing about emotion.
+    Then three conv stages (5x5 stride 2, then two 3x3 with 2x2 max-pooling) with
+    BatchNorm and ReLU, average pooling to a ``grid`` x ``grid`` map and a linear
+    projection. The grid keeps *where* a feature is (brows above eyes above
+    mouth); pooling to 1x1 threw that away and, measured on generated data, left
+    the video branch near chance on held-out actors. Sized for 48x48 crops
+    (FER-2013's format) so a whole clip costs little on a CPU; any size works.
     """
 
-    def __init__(self, in_channels: int, width: int, dim: int) -> None:
+    def __init__(self, in_channels: int, width: int, dim: int, grid: int = 3) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, width, 5, stride=2, padding=2, bias=False),
@@ -49,13 +90,15 @@ class FrameEncoder(nn.Module):
             nn.BatchNorm2d(width * 4),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(1),
+            nn.AdaptiveAvgPool2d(grid),
             nn.Flatten(),
-            nn.Linear(width * 4, dim),
+            nn.Linear(width * 4 * grid * grid, dim),
         )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.net(frames)
+        mean = frames.mean(dim=(1, 2, 3), keepdim=True)
+        std = frames.std(dim=(1, 2, 3), keepdim=True)
+        return self.net((frames - mean) / (std + 1e-3))
 
 
 class TCNBlock(nn.Module):
@@ -74,14 +117,19 @@ class TCNBlock(nn.Module):
         dilation: int,
         dropout: float,
         causal: bool = True,
+        masked_norm: bool = False,
     ) -> None:
         super().__init__()
         self.pad = (kernel - 1) * dilation
         self.causal = causal
+        # masked_norm: batch statistics from real frames only (MaskedBatchNorm1d); off keeps
+        # plain BatchNorm1d, whose statistics also count the zeroed padding.
+        self.masked_norm = masked_norm
+        norm = MaskedBatchNorm1d if masked_norm else nn.BatchNorm1d
         self.conv1 = nn.Conv1d(in_ch, out_ch, kernel, dilation=dilation)
-        self.bn1 = nn.BatchNorm1d(out_ch)
+        self.bn1 = norm(out_ch)
         self.conv2 = nn.Conv1d(out_ch, out_ch, kernel, dilation=dilation)
-        self.bn2 = nn.BatchNorm1d(out_ch)
+        self.bn2 = norm(out_ch)
         self.drop = nn.Dropout(dropout)
         self.residual = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
@@ -93,9 +141,12 @@ class TCNBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: (B, C, T); mask: (B, T). Padded frames are zeroed after each conv."""
         m = mask.unsqueeze(1).to(x.dtype)
-        h = self.drop(F.relu(self.bn1(self.conv1(self._pad(x * m)))))
-        h = self.drop(F.relu(self.bn2(self.conv2(self._pad(h * m)))))
+        h = self.drop(F.relu(self._norm(self.bn1, self.conv1(self._pad(x * m)), mask)))
+        h = self.drop(F.relu(self._norm(self.bn2, self.conv2(self._pad(h * m)), mask)))
         return F.relu(h + self.residual(x)) * m
+
+    def _norm(self, bn: nn.BatchNorm1d, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return bn(h, mask) if self.masked_norm else bn(h)
 
 
 class TCN(nn.Module):
@@ -107,11 +158,12 @@ class TCN(nn.Module):
         kernel: int,
         dropout: float,
         causal: bool = True,
+        masked_norm: bool = False,
     ) -> None:
         super().__init__()
         widths = [in_ch] + [channels] * len(dilations)
         self.blocks = nn.ModuleList(
-            TCNBlock(widths[i], widths[i + 1], kernel, d, dropout, causal)
+            TCNBlock(widths[i], widths[i + 1], kernel, d, dropout, causal, masked_norm)
             for i, d in enumerate(dilations)
         )
 
@@ -123,14 +175,22 @@ class TCN(nn.Module):
 
 class MultiScaleConv1d(nn.Module):
     """Parallel Conv1D branches with different kernels, concatenated, BN, ReLU,
-    then max-pooled by 2: spectral patterns at several time scales."""
+    then max-pooled by 2: spectral patterns at several time scales.
 
-    def __init__(self, in_ch: int, out_per_kernel: int, kernels: tuple[int, ...]) -> None:
+    ``masked_norm`` takes BatchNorm's batch statistics from real frames only, so
+    how much padding a batch carries does not shift the normalisation.
+    """
+
+    def __init__(
+        self, in_ch: int, out_per_kernel: int, kernels: tuple[int, ...], masked_norm: bool = False
+    ) -> None:
         super().__init__()
         self.convs = nn.ModuleList(
             nn.Conv1d(in_ch, out_per_kernel, k, padding=k // 2) for k in kernels
         )
-        self.bn = nn.BatchNorm1d(out_per_kernel * len(kernels))
+        self.masked_norm = masked_norm
+        norm = MaskedBatchNorm1d if masked_norm else nn.BatchNorm1d
+        self.bn = norm(out_per_kernel * len(kernels))
         self.pool = nn.MaxPool1d(2, ceil_mode=True)
 
     @property
@@ -139,8 +199,9 @@ class MultiScaleConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x * mask.unsqueeze(1).to(x.dtype)
-        h = F.relu(self.bn(torch.cat([conv(x) for conv in self.convs], dim=1)))
-        h = self.pool(h)
+        h = torch.cat([conv(x) for conv in self.convs], dim=1)
+        h = F.relu(self.bn(h, mask) if self.masked_norm else self.bn(h))
+        h = self.pool(h * mask.unsqueeze(1).to(h.dtype))
         return h, downsample_mask(mask, 2, h.shape[-1])
 
 

@@ -41,6 +41,7 @@ class HybridAttentionParams:
     audio_kernels: tuple[int, ...] = (3, 5)
     frame_width: int = 16  # FrameEncoder base width (x1, x2, x4 over its stages)
     frame_dim: int = 128  # per-frame embedding size
+    frame_grid: int = 3  # FrameEncoder keeps a grid x grid spatial map before projecting
     tcn_channels: int = 128
     tcn_kernel: int = 3
     tcn_dilations: tuple[int, ...] = (1, 2, 4, 8)
@@ -92,12 +93,22 @@ class HybridAttentionModel(nn.Module):
         self, p: HybridAttentionParams, audio_dim: int, video_channels: int, num_classes: int
     ) -> None:
         super().__init__()
-        self.audio1 = MultiScaleConv1d(audio_dim, p.audio_channels, p.audio_kernels)
-        self.audio2 = MultiScaleConv1d(self.audio1.out_channels, p.audio_channels, p.audio_kernels)
+        # Masked BatchNorm throughout: with dynamic padding, plain BatchNorm would mix
+        # padding into its statistics and normalise differently in training and eval.
+        self.audio1 = MultiScaleConv1d(audio_dim, p.audio_channels, p.audio_kernels, True)
+        self.audio2 = MultiScaleConv1d(
+            self.audio1.out_channels, p.audio_channels, p.audio_kernels, True
+        )
         self.audio_proj = nn.Linear(self.audio2.out_channels, p.d_model)
-        self.frames = FrameEncoder(video_channels, p.frame_width, p.frame_dim)
+        self.frames = FrameEncoder(video_channels, p.frame_width, p.frame_dim, p.frame_grid)
         self.tcn = TCN(
-            p.frame_dim, p.tcn_channels, p.tcn_dilations, p.tcn_kernel, p.tcn_dropout, p.causal
+            p.frame_dim,
+            p.tcn_channels,
+            p.tcn_dilations,
+            p.tcn_kernel,
+            p.tcn_dropout,
+            p.causal,
+            masked_norm=True,
         )
         self.video_proj = nn.Linear(p.tcn_channels, p.d_model)
         self.video_self = AttentionBlock(p.d_model, p.heads, p.attn_dropout)
@@ -119,8 +130,11 @@ class HybridAttentionModel(nn.Module):
         return self.audio_proj(x.transpose(1, 2)), mask
 
     def encode_video(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, t = video.shape[:2]
-        per_frame = self.frames(video.flatten(0, 1)).view(b, t, -1)
+        # Only real frames go through the CNN: padding would cost compute and pollute
+        # its BatchNorm statistics.
+        real = self.frames(video[mask])
+        per_frame = real.new_zeros(*mask.shape, real.shape[-1])
+        per_frame[mask] = real
         x = self.tcn(per_frame.transpose(1, 2), mask).transpose(1, 2)
         x = self.video_proj(x)
         return self.video_self(x, x, mask)
