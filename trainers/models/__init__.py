@@ -1,3 +1,4 @@
 """The model zoo. Importing this package registers every model."""
 
+import trainers.models.branched  # noqa: F401
 from trainers.models import hybrid_attention  # noqa: F401
