@@ -434,3 +434,16 @@ def test_synthetic_corpus_round_trip_in_worker_processes(tmp_path: Path) -> None
     assert item["video"].shape[1:] == (1, 48, 48)
     # A face crop is not the flat centre of the frame: it has contrast.
     assert item["video"].std() > 10
+
+
+def test_collate_scales_a_batch_that_mixes_uint8_and_float_video():
+    from trainers.data.av_dataset import collate_av
+
+    raw = np.full((2, 1, 4, 4), 255, dtype=np.uint8)
+    augmented = np.full((3, 1, 4, 4), 0.5, dtype=np.float32)
+    batch = collate_av(
+        [{"label": 0, "index": 0, "video": raw}, {"label": 1, "index": 1, "video": augmented}]
+    )
+    assert batch["video"].max() <= 1.0
+    assert batch["video"][0, :2].eq(1.0).all() and batch["video"][1, :3].eq(0.5).all()
+    assert batch["video_mask"].tolist() == [[True, True, False], [True, True, True]]

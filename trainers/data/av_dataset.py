@@ -144,6 +144,9 @@ def collate_av(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
             video, mask = _pad(frames, np.uint8)
             batch["video"] = torch.from_numpy(video).float().div_(255.0)
         else:
+            # Mixed batches happen when only some items were augmented: scale each uint8
+            # item on its own so every row ends up in 0..1.
+            frames = [f.astype(np.float32) / 255.0 if f.dtype == np.uint8 else f for f in frames]
             video, mask = _pad(frames, np.float32)
             batch["video"] = torch.from_numpy(video)
         batch["video_mask"] = torch.from_numpy(mask)
