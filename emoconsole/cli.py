@@ -43,8 +43,10 @@ Overrides = Annotated[
 def demo(
     data_dir: DataDir = Path("demo-data/ravdess"),
     runs: RunsDir = Path("runs"),
-    actors: Annotated[int, typer.Option(help="Actors in the generated corpus.")] = 8,
-    seed: Annotated[int, typer.Option(help="Corpus and training seed.")] = 0,
+    actors: Annotated[int, typer.Option(help="Actors in the generated corpus.")] = 12,
+    seed: Annotated[
+        int, typer.Option(help="Corpus seed (the training seed is train.seed, via --set).")
+    ] = 0,
     overrides: Overrides = None,
 ) -> None:
     """Train hybrid-attention here on a generated corpus, live, then print the summary.
