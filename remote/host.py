@@ -116,6 +116,17 @@ class LineStream(Iterator[str]):
 
     # -- for subclasses -----------------------------------------------------------------
 
+    def _start_pumps(
+        self, read_stdout: Callable[[], bytes], read_stderr: Callable[[], bytes]
+    ) -> None:
+        """One reader thread per stream, so a full stderr pipe never stalls stdout."""
+        self._threads = [
+            threading.Thread(target=self._pump_stdout, args=(read_stdout,), daemon=True),
+            threading.Thread(target=self._pump_stderr, args=(read_stderr,), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
     def _pump_stdout(self, read: Callable[[], bytes]) -> None:
         buf = b""
         try:

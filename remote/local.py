@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,16 +138,7 @@ class _ProcessLineStream(LineStream):
         self.proc = _spawn(cmd, env, bufsize=0)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         out, err = self.proc.stdout, self.proc.stderr
-        self._threads = [
-            threading.Thread(
-                target=self._pump_stdout, args=(lambda: out.read(65536),), daemon=True
-            ),
-            threading.Thread(
-                target=self._pump_stderr, args=(lambda: err.read(65536),), daemon=True
-            ),
-        ]
-        for t in self._threads:
-            t.start()
+        self._start_pumps(lambda: out.read(65536), lambda: err.read(65536))
 
     @property
     def pid(self) -> int:

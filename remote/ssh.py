@@ -659,16 +659,7 @@ class _ChannelLineStream(LineStream):
     def __init__(self, command: str, idle_timeout: float | None, chan: paramiko.Channel):
         super().__init__(command, idle_timeout)
         self.chan = chan
-        self._threads = [
-            threading.Thread(
-                target=self._pump_stdout, args=(lambda: chan.recv(65536),), daemon=True
-            ),
-            threading.Thread(
-                target=self._pump_stderr, args=(lambda: chan.recv_stderr(65536),), daemon=True
-            ),
-        ]
-        for t in self._threads:
-            t.start()
+        self._start_pumps(lambda: chan.recv(65536), lambda: chan.recv_stderr(65536))
 
     @property
     def exit_code(self) -> int | None:
