@@ -26,18 +26,23 @@ def settings(cache, epochs=4):
     return out
 
 
-def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_path):
-    proc = run_trainers(
+def train(data, out, run_id, cache, epochs):
+    """`python -m trainers train hybrid-attention` at the tests' small size."""
+    return run_trainers(
         "train",
         "hybrid-attention",
         "--data",
-        str(small_corpus),
+        str(data),
         "--out",
-        str(tmp_path),
+        str(out),
         "--run-id",
-        "r1",
-        *settings(feature_cache, 2),
+        run_id,
+        *settings(cache, epochs),
     )
+
+
+def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_path):
+    proc = train(small_corpus, tmp_path, "r1", feature_cache, 2)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = RunDir(tmp_path / "r1")
     for path in (
@@ -133,17 +138,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(small_corpus, feature_c
 def test_tensorboard_scalars_match_events(small_corpus, feature_cache, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    proc = run_trainers(
-        "train",
-        "hybrid-attention",
-        "--data",
-        str(small_corpus),
-        "--out",
-        str(tmp_path),
-        "--run-id",
-        "tb",
-        *settings(feature_cache, 2),
-    )
+    proc = train(small_corpus, tmp_path, "tb", feature_cache, 2)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = RunDir(tmp_path / "tb")
     events = read_events(run.events)
@@ -167,17 +162,7 @@ def test_truncated_mp4_and_empty_wav_are_skipped_and_listed(small_corpus, featur
     blob = mp4.read_bytes()
     mp4.write_bytes(blob[: len(blob) // 2])
     wav.write_bytes(b"")
-    proc = run_trainers(
-        "train",
-        "hybrid-attention",
-        "--data",
-        str(data),
-        "--out",
-        str(tmp_path),
-        "--run-id",
-        "bad",
-        *settings(feature_cache, 1),
-    )
+    proc = train(data, tmp_path, "bad", feature_cache, 1)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = RunDir(tmp_path / "bad")
     bad = {row["path"]: row["reason"] for row in run.read_bad_inputs()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -202,8 +203,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
         validate(cfg)
     except (UnknownModelError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
-    import os
-
     resumes = [
         *manifest.get("resumes", []),
         {"at": time.time(), "pid": os.getpid(), "argv": sys.argv},

@@ -15,6 +15,7 @@ may differ in the last bits unless ``train.deterministic`` is set).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
@@ -502,8 +503,6 @@ class Trainer:
                     **results[split],
                 )
         with open(self.run.predictions, "w", encoding="utf-8") as fh:
-            import json
-
             for row in rows:
                 fh.write(json.dumps(row) + "\n")
         test_labels = np.asarray(self.data.labels("test"))
