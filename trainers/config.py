@@ -65,6 +65,10 @@ class TrainConfig:
     log_every: int = 1  # write a step event every N optimizer steps
     threads: int = 0  # torch.set_num_threads; 0 keeps torch's default
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    # "weighted": draw each epoch's samples with replacement, weight 1/count of their class.
+    sampler: Literal["shuffle", "weighted"] = "shuffle"
+    # A local state dict (or torch hub cache file) loaded into the model before training.
+    pretrained: str = ""
 
     def validate(self) -> None:
         positive = ("epochs", "batch_size", "grad_accum", "log_every")

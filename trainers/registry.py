@@ -28,6 +28,11 @@ class ModelEntry:
     build: Callable[[Any, int], Any]  # (cfg, num_classes) -> nn.Module
     data: Callable[[Any], Any]  # cfg -> DataModule
     seed_note: str = ""  # which design note in shared/seeds/ it comes from
+    # cfg -> engine callbacks the recipe needs (unfreezing, mixing); see engine.callbacks.
+    callbacks: Callable[[Any], list[Any]] | None = None
+
+    def make_callbacks(self, cfg: Any) -> list[Any]:
+        return list(self.callbacks(cfg)) if self.callbacks is not None else []
 
     def default_config(self) -> Any:
         return self.config()
@@ -40,11 +45,12 @@ def register_model(
     data: Callable[[Any], Any],
     description: str,
     seed_note: str = "",
+    callbacks: Callable[[Any], list[Any]] | None = None,
 ) -> Callable[[Callable[[Any, int], Any]], Callable[[Any, int], Any]]:
     def decorator(build: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, description, config, build, data, seed_note)
+        _REGISTRY[name] = ModelEntry(name, description, config, build, data, seed_note, callbacks)
         return build
 
     return decorator

@@ -134,6 +134,8 @@ def collate_av(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         "label": torch.tensor([int(item["label"]) for item in items], dtype=torch.long),
         "index": torch.tensor([int(item["index"]) for item in items], dtype=torch.long),
     }
+    if "sample" in items[0]:  # several rows per sample (clips, views): see Trainer._predict
+        batch["sample"] = torch.tensor([int(item["sample"]) for item in items], dtype=torch.long)
     if "audio" in items[0]:
         audio, mask = _pad([np.asarray(item["audio"]) for item in items], np.float32)
         batch["audio"] = torch.from_numpy(audio)

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 import trainers
 from trainers.config import ExperimentConfig, TrainConfig, to_dict
 from trainers.engine import metrics as M
+from trainers.engine.callbacks import mixed_loss
 from trainers.engine.checkpoint import (
     load_checkpoint,
     load_model_state,
@@ -47,7 +48,7 @@ from trainers.engine.checkpoint import (
 )
 from trainers.engine.early_stopping import EarlyStopping
 from trainers.engine.losses import build_loss, class_weights
-from trainers.engine.optim import build_optimizer, build_schedule, current_lr, trainable
+from trainers.engine.optim import build_optimizer, build_schedule, current_lr
 from trainers.engine.sinks import RunLogger, TensorBoardSink, TextLogSink
 from trainers.events import EventType, RunStatus
 from trainers.registry import ModelEntry
@@ -85,13 +86,51 @@ def amp_dtype(spec: str, device: torch.device) -> torch.dtype | None:
 
 
 def epoch_batches(
-    n: int, batch_size: int, seed: int, epoch: int, drop_last: bool
+    n: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    drop_last: bool,
+    weights: np.ndarray | None = None,
 ) -> list[list[int]]:
-    """The batch order of one epoch, from (seed, epoch) alone."""
+    """The batch order of one epoch, from (seed, epoch) alone.
+
+    With ``weights`` the epoch draws ``n`` indices with replacement in proportion
+    to them (a weighted random sampler), still a pure function of (seed, epoch).
+    """
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=gen).tolist()
+    if weights is None:
+        order = torch.randperm(n, generator=gen).tolist()
+    else:
+        w = torch.as_tensor(weights, dtype=torch.float64)
+        order = torch.multinomial(w, n, replacement=True, generator=gen).tolist()
     stop = (n // batch_size) * batch_size if drop_last else n
     return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def sampler_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-sample weights 1/count(class): every class is drawn equally often on average."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return 1.0 / np.maximum(counts[labels], 1.0)
+
+
+def group_mean(
+    probs: np.ndarray, labels: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Average the rows that belong to one sample (several clips, TTA views).
+
+    Returns probabilities, labels and sample ids ordered by sample id, which is
+    the sample's row in its split, so the result aligns with ``samples(split)``.
+    """
+    ids, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(ids), probs.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse, probs)
+    counts = np.bincount(inverse, minlength=len(ids))
+    out_labels = np.zeros(len(ids), dtype=np.int64)
+    out_labels[inverse] = labels
+    if not np.array_equal(out_labels[inverse], labels):
+        raise ValueError("rows of one sample carry different labels: check the eval data set")
+    return (sums / counts[:, None]).astype(np.float32), out_labels, ids
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -109,6 +148,7 @@ class Trainer:
         self.tc: TrainConfig = cfg.train
         self.run = run
         self._stop_signal: int | None = None
+        self.callbacks = entry.make_callbacks(cfg)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -196,7 +236,13 @@ class Trainer:
                 f"{len(self.bad)} input file(s) skipped: see {self.run.bad_inputs.name}"
             )
 
-        self.model = self.entry.build(self.cfg, len(self.classes)).to(self.device)
+        self.model = self.entry.build(self.cfg, len(self.classes))
+        if tc.pretrained:
+            from trainers.engine.pretrained import load_pretrained
+
+            report = load_pretrained(self.model, tc.pretrained)
+            self.logger.log(f"pretrained: {report}")
+        self.model = self.model.to(self.device)
         self.train_labels = np.asarray(self.data.labels("train"))
         weight = class_weights(self.train_labels, len(self.classes), tc.class_weights)
         self.criterion = build_loss(
@@ -211,9 +257,22 @@ class Trainer:
         if n == 0:
             raise RuntimeError("the train split is empty: check data.root and the split settings")
         self.drop_last = n > tc.batch_size  # a trailing batch of 1 breaks BatchNorm
+        self.sample_weights = None
+        if tc.sampler == "weighted":
+            # A data set that expands samples (several clips per video) names its rows' labels.
+            item_labels = getattr(self.train_set, "item_labels", None)
+            item_labels = np.asarray(item_labels if item_labels is not None else self.train_labels)
+            if len(item_labels) != n:
+                raise RuntimeError(
+                    f"train.sampler=weighted needs one label per train item ({n} items, "
+                    f"{len(item_labels)} labels): give the data set an item_labels array"
+                )
+            self.sample_weights = sampler_weights(item_labels, len(self.classes))
         batches = len(epoch_batches(n, tc.batch_size, tc.seed, 1, self.drop_last))
         self.steps_per_epoch = math.ceil(batches / tc.grad_accum)
-        self.optimizer = build_optimizer(trainable(self.model), tc)
+        # Every parameter, frozen or not: a callback may unfreeze some later (progressive
+        # unfreezing), and optimizers skip parameters whose gradient is None.
+        self.optimizer = build_optimizer(list(self.model.parameters()), tc)
         self.mode = "min" if tc.monitor == "loss" else "max"
         self.schedule = build_schedule(self.optimizer, tc, self.steps_per_epoch, self.mode)
         self.scaler = torch.amp.GradScaler(
@@ -254,6 +313,8 @@ class Trainer:
                 global_step=self.global_step,
                 skip_batches=skip_batches,
             )
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
         self.logger.emit(EventType.STATUS, status=RunStatus.RUNNING, device=str(self.device))
         t_train = time.perf_counter()
         epoch_times: list[float] = []
@@ -294,8 +355,12 @@ class Trainer:
         self, epoch: int, skip_batches: int, partial: dict[str, float] | None
     ) -> float:
         tc = self.tc
-        batches = epoch_batches(len(self.train_set), tc.batch_size, tc.seed, epoch, self.drop_last)
+        batches = epoch_batches(
+            len(self.train_set), tc.batch_size, tc.seed, epoch, self.drop_last, self.sample_weights
+        )
         total_batches = len(batches)
+        for callback in self.callbacks:
+            callback.on_epoch_start(self, epoch)
         self.logger.emit(
             EventType.EPOCH_START,
             epoch=epoch,
@@ -325,10 +390,12 @@ class Trainer:
             batch, t_got = batch
             data_s = t_got - t_ready
             batch = to_device(batch, self.device)
+            for callback in self.callbacks:
+                batch = callback.on_train_batch(self, batch)
             labels = batch["label"]
             with autocast:
                 logits = self.model(batch)
-                loss = self.criterion(logits, labels)
+                loss = mixed_loss(self.criterion, logits, batch)
                 penalty = getattr(self.model, "regularization_loss", None)
                 if penalty is not None:
                     loss = loss + penalty()
@@ -387,9 +454,14 @@ class Trainer:
 
     @torch.no_grad()
     def _predict(self, split: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """Probabilities, labels and mean loss over ``split``."""
+        """Probabilities, labels and mean loss over ``split``, one row per sample.
+
+        An eval data set may yield several rows per sample (clips of one video,
+        test-time augmentation views), each carrying ``"sample"`` (its sample's row in
+        the split): their probabilities are averaged. The loss is the mean over rows.
+        """
         self.model.eval()
-        probs, labels, loss_sum, n = [], [], 0.0, 0
+        probs, labels, groups, loss_sum, n = [], [], [], 0.0, 0
         autocast = (
             torch.autocast(self.device.type, dtype=self.amp)
             if self.amp is not None
@@ -404,9 +476,14 @@ class Trainer:
             n += len(batch["label"])
             probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
             labels.append(batch["label"].cpu().numpy())
+            if "sample" in batch:
+                groups.append(batch["sample"].cpu().numpy())
         if n == 0:
             return np.zeros((0, len(self.classes))), np.zeros(0, dtype=np.int64), float("nan")
-        return np.concatenate(probs), np.concatenate(labels), loss_sum / n
+        all_probs, all_labels = np.concatenate(probs), np.concatenate(labels)
+        if groups:
+            all_probs, all_labels, _ = group_mean(all_probs, all_labels, np.concatenate(groups))
+        return all_probs, all_labels, loss_sum / n
 
     def _evaluate(self, split: str) -> dict[str, Any]:
         probs, labels, loss = self._predict(split)
