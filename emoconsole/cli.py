@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from emoconsole.hosts_cli import hosts_app, watch
+from emoconsole.runs_cli import deploy, monitor, runs, stop
 
 app = typer.Typer(
     name="emoconsole",
@@ -23,6 +24,8 @@ app = typer.Typer(
 )
 app.add_typer(hosts_app, name="hosts")
 app.command()(watch)
+for command in (deploy, runs, monitor, stop):
+    app.command()(command)
 
 DataDir = Annotated[
     Path,

@@ -165,10 +165,17 @@ def watcher_command(
     ]
     if poll is not None:
         argv += ["--poll", repr(float(poll))]
-    if host.workdir:
-        # exec: the watcher, not a shell, is what the stream's end reaches.
-        return f"cd {_quote_dir(host.workdir)} && exec {shlex.join(argv)}"
-    return argv
+    from remote.deploy import DEFAULT_WORKDIR, is_this_checkout
+
+    if is_this_checkout(host):
+        return argv
+    # The workdir holds either a checkout (``-m`` finds it in the cwd) or deployed code
+    # under code/current (see remote.deploy); exec: the watcher is what the stream reaches.
+    workdir = _quote_dir(host.workdir or DEFAULT_WORKDIR)
+    return (
+        f"cd {workdir} && PYTHONPATH=code/current${{PYTHONPATH:+:$PYTHONPATH}} "
+        f"exec {shlex.join(argv)}"
+    )
 
 
 def _parse(line: str) -> dict[str, Any] | None:

@@ -1,0 +1,215 @@
+"""``emoconsole deploy | runs | stop | monitor``: runs on any host, headless.
+
+Thin over :mod:`remote.deploy` and :mod:`remote.watch`. A run is named by its
+id; the host comes from ``--host``, else from the ledger of runs this console
+deployed, else ``local``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from emoconsole.hosts_cli import _known_errors
+
+HostOpt = Annotated[
+    str | None,
+    typer.Option("--host", help="A host from `emoconsole hosts list` (default: local)."),
+]
+
+
+def _host_for(run: str, host: str | None) -> tuple[str, str]:
+    """(host name, run as the host knows it: an id under its runs/ or a path)."""
+    from remote import ledger
+
+    if host is not None:
+        return host, run
+    row = ledger.lookup(run)
+    if row is not None:
+        return row["host"], row["run_id"]
+    return "local", run
+
+
+def deploy(
+    model: Annotated[str, typer.Argument(help="A model from `python -m trainers list`.")],
+    host: Annotated[str, typer.Option("--host", help="Where to train.")] = "local",
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="A local data directory, uploaded to the host (unchanged files skipped)."
+        ),
+    ] = None,
+    remote_data: Annotated[
+        str | None,
+        typer.Option("--remote-data", help="A data directory already on the host."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Config override KEY=VALUE (repeatable)."),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(help="Run id; pass an interrupted deploy's id to retry it without a twin."),
+    ] = None,
+    env: Annotated[
+        str, typer.Option(help="Python on the host: auto, host (its own) or uv (build venv/).")
+    ] = "auto",
+    stop: Annotated[
+        str | None, typer.Option("--stop", help="First stop this run on the host.")
+    ] = None,
+    follow: Annotated[bool, typer.Option(help="Then follow the run until it ends.")] = False,
+) -> None:
+    """Ship the code (and data), prepare Python, start MODEL detached on a host.
+
+    The run survives this console disconnecting or being killed. Prints the run id
+    and how to watch it.
+
+    Example: emoconsole deploy hybrid-attention --host gpu1 --data demo-data/ravdess
+    """
+    from remote import ledger
+    from remote.config import get_host
+    from remote.deploy import deploy as do_deploy
+    from remote.deploy import is_this_checkout
+
+    if (data is None) == (remote_data is None):
+        typer.secho("error: give exactly one of --data or --remote-data", fg="red", err=True)
+        raise typer.Exit(2)
+    with _known_errors():
+        target = get_host(host)
+        try:
+            local = is_this_checkout(target)
+            if data is not None and not data.is_dir():
+                typer.secho(f"error: --data {data}: no such directory", fg="red", err=True)
+                raise typer.Exit(2)
+            launch = do_deploy(
+                target,
+                model,
+                data=str(data.resolve()) if (data is not None and local) else (remote_data or ""),
+                upload=data if (data is not None and not local) else None,
+                overrides=overrides or [],
+                run_id=run_id,
+                env=env,
+                stop_first=stop,
+                progress=lambda msg: typer.echo(f"  {msg}", err=True),
+            )
+        finally:
+            target.close()
+    ledger.record(launch.run_id, host, launch.run_dir, model, pid=launch.pid)
+    typer.echo(launch.run_id)
+    typer.echo(
+        f"watch it with: emoconsole monitor {launch.run_id}   "
+        f"(stop: emoconsole stop {launch.run_id}; files: emoconsole download {launch.run_id})",
+        err=True,
+    )
+    if follow:
+        monitor(launch.run_id, host=host)
+
+
+def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List runs on a host (every configured host with no --host): status, epoch, best."""
+    import json
+
+    from remote.config import get_host, load_hosts
+    from remote.deploy import list_runs
+
+    names = [host] if host else list(load_hosts())
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        with _known_errors():
+            target = get_host(name)
+            try:
+                for row in list_runs(target):
+                    rows.append({"host": name, **row})
+            except Exception as exc:  # one unreachable host must not hide the others
+                if host:
+                    raise
+                typer.secho(f"{name}: {exc}", fg="yellow", err=True)
+            finally:
+                target.close()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "host", "model", "status", "epoch", "best", box=None)
+    for row in rows:
+        epoch = f"{row['epoch'] or '-'}/{row['epochs'] or '-'}"
+        best = f"{row['monitor']} {row['best']:.4f}" if row.get("best") is not None else "-"
+        table.add_row(
+            row["id"], row["host"], row["model"] or "?", row["status"] or "?", epoch, best
+        )
+    Console().print(table)
+
+
+def stop(
+    run: Annotated[str, typer.Argument(help="Run id (or its path on the host).")],
+    host: HostOpt = None,
+    grace: Annotated[
+        float, typer.Option(help="Seconds to wait after SIGTERM before SIGKILL.")
+    ] = 60.0,
+) -> None:
+    """Stop a run: SIGTERM (it saves a checkpoint and its status), SIGKILL after --grace.
+
+    Continue it later with: python -m trainers resume RUN_DIR (on its host).
+    """
+    from remote.config import get_host
+    from remote.deploy import stop_run
+
+    name, run_ref = _host_for(run, host)
+    with _known_errors():
+        target = get_host(name)
+        try:
+            answer = stop_run(target, run_ref, grace=grace)
+        finally:
+            target.close()
+    if not answer.get("was_running"):
+        typer.echo(f"{run} on {name} was not running (status: {answer.get('status')})")
+        return
+    how = "stopped" if answer.get("signal") == "TERM" else "killed after the grace period"
+    typer.echo(f"{run} on {name}: {how}; status {answer.get('status')}")
+    if answer.get("last_ckpt"):
+        typer.echo(f"resume with: python -m trainers resume {answer['run']}  (on {name})")
+
+
+def monitor(
+    run: Annotated[str, typer.Argument(help="Run id (or its path on the host).")],
+    host: HostOpt = None,
+    interval: Annotated[float, typer.Option(help="Seconds between system samples.")] = 2.0,
+    log_lines: Annotated[int, typer.Option(help="Log lines kept on screen.")] = 12,
+) -> None:
+    """Follow a run headless: status, epoch progress, ETA, metrics, system, log tail.
+
+    Survives dropped connections (it reconnects and resumes). Ctrl-C leaves the run alone.
+    """
+    from rich.live import Live
+
+    from emoconsole.monitor_view import MonitorState
+    from remote.config import get_host
+    from remote.deploy import resolve_layout
+    from remote.watch import follow
+
+    name, run_ref = _host_for(run, host)
+    with _known_errors():
+        target = get_host(name)
+        try:
+            run_dir = run_ref if "/" in run_ref else f"{resolve_layout(target).runs}/{run_ref}"
+            state = MonitorState(run=run, host=name, log_lines=log_lines)
+            with Live(state.render(), refresh_per_second=4, transient=False) as live:
+                last = 0.0
+                for item in follow(target, run_dir, interval=interval):
+                    state.add(item)
+                    now = time.monotonic()
+                    if now - last > 0.25:
+                        live.update(state.render())
+                        last = now
+                live.update(state.render())
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        finally:
+            target.close()
+    if state.status in ("failed", "crashed"):
+        raise typer.Exit(1)

@@ -1,0 +1,416 @@
+"""Deploy: ship the code (and data) to a host, prepare its Python, start a run detached.
+
+Layout on a host (``HostLayout``), under its workdir (``~/emoconsole`` by
+default over SSH)::
+
+    code/<digest>/     one directory per shipped source tree, never modified
+    code/current       symlink to the last one shipped (what the watcher imports)
+    venv/              the uv environment, when the host has no interpreter of its own
+    data/<name>/       data sets uploaded by deploy
+    runs/<run-id>/     run directories; runs/.launches/<run-id>/ the launch records
+
+Why versioned code directories: a run imports some modules lazily, hours after
+it started, so replacing files under a running process could mix two
+versions. Each run's PYTHONPATH names its own ``code/<digest>``; a later
+deploy only adds a directory and moves ``current``.
+
+Idempotence: the run id is chosen here, before anything starts, and the
+on-host launcher (:mod:`remote.hostctl`) takes an atomic per-id lock, so
+retrying a deploy whose connection dropped during the launch reports the
+process the first try started instead of starting a second one.
+
+On this machine (the ``local`` host without a workdir) nothing is shipped:
+runs start from this checkout with this interpreter, under ``./runs``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shlex
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from remote.errors import CommandError, RemoteError
+from remote.host import Host, Result
+from remote.local import LocalHost
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("trainers", "remote", "emoconsole")
+TOP_FILES = ("pyproject.toml", "uv.lock", "README.md")
+DEFAULT_WORKDIR = "~/emoconsole"
+
+Progress = Callable[[str], None]
+
+
+class DeployError(RemoteError):
+    """A deploy step failed; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    root: str  # absolute path on the host
+
+    def code(self, digest: str) -> str:
+        return f"{self.root}/code/{digest}"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/code/current"
+
+    @property
+    def runs(self) -> str:
+        return f"{self.root}/runs"
+
+    @property
+    def venv(self) -> str:
+        return f"{self.root}/venv"
+
+    def data(self, name: str) -> str:
+        return f"{self.root}/data/{name}"
+
+    def run_dir(self, run_id: str) -> str:
+        return f"{self.runs}/{run_id}"
+
+
+def is_this_checkout(host: Host) -> bool:
+    """The local host without a workdir runs from this source tree: nothing to ship."""
+    return isinstance(host, LocalHost) and not host.workdir
+
+
+def _q(path: str) -> str:
+    """Quote a host path for its shell, leaving a leading ~ to expand there."""
+    if path == "~":
+        return "~"
+    if path.startswith("~/"):
+        return "~/" + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def _run(host: Host, cmd: str | list[str], what: str, timeout: float | None = 600) -> Result:
+    result = host.run(cmd, timeout=timeout)
+    if not result.ok:
+        raise DeployError(f"{host.name}: {what} failed (exit {result.exit_code}):\n{result.tail()}")
+    return result
+
+
+def resolve_layout(host: Host) -> HostLayout:
+    """The host's workdir as an absolute path, created if missing."""
+    if is_this_checkout(host):
+        return HostLayout(str(Path.cwd()))
+    workdir = host.workdir or DEFAULT_WORKDIR
+    out = _run(host, f"mkdir -p {_q(workdir)} && cd {_q(workdir)} && pwd", "creating the workdir")
+    return HostLayout(out.stdout.strip().splitlines()[-1])
+
+
+# -- the code ---------------------------------------------------------------------------------
+
+
+def source_files(root: Path = PROJECT_ROOT) -> list[Path]:
+    """What a host needs to train and watch: the three packages and the project files."""
+    files = [root / name for name in TOP_FILES if (root / name).is_file()]
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files.append(path)
+    return files
+
+
+def project_archive(root: Path = PROJECT_ROOT) -> tuple[bytes, str]:
+    """A reproducible tar.gz of the source tree and the digest of its content.
+
+    Fixed mtimes, owners and order: the same tree always gives the same bytes,
+    so the digest names the version and an unchanged tree is never re-shipped.
+    """
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in source_files(root):
+            info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            data = path.read_bytes()
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    digest = hashlib.sha256(raw.getvalue()).hexdigest()[:16]
+    packed = io.BytesIO()
+    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return packed.getvalue(), digest
+
+
+def ship_code(host: Host, layout: HostLayout, progress: Progress | None = None) -> str:
+    """Make ``code/<digest>`` exist on the host; returns it. A no-op when already there."""
+    if is_this_checkout(host):
+        return str(PROJECT_ROOT)
+    archive, digest = project_archive()
+    target = layout.code(digest)
+    if host.run(f"test -f {shlex.quote(target)}/.complete", timeout=60).ok:
+        if progress:
+            progress(f"code {digest} already on {host.name}")
+    else:
+        if progress:
+            progress(f"shipping code {digest} ({len(archive) / 1024:.0f} KiB) to {host.name}")
+        import tempfile
+
+        tmp_remote = f"{layout.root}/code/.{digest}.tar.gz"
+        _run(host, f"mkdir -p {shlex.quote(layout.root)}/code", "creating code/")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "code.tar.gz"
+            local.write_bytes(archive)
+            host.put(str(local), tmp_remote)
+        staging = f"{target}.tmp"
+        script = (
+            f"rm -rf {shlex.quote(staging)} && mkdir -p {shlex.quote(staging)} && "
+            f"tar -xzf {shlex.quote(tmp_remote)} -C {shlex.quote(staging)} && "
+            f"touch {shlex.quote(staging)}/.complete && "
+            f"rm -rf {shlex.quote(target)} && mv {shlex.quote(staging)} {shlex.quote(target)} && "
+            f"rm -f {shlex.quote(tmp_remote)}"
+        )
+        _run(host, script, "unpacking the code")
+    link_tmp = f"{layout.current}.tmp"
+    _run(
+        host,
+        f"ln -sfn {shlex.quote(digest)} {shlex.quote(link_tmp)} && "
+        f"mv -fT {shlex.quote(link_tmp)} {shlex.quote(layout.current)}",
+        "pointing code/current at the new code",
+    )
+    return target
+
+
+# -- the interpreter --------------------------------------------------------------------------
+
+PROBE = "import torch, torchvision, av, librosa; print(torch.__version__)"
+
+
+def prepare_python(
+    host: Host,
+    layout: HostLayout,
+    code_dir: str,
+    env: str = "auto",
+    progress: Progress | None = None,
+) -> str:
+    """The interpreter that trains on this host.
+
+    ``env``: ``host`` uses the host's configured interpreter (a deep-learning
+    AMI's conda env, this checkout's venv) and fails if it lacks the training
+    stack; ``uv`` builds ``venv/`` from the shipped uv.lock (``uv sync``, a
+    no-op when nothing changed); ``auto`` takes the host's interpreter when it
+    has the stack, else uv.
+    """
+    if env not in ("auto", "host", "uv"):
+        raise DeployError(f"env={env!r}: expected auto, host or uv")
+    if env == "host":
+        # No probe: the config check that follows imports the stack and says what is missing.
+        return host.python
+    if env == "auto":
+        probe = host.run([host.python, "-c", PROBE], timeout=300)
+        if probe.ok:
+            if progress:
+                progress(f"using {host.python} on {host.name} (torch {probe.stdout.strip()})")
+            return host.python
+    if progress:
+        progress(f"preparing {layout.venv} on {host.name} with uv (first time: minutes)")
+    uv = (
+        "UV=$(command -v uv || echo $HOME/.local/bin/uv); "
+        'if [ ! -x "$UV" ]; then '
+        f"{shlex.quote(host.python)} -m pip install --user --quiet uv || exit 3; "
+        "UV=$HOME/.local/bin/uv; fi; "
+        f"cd {shlex.quote(code_dir)} && UV_PROJECT_ENVIRONMENT={shlex.quote(layout.venv)} "
+        '"$UV" sync --locked --extra train --no-dev --no-install-project'
+    )
+    result = host.run(uv, timeout=3600)
+    if result.exit_code == 3:
+        raise DeployError(
+            f"{host.name}: uv is not installed and `{host.python} -m pip install --user uv` "
+            "failed; install uv there (https://docs.astral.sh/uv/) or name an interpreter "
+            "with torch in the host's config"
+        )
+    if not result.ok:
+        raise DeployError(f"{host.name}: uv sync failed:\n{result.tail()}")
+    return f"{layout.venv}/bin/python"
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Launch:
+    run_id: str
+    host: str
+    run_dir: str  # on the host
+    pid: int | None
+    launched: bool  # False: an earlier try of the same launch had started it
+    code_dir: str
+    python: str
+    argv: list[str] = field(default_factory=list)
+
+
+def hostctl(host: Host, code_dir: str, args: list[str], timeout: float = 120) -> dict[str, Any]:
+    """Run :mod:`remote.hostctl` on the host with the shipped code; its JSON answer."""
+    argv = ["env", f"PYTHONPATH={code_dir}", host.python, "-m", "remote.hostctl", *args]
+    result = host.run(argv, timeout=timeout)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise CommandError(shlex.join(argv), result.exit_code, result.tail())
+    answer = json.loads(lines[-1])
+    if "error" in answer:
+        raise DeployError(f"{host.name}: {answer['error']}")
+    return answer
+
+
+def check_config(host: Host, python: str, code_dir: str, model: str, overrides: list[str]) -> None:
+    """Resolve the config on the host before anything starts: a wrong key stops here."""
+    argv = ["env", f"PYTHONPATH={code_dir}", python, "-m", "trainers", "config", model]
+    for item in overrides:
+        argv += ["--set", item]
+    result = host.run(argv, timeout=300)
+    if result.exit_code == 2:  # a config or usage error: the CLI's last line names the key
+        message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+        raise DeployError(f"{model}: {message or result.tail()}")
+    if not result.ok:
+        raise DeployError(
+            f"{host.name}: {python} cannot run the trainers:\n{result.tail(8)}\n"
+            "Name an interpreter with the training stack (python = ... in the host's "
+            "config), or deploy with --env uv"
+        )
+
+
+def launch_run(
+    host: Host,
+    layout: HostLayout,
+    code_dir: str,
+    python: str,
+    model: str,
+    data: str,
+    overrides: list[str],
+    run_id: str,
+) -> Launch:
+    argv = [python, "-m", "trainers", "train", model, "--data", data, "--out", layout.runs]
+    argv += ["--run-id", run_id]
+    for item in overrides:
+        argv += ["--set", item]
+    answer = hostctl(
+        host,
+        code_dir,
+        [
+            "launch",
+            "--runs",
+            layout.runs,
+            "--run-id",
+            run_id,
+            "--cwd",
+            layout.root,
+            "--pythonpath",
+            code_dir,
+            "--",
+            *argv,
+        ],
+    )
+    return Launch(
+        run_id=run_id,
+        host=host.name,
+        run_dir=layout.run_dir(run_id),
+        pid=answer.get("pid"),
+        launched=bool(answer.get("launched")),
+        code_dir=code_dir,
+        python=python,
+        argv=argv,
+    )
+
+
+def wait_started(
+    host: Host, code_dir: str, layout: HostLayout, launch: Launch, timeout: float = 180
+) -> None:
+    """Until the run wrote its run.json; a process that died first is reported with its output."""
+    run_json = shlex.quote(f"{launch.run_dir}/run.json")
+    probe = (
+        f"if test -f {run_json}; then echo started; "
+        f"elif kill -0 {int(launch.pid or 0)} 2>/dev/null; then echo waiting; else echo dead; fi"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        state = host.run(probe, timeout=60).stdout.strip()
+        if state == "started":
+            return
+        if state == "dead" or time.monotonic() > deadline:
+            log = f"{layout.runs}/.launches/{launch.run_id}/output.log"
+            out = host.run(["tail", "-n", "20", log], timeout=60).stdout.strip()
+            why = "exited" if state == "dead" else f"wrote no run.json within {timeout:.0f} s"
+            raise DeployError(
+                f"{host.name}: run {launch.run_id} {why}; its output ({log}):\n{out or '(none)'}"
+            )
+        time.sleep(0.3)
+
+
+def deploy(
+    host: Host,
+    model: str,
+    *,
+    data: str,
+    upload: Path | None = None,
+    overrides: list[str] | None = None,
+    run_id: str | None = None,
+    env: str = "auto",
+    stop_first: str | None = None,
+    progress: Progress | None = None,
+    started_timeout: float = 180.0,
+) -> Launch:
+    """Ship, prepare, check the config, then start ``model`` detached on ``host``.
+
+    ``data`` is a path on the host; with ``upload`` (a local directory) the data
+    is copied there first, skipping files the host already has. Passing the
+    ``run_id`` of an earlier, interrupted call makes the call idempotent.
+    """
+    from trainers.rundir import new_run_id
+
+    overrides = list(overrides or [])
+    run_id = run_id or new_run_id(model)
+    layout = resolve_layout(host)
+    code_dir = ship_code(host, layout, progress)
+    if stop_first:
+        answer = hostctl(host, code_dir, ["stop", _run_path(layout, stop_first)], timeout=180)
+        if progress:
+            progress(f"stopped {stop_first}: {answer.get('status')}")
+    if upload is not None:
+        from remote.sync import upload_dir
+
+        data = upload_dir(host, upload, layout.data(upload.name), progress=progress).remote
+    python = (
+        sys.executable
+        if is_this_checkout(host)
+        else prepare_python(host, layout, code_dir, env, progress)
+    )
+    check_config(host, python, code_dir, model, ["data.root=" + data, *overrides])
+    launch = launch_run(host, layout, code_dir, python, model, data, overrides, run_id)
+    # Return once the run has written run.json: then `runs` and the watcher see it, and a
+    # process that died at once (a missing data set) is reported here with its output.
+    wait_started(host, code_dir, layout, launch, timeout=started_timeout)
+    if progress:
+        verb = "started" if launch.launched else "was already started"
+        progress(f"run {run_id} {verb} on {host.name} (pid {launch.pid})")
+    return launch
+
+
+def _run_path(layout: HostLayout, run: str) -> str:
+    return run if run.startswith("/") else layout.run_dir(run)
+
+
+def stop_run(host: Host, run: str, grace: float = 30.0) -> dict[str, Any]:
+    layout = resolve_layout(host)
+    code = str(PROJECT_ROOT) if is_this_checkout(host) else layout.current
+    return hostctl(
+        host, code, ["stop", _run_path(layout, run), "--grace", str(grace)], timeout=grace + 60
+    )
+
+
+def list_runs(host: Host) -> list[dict[str, Any]]:
+    layout = resolve_layout(host)
+    code = str(PROJECT_ROOT) if is_this_checkout(host) else layout.current
+    return hostctl(host, code, ["list", layout.runs])["runs"]

@@ -1,0 +1,56 @@
+"""Which host each deployed run lives on, remembered on this machine.
+
+Runs themselves are found by listing hosts (the run directory is the truth);
+the ledger only saves typing ``--host`` for ``stop``, ``monitor`` and
+``download`` of a run this console deployed, and lets a console started after
+a crash (or ``kill -9``) find the runs its predecessor launched.
+Append-only JSON lines: a write cut short by a crash loses at most its own line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+def ledger_path() -> Path:
+    override = os.environ.get("EMOCONSOLE_STATE")
+    if override:
+        return Path(override) / "deployments.jsonl"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "emoconsole" / "deployments.jsonl"
+
+
+def record(run_id: str, host: str, run_dir: str, model: str, **extra: Any) -> None:
+    path = ledger_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = {"run_id": run_id, "host": host, "run_dir": run_dir, "model": model}
+    row.update(extra, at=time.time())
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def entries() -> list[dict[str, Any]]:
+    path = ledger_path()
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line
+    return rows
+
+
+def lookup(run: str) -> dict[str, Any] | None:
+    """The latest record of a run id (or of a unique id prefix)."""
+    rows = entries()
+    exact = [r for r in rows if r["run_id"] == run]
+    if exact:
+        return exact[-1]
+    prefixed = {r["run_id"]: r for r in rows if r["run_id"].startswith(run)}
+    return next(iter(prefixed.values())) if len(prefixed) == 1 else None

@@ -1,0 +1,181 @@
+"""Deploy, list, stop: real detached training processes, locally and over a real sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+import psutil
+import pytest
+
+from remote.deploy import (
+    DeployError,
+    deploy,
+    list_runs,
+    project_archive,
+    resolve_layout,
+    ship_code,
+    stop_run,
+)
+from remote.local import LocalHost
+from tests.conftest import SMALL_MODEL
+
+pytest_plugins = ["tests.sshd"]
+
+TINY = [*SMALL_MODEL, "train.epochs=2"]
+
+
+def wait_for(predicate, timeout=120.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def row_of(host, run_id):
+    return next((r for r in list_runs(host) if r["id"] == run_id), None)
+
+
+def test_archive_is_reproducible_and_holds_the_packages():
+    a, digest_a = project_archive()
+    b, digest_b = project_archive()
+    assert a == b and digest_a == digest_b
+    with tarfile.open(fileobj=BytesIO(a)) as tar:
+        names = tar.getnames()
+    for needed in ("pyproject.toml", "uv.lock", "trainers/cli.py", "remote/hostctl.py"):
+        assert needed in names
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert not any(n.startswith(("tests/", "runs/", ".venv/")) for n in names)
+
+
+def test_unchanged_code_is_shipped_once(tmp_path):
+    host = LocalHost("box", workdir=str(tmp_path / "work"))
+    layout = resolve_layout(host)
+    said: list[str] = []
+    first = ship_code(host, layout, said.append)
+    second = ship_code(host, layout, said.append)
+    assert first == second
+    assert said[0].startswith("shipping code") and said[1].endswith("already on box")
+
+
+def test_local_deploy_is_detached_idempotent_and_listed(tmp_path, small_corpus, feature_cache):
+    host = LocalHost("box", workdir=str(tmp_path / "work"))
+    overrides = [*TINY, f"data.cache_dir={feature_cache}"]
+    launch = deploy(
+        host, "hybrid-attention", data=str(small_corpus), overrides=overrides, env="host"
+    )
+    assert launch.launched and launch.pid
+    code_dir = Path(launch.code_dir)
+    assert (code_dir / ".complete").exists() and (code_dir / "trainers" / "engine").is_dir()
+    assert os.path.realpath(tmp_path / "work" / "code" / "current") == str(code_dir)
+    # Its own session: a signal to this process group (a closing terminal) misses it.
+    assert os.getsid(launch.pid) == launch.pid != os.getsid(0)
+
+    # The retry after a "lost connection": same id, no second process.
+    again = deploy(host, "hybrid-attention", data=str(small_corpus), overrides=overrides,
+                   run_id=launch.run_id)  # fmt: skip
+    assert not again.launched and again.pid == launch.pid
+
+    row = wait_for(lambda: (r := row_of(host, launch.run_id)) and r["status"] == "completed"
+                   and r, timeout=240, what="the run to complete")  # fmt: skip
+    assert row["model"] == "hybrid-attention" and row["epoch"] == 2 and row["best"] is not None
+    run_dir = Path(launch.run_dir)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    starts = [e for e in events if e["type"] == "status" and e["status"] == "starting"]
+    assert len(starts) == 1  # exactly one training process ever wrote here
+
+
+def test_wrong_config_key_stops_before_anything_starts(tmp_path, small_corpus, feature_cache):
+    host = LocalHost("box", workdir=str(tmp_path / "work"))
+    with pytest.raises(DeployError, match=r"train\.nope"):
+        deploy(
+            host, "hybrid-attention", data=str(small_corpus), overrides=["train.nope=1"], env="host"
+        )
+    assert not (tmp_path / "work" / "runs").exists() or not any(
+        p for p in (tmp_path / "work" / "runs").iterdir() if not p.name.startswith(".")
+    )
+
+
+def test_stop_leaves_a_checkpoint_that_resume_continues(tmp_path, small_corpus, feature_cache):
+    host = LocalHost("box", workdir=str(tmp_path / "work"))
+    overrides = [
+        *SMALL_MODEL,
+        "train.epochs=12",
+        "train.patience=50",
+        f"data.cache_dir={feature_cache}",
+    ]
+    launch = deploy(
+        host, "hybrid-attention", data=str(small_corpus), overrides=overrides, env="host"
+    )
+    run_dir = Path(launch.run_dir)
+
+    def stepped():
+        try:
+            lines = (run_dir / "events.jsonl").read_text().splitlines()
+            return any(json.loads(line)["type"] == "step" for line in lines)
+        except (OSError, ValueError):
+            return False
+
+    wait_for(stepped, timeout=240, what="the first training step")
+    answer = stop_run(host, launch.run_id, grace=60)
+    assert answer["was_running"] and answer["signal"] == "TERM"
+    assert answer["status"] == "stopped" and answer["last_ckpt"]
+    assert not psutil.pid_exists(launch.pid) or psutil.Process(launch.pid).status() == "zombie"
+    assert row_of(host, launch.run_id)["status"] == "stopped"
+
+    env = {**os.environ, "PYTHONPATH": launch.code_dir}
+    done = subprocess.run(
+        [sys.executable, "-m", "trainers", "resume", str(run_dir)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["epochs_run"] == 12
+    statuses = [
+        json.loads(line).get("status")
+        for line in (run_dir / "events.jsonl").read_text().splitlines()
+    ]
+    assert {"stopped", "resumed", "completed"} <= set(statuses)
+    # A second stop finds nothing running and says so.
+    assert stop_run(host, launch.run_id)["was_running"] is False
+
+
+def test_deploy_over_ssh_survives_the_console_disconnecting(
+    sshd, ssh_env, tmp_path, small_corpus, feature_cache
+):
+    ssh_env.trust(sshd)
+    host = sshd.ssh_host(workdir=str(tmp_path / "remote-work"))
+    overrides = [*TINY, f"data.cache_dir={feature_cache}"]
+    launch = deploy(host, "hybrid-attention", data=str(small_corpus), overrides=overrides,
+                    env="host")  # fmt: skip
+    host.close()  # the console goes away; the run must not notice
+
+    host = sshd.ssh_host(workdir=str(tmp_path / "remote-work"))
+    try:
+        from remote.watch import EventItem, follow
+
+        statuses = [
+            item.event["status"]
+            for item in follow(host, f"runs/{launch.run_id}", interval=0.5)
+            if isinstance(item, EventItem) and item.event["type"] == "status"
+        ]
+        assert statuses[-1] == "completed"
+        assert row_of(host, launch.run_id)["status"] == "completed"
+    finally:
+        host.close()
+
+
+def test_a_run_that_dies_at_once_is_reported_with_its_output(tmp_path, feature_cache):
+    host = LocalHost("box", workdir=str(tmp_path / "work"))
+    with pytest.raises(DeployError, match="no such directory") as info:
+        deploy(host, "hybrid-attention", data=str(tmp_path / "missing"), env="host")
+    assert "exited" in str(info.value) and "output.log" in str(info.value)
