@@ -22,9 +22,35 @@ examples:
   python -m trainers train hybrid-attention --data data/ravdess --out runs
   python -m trainers train hybrid-attention --data data/ravdess --out runs \\
       --set train.lr=1e-3 --set train.epochs=20 --config my.toml
+  python -m trainers train hybrid-attention --data data/ravdess \\
+      --set pretrained=hub:<file>.pth                 (weights in torch hub's cache)
   python -m trainers config hybrid-attention          (every key and its default)
   python -m trainers resume runs/<run-id>
+  python -m trainers fuse late-fusion runs/<visual-run> runs/<audio-run> --out runs
+  python -m trainers fuse image-ensemble runs/<r1> runs/<r2> runs/<r3> --out runs
+  python -m trainers fuse attention-fusion runs/<visual-run> runs/<audio-run> --out runs
 """
+
+FUSE_EXAMPLES = """\
+methods:
+  late-fusion       two runs; w * p_a + (1 - w) * p_b, w tuned on val over 0, 0.05, ..., 1
+  image-ensemble    two or more runs; equal-weight mean of their probabilities
+  attention-fusion  two runs; trains cross-modal attention on their embeddings (the same as
+                    `train attention-fusion --set data.runs=A,B`; takes --set and --config)
+
+Rows are matched by (split, sample key); runs with different classes or samples are
+refused. Each writes a new run directory (run.json, events.jsonl, summary.json,
+predictions.jsonl) under --out.
+
+examples:
+  python -m trainers fuse late-fusion runs/<visual-run> runs/<audio-run> --out runs
+  python -m trainers fuse late-fusion runs/A runs/B --metric macro_f1 --step 0.1
+  python -m trainers fuse image-ensemble runs/<resnet50> runs/<effnet> runs/<vit> --out runs
+  python -m trainers fuse attention-fusion runs/A runs/B --set train.epochs=20
+"""
+
+
+FUSE_METHODS = ("late-fusion", "image-ensemble", "attention-fusion")
 
 
 class UsageError(Exception):
@@ -65,8 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list the models in the zoo")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser(
+        "list",
+        help="list the models and fusion methods: parameters, inputs, description",
+        description="Every registered model with its parameter count at the default config "
+        "(and the data's default class count), what it reads, and its description; then the "
+        "fusion methods that train nothing (late-fusion, image-ensemble).",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="machine-readable: a list of {name, kind, params, classes, inputs, description, "
+        "seed_note}",
+    )
 
     def add_config_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -89,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model; writes runs/<run-id>/")
     p.add_argument("model", help="model name (see `list`)")
-    p.add_argument("--data", required=True, type=Path, help="data set directory")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="data set directory (required unless the config gives data.root; "
+        "attention-fusion defaults to its source runs' data)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs"), help="parent of run directories")
     p.add_argument("--run-id", default=None, help="run directory name (default: time-model-xxxx)")
     add_config_args(p)
@@ -99,6 +142,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print a model's resolved config as TOML")
     p.add_argument("model", help="model name (see `list`)")
+    add_config_args(p)
+
+    p = sub.add_parser(
+        "fuse",
+        help="fuse finished runs (late-fusion, image-ensemble, attention-fusion)",
+        epilog=FUSE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("method", choices=FUSE_METHODS, help="fusion method (see below)")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="finished run directories")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="parent of run directories")
+    p.add_argument("--run-id", default=None, help="run directory name (default: time-method-xxxx)")
+    p.add_argument(
+        "--metric",
+        default=None,
+        choices=("accuracy", "macro_f1", "weighted_f1", "uar", "loss"),
+        help="late-fusion: validation metric the weight is tuned on (default: the first "
+        "run's monitor)",
+    )
+    p.add_argument(
+        "--step", type=float, default=0.05, help="late-fusion: weight grid step (default 0.05)"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="attention-fusion: the data set directory, when it moved since the runs were "
+        "trained (default: each run's own data.root)",
+    )
     add_config_args(p)
 
     p = sub.add_parser("synth", help="write a generated audio-visual emotion corpus")
@@ -113,9 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_config(
-    model: str, files: list[Path], assignments: list[str], data: Path | None
+    model: str,
+    files: list[Path],
+    assignments: list[str],
+    data: Path | None,
+    presets: dict[str, Any] | None = None,
 ) -> Any:
-    from trainers.config import ConfigError, resolve
+    """Defaults, --data, ``presets`` (what a command implies), files, --set; validated."""
+    from trainers.config import ConfigError, resolve, set_value
     from trainers.registry import UnknownModelError, get_entry
 
     try:
@@ -128,22 +205,87 @@ def _resolve_config(
             raise UsageError(f"--data {data}: no such directory")
         cfg.data.root = str(data.resolve())
     try:
+        for key, value in (presets or {}).items():
+            set_value(cfg, key, value)
         resolve(cfg, files, assignments)
     except ConfigError as exc:
         raise UsageError(f"config error: {exc}") from None
     return entry, cfg
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def zoo_rows() -> list[dict[str, Any]]:
+    """One row per registered model and per fusion method, sorted by name.
+
+    Parameters are counted by building each model at its default config (on the
+    meta device: no memory, no initialisation), so nothing is cached and a new
+    registry entry shows up without any change here.
+    """
+    from trainers.fusion import FUSERS
     from trainers.registry import get_entry, list_models
 
-    entries = [get_entry(name) for name in list_models()]
+    rows = []
+    for name in list_models():
+        entry = get_entry(name)
+        cfg = entry.default_config()
+        classes = entry.default_num_classes(cfg)
+        try:
+            params: int | None = entry.count_params(classes)
+        except Exception as exc:  # one broken builder must not hide the rest of the zoo
+            print(f"warning: cannot build {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            params = None
+        rows.append(
+            {
+                "name": name,
+                "kind": "model",
+                "params": params,
+                "classes": classes,
+                "inputs": entry.input_spec(cfg),
+                "description": entry.description,
+                "seed_note": entry.seed_note,
+            }
+        )
+    for fuser in FUSERS.values():
+        rows.append(
+            {
+                "name": fuser.name,
+                "kind": "fusion",
+                "params": fuser.params,  # values fitted on val; nothing is trained
+                "classes": None,
+                "inputs": fuser.inputs,
+                "description": fuser.description,
+                "seed_note": fuser.seed_note,
+            }
+        )
+    return sorted(rows, key=lambda row: row["name"])
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}K"
+    return str(n)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = zoo_rows()
     if args.json:
-        print(json.dumps([{"name": e.name, "description": e.description} for e in entries]))
+        print(json.dumps(rows))
         return 0
-    width = max(len(e.name) for e in entries)
-    for e in entries:
-        print(f"{e.name:<{width}}  {e.description}")
+    name_w = max(len(r["name"]) for r in rows)
+    inputs_w = max(len(r["inputs"]) for r in rows)
+    print(f"{'name':<{name_w}}  {'params':>7}  {'inputs':<{inputs_w}}  description")
+    for r in rows:
+        print(
+            f"{r['name']:<{name_w}}  {_human(r['params']):>7}  {r['inputs']:<{inputs_w}}  "
+            f"{r['description']}"
+        )
+    print(
+        "\nparams: at the default config and the data's class count; fusion methods count "
+        "the values they fit on val (`fuse --help`)."
+    )
     return 0
 
 
@@ -173,11 +315,33 @@ def to_toml(tree: dict[str, Any]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    entry, cfg = _resolve_config(args.model, args.config_files, args.assignments, args.data)
+    return _train(entry, cfg, args.out, args.run_id)
+
+
+def _check_inputs(entry: Any, cfg: Any) -> None:
+    """What the run reads must be named before its directory is created (exit 2).
+
+    A data config may say what it still needs (``missing_inputs()``, e.g. the
+    runs attention fusion reads); otherwise it needs a data set directory.
+    """
+    missing = getattr(cfg.data, "missing_inputs", None)
+    if callable(missing):
+        problem = missing()
+    elif not getattr(cfg.data, "root", ""):
+        problem = f"--data DIR is required: the data set directory {entry.name} trains on"
+    else:
+        problem = None
+    if problem:
+        raise UsageError(problem)
+
+
+def _train(entry: Any, cfg: Any, out: Path, run_id: str | None) -> int:
     from trainers.engine.trainer import Trainer, new_manifest
     from trainers.rundir import RunDir, new_run_id
 
-    entry, cfg = _resolve_config(args.model, args.config_files, args.assignments, args.data)
-    run = RunDir(args.out / (args.run_id or new_run_id(entry.name)))
+    _check_inputs(entry, cfg)
+    run = RunDir(out / (run_id or new_run_id(entry.name)))
     if run.path.exists():
         raise UsageError(f"{run.path} already exists: pick another --run-id or use `resume`")
     run.create()
@@ -236,6 +400,54 @@ def _fit(trainer: Any, resume: bool) -> int:
     return 0
 
 
+def cmd_fuse(args: argparse.Namespace) -> int:
+    runs = [str(p.expanduser().resolve()) for p in args.runs]
+    if args.method == "attention-fusion":
+        if len(runs) != 2:
+            raise UsageError(f"attention-fusion takes two runs, got {len(runs)}")
+        if args.metric is not None:
+            raise UsageError("--metric is for late-fusion; attention-fusion uses train.monitor")
+        entry, cfg = _resolve_config(
+            args.method, args.config_files, args.assignments, args.data, {"data.runs": runs}
+        )
+        return _train(entry, cfg, args.out, args.run_id)
+
+    from trainers.fusion.late import image_ensemble, late_fusion
+    from trainers.fusion.runs import FusionError
+
+    if args.assignments or args.config_files or args.data is not None:
+        raise UsageError(f"--set, --config and --data apply to attention-fusion, not {args.method}")
+    try:
+        if args.method == "late-fusion":
+            if len(runs) != 2:
+                raise UsageError(f"late-fusion takes two runs (visual, audio), got {len(runs)}")
+            result = late_fusion(
+                runs[0], runs[1], args.out, args.run_id, args.metric, args.step, sys.argv
+            )
+            fusion = result.summary["fusion"]
+            what = (
+                f"weight {fusion['weight']:.2f} on {Path(runs[0]).name}, "
+                f"{1 - fusion['weight']:.2f} on {Path(runs[1]).name} "
+                f"(best val {fusion['metric']} {result.summary['best_value']:.4f})"
+            )
+        else:
+            if args.metric is not None or args.step != 0.05:
+                raise UsageError("--metric and --step are for late-fusion (nothing is tuned here)")
+            if len(runs) < 2:
+                raise UsageError(f"image-ensemble takes two or more runs, got {len(runs)}")
+            result = image_ensemble(runs, args.out, args.run_id, sys.argv)
+            what = f"equal weights over {len(runs)} runs"
+    except FusionError as exc:
+        raise UsageError(str(exc)) from None
+    test = result.summary["test"]
+    print(f"run: {result.run.path}")
+    print(
+        f"done: {args.method}, {what}; test accuracy {test['accuracy']:.4f}, "
+        f"macro-F1 {test['macro_f1']:.4f}, UAR {test['uar']:.4f} -> {result.run.summary}"
+    )
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from trainers.data.synth import write_corpus
 
@@ -266,6 +478,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "config": cmd_config,
     "synth": cmd_synth,
+    "fuse": cmd_fuse,
 }
 
 

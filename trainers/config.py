@@ -89,6 +89,17 @@ class TrainConfig:
             raise ConfigError(
                 "train.device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}"
             )
+        if self.pretrained:
+            # Checked here, not when the model is built: a missing file must stop the CLI
+            # (exit 2) before a run directory exists. Imports torch only when set.
+            from trainers.engine.pretrained import PretrainedError, missing_file_message
+
+            try:
+                problem = missing_file_message(self.pretrained)
+            except PretrainedError as exc:
+                raise ConfigError("train.pretrained", str(exc)) from None
+            if problem:
+                raise ConfigError("train.pretrained", problem)
 
 
 @dataclass

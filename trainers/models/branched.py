@@ -342,10 +342,14 @@ class BranchedModel(nn.Module):
     def encode_video(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.video(self.per_frame(video, mask), mask)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The fusion MLP's ``(B, fusion_dims[-1])`` output, before the classifier."""
         audio = self.audio(batch["audio"], batch["audio_mask"])
         video = self.encode_video(batch["video"], batch["video_mask"])
-        return self.out(self.fusion(torch.cat([audio, video], dim=-1)))
+        return self.fusion(torch.cat([audio, video], dim=-1))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.out(self.forward_features(batch))
 
     def regularized_weights(self) -> list[nn.Parameter]:
         """The kernels the note puts ``kernel_regularizer=l2(...)`` on.

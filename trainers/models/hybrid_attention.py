@@ -139,7 +139,8 @@ class HybridAttentionModel(nn.Module):
         x = self.video_proj(x)
         return self.video_self(x, x, mask)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The gated, fused ``(B, 2 * d_model)`` embedding the head classifies (for fusion)."""
         audio, amask = self.encode_audio(batch["audio"], batch["audio_mask"])
         vmask = batch["video_mask"]
         video = self.encode_video(batch["video"], vmask)
@@ -148,8 +149,10 @@ class HybridAttentionModel(nn.Module):
         pooled_a = masked_mean(audio_x, amask)
         pooled_v = masked_mean(video_x, vmask)
         weights = torch.softmax(self.gate(torch.cat([pooled_a, pooled_v], dim=-1)), dim=-1)
-        fused = torch.cat([pooled_a * weights[:, :1], pooled_v * weights[:, 1:]], dim=-1)
-        return self.head(fused)
+        return torch.cat([pooled_a * weights[:, :1], pooled_v * weights[:, 1:]], dim=-1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.forward_features(batch))
 
 
 def _data(cfg: HybridAttentionConfig):
