@@ -338,3 +338,22 @@ def test_se_squeeze_averages_only_real_time_steps():
     torch.testing.assert_close(se(x), x * gate[:, :, None, None, None])
     masks.masks = {}
     assert not torch.allclose(se(x)[0], x[0] * gate[0, :, None, None, None])
+
+
+def test_meld_one_cycle_runs_from_1e5_to_1e3_and_back():
+    from trainers.engine.optim import build_schedule
+    from trainers.registry import get_entry
+
+    tc = get_entry("meld-slowfast").default_config().train
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=tc.lr)
+    sched = build_schedule(opt, tc, steps_per_epoch=10, mode="max")
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(tc.epochs * 10 - 1):
+        opt.step()
+        sched.after_optimizer_step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(1e-5)
+    assert max(lrs) == pytest.approx(1e-3)
+    assert lrs.index(max(lrs)) == pytest.approx(0.3 * len(lrs), abs=2)
+    assert lrs[-1] == pytest.approx(1e-5, rel=1e-3)

@@ -45,6 +45,9 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     onecycle_pct_start: float = 0.1  # warm-up share of the one-cycle schedule
+    # One-cycle starts at lr / div_factor and ends at that / final_div_factor (torch's names).
+    onecycle_div_factor: float = 25.0
+    onecycle_final_div_factor: float = 1e4
     min_lr: float = 1e-6
     loss: Literal["ce", "focal"] = "focal"
     label_smoothing: float = 0.0
@@ -85,6 +88,9 @@ class TrainConfig:
             raise ConfigError("train.focal_gamma", f"must be >= 0, got {self.focal_gamma}")
         if not 0.0 < self.onecycle_pct_start < 1.0:
             raise ConfigError("train.onecycle_pct_start", "must be in (0, 1)")
+        for name in ("onecycle_div_factor", "onecycle_final_div_factor"):
+            if getattr(self, name) < 1.0:
+                raise ConfigError(f"train.{name}", f"must be >= 1, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(
                 "train.device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}"

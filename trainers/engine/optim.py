@@ -61,6 +61,8 @@ def build_schedule(
             max_lr=cfg.lr,
             total_steps=total,
             pct_start=cfg.onecycle_pct_start,
+            div_factor=cfg.onecycle_div_factor,
+            final_div_factor=cfg.onecycle_final_div_factor,
             anneal_strategy="cos",
         )
         return Schedule(sched, "step")
