@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from emoconsole import ec2_cli
+from emoconsole.download_cli import download
 from emoconsole.hosts_cli import hosts_app, watch
 from emoconsole.runs_cli import deploy, monitor, runs, stop
 
@@ -22,8 +24,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+ec2_cli.register(hosts_app)  # hosts launch / instances / stop / terminate
 app.add_typer(hosts_app, name="hosts")
 app.command()(watch)
+app.command()(download)
 for command in (deploy, runs, monitor, stop):
     app.command()(command)
 

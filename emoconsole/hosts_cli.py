@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from remote.watch import ConnectionItem
 
 hosts_app = typer.Typer(
-    help="The machines runs go to: this one (local) and SSH hosts from hosts.toml.",
+    help="The machines runs go to: this one (local), SSH hosts and EC2 profiles from hosts.toml.",
     no_args_is_help=True,
 )
 

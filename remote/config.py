@@ -9,6 +9,16 @@ port = 22                         # optional: likewise
 identity_file = "~/.ssh/id_ed25519"
 python = "/opt/venv/bin/python"   # the interpreter that runs trainers and the watcher there
 workdir = "~/emoconsole"          # where the shipped code lives there
+
+[ec2.gpu]                         # an EC2 profile: also a host named "gpu" (see remote.ec2)
+region = "us-east-1"
+ami = "ami-0123456789abcdef0"     # required: an AMI id in that region
+instance_type = "g5.xlarge"
+spot = false
+disk_gb = 100
+max_hours = 8                     # it shuts itself down this long after each boot
+user = "ubuntu"
+# caller_ip = "203.0.113.7"       # SSH is let in from here only (default: asked of AWS)
 ```
 
 The user's file is ``$EMOCONSOLE_CONFIG``, else
@@ -16,12 +26,17 @@ The user's file is ``$EMOCONSOLE_CONFIG``, else
 ``~/.config/emoconsole/hosts.toml``. A project's ``./emoconsole.toml`` may
 carry its own ``[hosts.NAME]`` tables, which replace the user's entry of the
 same name whole (merging keys would mix two machines' settings). ``local``
-always exists. This module imports no paramiko: listing hosts must stay cheap.
+always exists. Each ``[ec2.NAME]`` profile is also a host ``NAME`` of kind
+``ec2``: it names the running tagged instance of that profile, found when the
+host is first used (``emoconsole hosts launch NAME`` starts one). This module
+imports neither paramiko nor boto3: listing hosts must stay cheap.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +47,7 @@ from remote.errors import ConfigError
 if TYPE_CHECKING:
     from remote.host import Host
 
-HostKind = Literal["local", "ssh"]
+HostKind = Literal["local", "ssh", "ec2"]
 PROJECT_FILE = "emoconsole.toml"
 
 _FIELDS: dict[str, type] = {
@@ -65,6 +80,152 @@ def known_hosts_path() -> Path:
     return config_dir() / "known_hosts"
 
 
+# [ec2.NAME] keys and the TOML types each accepts.
+_EC2_FIELDS: dict[str, tuple[type, ...]] = {
+    "region": (str,),
+    "ami": (str,),
+    "instance_type": (str,),
+    "key_name": (str,),
+    "identity_file": (str,),
+    "spot": (bool,),
+    "disk_gb": (int,),
+    "max_hours": (int, float),
+    "on_shutdown": (str,),
+    "user": (str,),
+    "python": (str,),
+    "workdir": (str,),
+    "caller_ip": (str,),
+    "subnet_id": (str,),
+    "availability_zone": (str,),
+    "aws_profile": (str,),
+    "endpoint_url": (str,),
+    "address": (str,),
+}
+# Profile names end up in tags, a security-group name and a key-pair name.
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Ec2Profile:
+    """One ``[ec2.NAME]`` table: how to launch (and find) an instance for ``NAME``.
+
+    ``on_shutdown`` is what the instance does when it shuts itself down at
+    ``max_hours`` (counted from each boot): ``stop`` keeps the disk, and so the
+    runs on it, for cents a day; ``terminate`` leaves nothing to pay for. Spot
+    instances can only terminate. ``caller_ip`` is the one address SSH is let in
+    from (default: ``$EMOCONSOLE_CALLER_IP``, else asked of checkip.amazonaws.com).
+    ``address`` (``HOST[:PORT]``) connects there instead of the instance's public
+    address: a tunnel, or a test's loopback sshd. ``endpoint_url`` points boto3 at
+    another EC2 endpoint (moto, LocalStack). Credentials are never read from
+    here: boto3 finds them itself (``aws_profile`` picks a named profile).
+    """
+
+    name: str
+    ami: str
+    region: str | None = None
+    instance_type: str = "g4dn.xlarge"
+    key_name: str | None = None  # default: emoconsole-<name>, generated and imported
+    identity_file: str | None = None  # default: <config dir>/keys/<key_name>
+    spot: bool = False
+    disk_gb: int = 100
+    max_hours: float = 8.0
+    on_shutdown: Literal["stop", "terminate"] = "stop"
+    user: str = "ubuntu"
+    python: str = "python3"
+    workdir: str | None = None
+    caller_ip: str | None = None
+    subnet_id: str | None = None
+    availability_zone: str | None = None
+    aws_profile: str | None = None
+    endpoint_url: str | None = None
+    address: str | None = None
+    source: str = field(default="built in", compare=False)
+
+    @property
+    def key_pair_name(self) -> str:
+        return self.key_name or f"emoconsole-{self.name}"
+
+    @property
+    def key_path(self) -> Path:
+        if self.identity_file:
+            return Path(self.identity_file).expanduser()
+        return config_dir() / "keys" / self.key_pair_name
+
+    @property
+    def shutdown_minutes(self) -> int:
+        return max(1, math.ceil(self.max_hours * 60))
+
+    def describe(self) -> str:
+        market = "spot" if self.spot else "on-demand"
+        return f"ec2 {self.instance_type} {market} in {self.region or 'the default region'}"
+
+
+def _parse_ec2(path: Path, data: dict[str, Any]) -> dict[str, Ec2Profile]:
+    tables = data.get("ec2", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: 'ec2' must be a table of [ec2.NAME] tables")
+    parsed: dict[str, Ec2Profile] = {}
+    for name, entry in tables.items():
+        where = f"{path}: ec2.{name}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table")
+        if not _PROFILE_NAME.match(name):
+            raise ConfigError(f"{where}: a profile name is letters, digits, '.', '_' or '-'")
+        if name == "local":
+            raise ConfigError(f"{where}: 'local' is this machine; pick another profile name")
+        for key, value in entry.items():
+            if key not in _EC2_FIELDS:
+                known = ", ".join(_EC2_FIELDS)
+                raise ConfigError(f"{where}: unknown key {key!r} (known: {known})")
+            want = _EC2_FIELDS[key]
+            if not isinstance(value, want) or (isinstance(value, bool) and bool not in want):
+                kind = " or ".join(t.__name__ for t in want)
+                raise ConfigError(f"{where}.{key} must be a {kind}, got {value!r}")
+        if "ami" not in entry:
+            raise ConfigError(
+                f"{where}: 'ami' is required (an AMI id in the profile's region, e.g. a "
+                "Deep Learning AMI: aws ec2 describe-images --owners amazon "
+                "--filters 'Name=name,Values=Deep Learning*PyTorch*Ubuntu*')"
+            )
+        spot = entry.get("spot", False)
+        on_shutdown = entry.get("on_shutdown", "terminate" if spot else "stop")
+        if on_shutdown not in ("stop", "terminate"):
+            raise ConfigError(f"{where}.on_shutdown must be 'stop' or 'terminate'")
+        if spot and on_shutdown != "terminate":
+            raise ConfigError(
+                f"{where}: a spot instance cannot stop itself; use on_shutdown = 'terminate'"
+            )
+        max_hours = float(entry.get("max_hours", 8.0))
+        if not 0 < max_hours <= 24 * 30:
+            raise ConfigError(f"{where}.max_hours must be in (0, 720], got {max_hours:g}")
+        disk_gb = entry.get("disk_gb", 100)
+        if not 8 <= disk_gb <= 16384:
+            raise ConfigError(f"{where}.disk_gb must be 8..16384 GiB, got {disk_gb}")
+        fields = {k: v for k, v in entry.items() if k not in ("max_hours", "on_shutdown")}
+        parsed[name] = Ec2Profile(
+            name=name, max_hours=max_hours, on_shutdown=on_shutdown, source=str(path), **fields
+        )
+    return parsed
+
+
+def _ec2_hosts(path: Path, data: dict[str, Any], hosts: dict[str, Any]) -> dict[str, HostConfig]:
+    """Each profile as a host of kind ec2; a name may be a host or a profile, not both."""
+    parsed: dict[str, HostConfig] = {}
+    for name, profile in _parse_ec2(path, data).items():
+        if name in hosts:
+            raise ConfigError(f"{path}: {name!r} is both [hosts.{name}] and [ec2.{name}]")
+        parsed[name] = HostConfig(
+            name=name,
+            kind="ec2",
+            user=profile.user,
+            python=profile.python,
+            workdir=profile.workdir,
+            ec2=profile,
+            source=str(path),
+        )
+    return parsed
+
+
 @dataclass(frozen=True)
 class HostConfig:
     name: str
@@ -75,11 +236,14 @@ class HostConfig:
     identity_file: str | None = None
     python: str | None = None
     workdir: str | None = None
+    ec2: Ec2Profile | None = None  # kind "ec2": the profile
     source: str = field(default="built in", compare=False)
 
     def describe(self) -> str:
         if self.kind == "local":
             return "this machine"
+        if self.ec2 is not None:
+            return self.ec2.describe()
         target = self.host or self.name
         if self.user:
             target = f"{self.user}@{target}"
@@ -110,7 +274,10 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
                 )
         kind = entry.get("kind", "ssh")
         if kind not in ("local", "ssh"):
-            raise ConfigError(f"{path}: hosts.{name}.kind must be 'local' or 'ssh', got {kind!r}")
+            also = f" (an EC2 profile is an [ec2.{name}] table)" if kind == "ec2" else ""
+            raise ConfigError(
+                f"{path}: hosts.{name}.kind must be 'local' or 'ssh', got {kind!r}{also}"
+            )
         if "host" in entry and "alias" in entry:
             raise ConfigError(f"{path}: hosts.{name}: give 'host' or 'alias', not both")
         if name == "local" and kind != "local":
@@ -151,15 +318,30 @@ def load_hosts(
     hosts = {"local": LOCAL}
     if user_file.is_file():
         data = _read_toml(user_file)
-        # The user's file is ours alone, so anything but [hosts] is a mistake.
+        # The user's file is ours alone, so anything but [hosts] and [ec2] is a mistake.
         for key in data:
-            if key != "hosts":
-                raise ConfigError(f"{user_file}: unknown key {key!r} (only [hosts.NAME] tables)")
-        hosts.update(_parse_hosts(user_file, data))
+            if key not in ("hosts", "ec2"):
+                raise ConfigError(
+                    f"{user_file}: unknown key {key!r} (only [hosts.NAME] and [ec2.NAME] tables)"
+                )
+        mine = _parse_hosts(user_file, data)
+        hosts.update(mine)
+        hosts.update(_ec2_hosts(user_file, data, mine))
     if project_file.is_file():
-        # The project file may grow other sections; only [hosts] is read here.
-        hosts.update(_parse_hosts(project_file, _read_toml(project_file)))
+        # The project file may grow other sections; only [hosts] and [ec2] are read here.
+        data = _read_toml(project_file)
+        mine = _parse_hosts(project_file, data)
+        hosts.update(mine)
+        hosts.update(_ec2_hosts(project_file, data, mine))
     return hosts
+
+
+def load_ec2_profiles(
+    user_file: Path | None = None, project_file: Path | None = None
+) -> dict[str, Ec2Profile]:
+    """Every ``[ec2.NAME]`` profile, by the same precedence as :func:`load_hosts`."""
+    hosts = load_hosts(user_file, project_file)
+    return {name: cfg.ec2 for name, cfg in hosts.items() if cfg.ec2 is not None}
 
 
 def get_host_config(name: str, hosts: dict[str, HostConfig] | None = None) -> HostConfig:
@@ -176,6 +358,11 @@ def host_from_config(cfg: HostConfig) -> Host:
         from remote.local import LocalHost
 
         return LocalHost(cfg.name, python=cfg.python, workdir=cfg.workdir)
+    if cfg.kind == "ec2":
+        assert cfg.ec2 is not None
+        from remote.ec2 import Ec2Host  # boto3 and paramiko only when an EC2 host is used
+
+        return Ec2Host(cfg.ec2)
     from remote.ssh import SSHHost  # paramiko only when an SSH host is used
 
     return SSHHost(

@@ -609,7 +609,7 @@ def ssh_host_named(name: str) -> SSHHost:
 
     hosts = load_hosts()
     if name in hosts:
-        if hosts[name].kind != "ssh":
+        if hosts[name].kind == "local":
             raise ConfigError(f"host {name!r} is this machine; it has no host key to trust")
         host = host_from_config(hosts[name])
         assert isinstance(host, SSHHost)

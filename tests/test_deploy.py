@@ -27,6 +27,7 @@ from remote.local import LocalHost
 from tests.conftest import SMALL_MODEL
 
 pytest_plugins = ["tests.sshd"]
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = [*SMALL_MODEL, "train.epochs=2"]
 
@@ -155,8 +156,10 @@ def test_deploy_over_ssh_survives_the_console_disconnecting(
     ssh_env.trust(sshd)
     host = sshd.ssh_host(workdir=str(tmp_path / "remote-work"))
     overrides = [*TINY, f"data.cache_dir={feature_cache}"]
-    launch = deploy(host, "hybrid-attention", data=str(small_corpus), overrides=overrides,
+    # The data travels too (the loopback "host" could read it in place; a real one cannot).
+    launch = deploy(host, "hybrid-attention", data="", upload=small_corpus, overrides=overrides,
                     env="host")  # fmt: skip
+    assert launch.argv[launch.argv.index("--data") + 1].endswith("/remote-work/data/ravdess")
     host.close()  # the console goes away; the run must not notice
 
     host = sshd.ssh_host(workdir=str(tmp_path / "remote-work"))
@@ -179,3 +182,27 @@ def test_a_run_that_dies_at_once_is_reported_with_its_output(tmp_path, feature_c
     with pytest.raises(DeployError, match="no such directory") as info:
         deploy(host, "hybrid-attention", data=str(tmp_path / "missing"), env="host")
     assert "exited" in str(info.value) and "output.log" in str(info.value)
+
+
+def test_data_upload_sends_only_what_differs(sshd, ssh_env, tmp_path):
+    from remote.sync import upload_dir
+
+    ssh_env.trust(sshd)
+    src = tmp_path / "data"
+    (src / "Actor_01").mkdir(parents=True)
+    for i in range(5):
+        (src / "Actor_01" / f"clip{i}.mp4").write_bytes(os.urandom(20_000 + i))
+    remote = str(tmp_path / "remote-data")
+    for method in ("tar", "files"):
+        host = sshd.ssh_host(workdir=str(REPO))
+        try:
+            first = upload_dir(host, src, f"{remote}-{method}", method=method)
+            assert len(first.sent) == 5 and not first.skipped
+            (src / "Actor_01" / "clip2.mp4").write_bytes(os.urandom(777))
+            second = upload_dir(host, src, f"{remote}-{method}", method=method)
+            assert second.sent == ["Actor_01/clip2.mp4"] and len(second.skipped) == 4
+            assert second.bytes_sent == 777
+            copy = Path(f"{remote}-{method}") / "Actor_01" / "clip2.mp4"
+            assert copy.read_bytes() == (src / "Actor_01" / "clip2.mp4").read_bytes()
+        finally:
+            host.close()
