@@ -14,7 +14,7 @@ from trainers.config import ConfigError, resolve
 from trainers.data.tensors import TensorDataModule
 from trainers.engine.pretrained import PretrainedError, load_pretrained, resolve_spec
 from trainers.engine.trainer import Trainer, new_manifest
-from trainers.registry import ModelEntry, get_entry, list_models
+from trainers.registry import ModelEntry, get_entry
 from trainers.rundir import RunDir
 
 
@@ -182,7 +182,6 @@ def test_the_engine_loads_and_logs_pretrained_weights(tmp_path):
     assert f"pretrained: loaded {n}/{n} model tensors from {weights}" in run.train_log.read_text()
 
 
-@pytest.mark.skipif("image-resnet50" not in list_models(), reason="image models not in this tree")
 def test_torchvision_resnet50_lands_in_image_resnet50(tmp_path):
     torch.manual_seed(0)
     state = tvm.resnet50(weights=None).state_dict()

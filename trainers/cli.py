@@ -135,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=Path("runs"), help="parent of run directories")
     p.add_argument("--run-id", default=None, help="run directory name (default: time-model-xxxx)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="stratified K-fold cross-validation: one run per fold under RUN/fold-<i>/, then "
+        "mean and std in RUN/kfold.json (data modules with data.folds, e.g. the FI images); "
+        "rerunning the same --run-id resumes unfinished folds",
+    )
     add_config_args(p)
 
     p = sub.add_parser("resume", help="continue a run from checkpoints/last.pt")
@@ -316,7 +325,33 @@ def to_toml(tree: dict[str, Any]) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     entry, cfg = _resolve_config(args.model, args.config_files, args.assignments, args.data)
+    if args.folds:
+        return _train_kfold(entry, cfg, args.out, args.run_id, args.folds)
     return _train(entry, cfg, args.out, args.run_id)
+
+
+def _train_kfold(entry: Any, cfg: Any, out: Path, run_id: str | None, folds: int) -> int:
+    from trainers.config import ConfigError
+    from trainers.engine.kfold import run_kfold
+    from trainers.rundir import new_run_id
+
+    _check_inputs(entry, cfg)
+    path = out / (run_id or new_run_id(entry.name))
+    print(f"k-fold: {path} ({folds} folds)", flush=True)
+    try:
+        summary = run_kfold(entry, cfg, path, folds, argv=sys.argv)
+    except ConfigError as exc:
+        raise UsageError(f"config error: {exc}") from None
+    except Exception as exc:
+        print(f"k-fold failed: {type(exc).__name__}: {exc} (see {path})", file=sys.stderr)
+        return 1
+    mean, std = summary["mean"]["test"], summary["std"]["test"]
+    print(
+        "done: test "
+        + ", ".join(f"{m} {mean[m]:.4f} +- {std[m]:.4f}" for m in ("accuracy", "macro_f1"))
+        + f" over {folds} folds -> {path / 'kfold.json'}"
+    )
+    return 0
 
 
 def _check_inputs(entry: Any, cfg: Any) -> None:

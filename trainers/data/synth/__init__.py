@@ -43,6 +43,7 @@ __all__ = ["LAYOUTS", "MANIFEST_NAME", "CorpusManifest", "Recording", "write_cor
 
 # layout name -> module implementing it
 LAYOUTS: dict[str, str] = {"ravdess": "trainers.data.synth.ravdess"}
+LAYOUTS["fi"] = "trainers.data.synth.fi"  # image emotion (issue 3)
 
 
 class _Layout(Protocol):

@@ -1,0 +1,370 @@
+"""The FI image layout end to end: generator -> files -> loader -> splits -> items.
+
+Why these tests: the loader is only trustworthy if what it reads back is what
+the generator wrote (counts, labels, keys) from real JPEG files; stratified
+splits and folds must keep FI's 4x imbalance in every split; bad files must be
+skipped and reported, never crash; augmentation must be a pure function of
+(seed, epoch, index) for exact resume; and TTA must give 8 different views
+per image that the engine can group by ``sample``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from trainers.config import ConfigError, resolve
+from trainers.data import image_augment as aug
+from trainers.data.config import DataError
+from trainers.data.images import (
+    FI_CLASSES,
+    TEST,
+    TRAIN,
+    VAL,
+    FIDataModule,
+    ImageDataConfig,
+    assign_splits,
+    collate_images,
+    decode_image,
+    stratified_folds,
+    stratified_split,
+)
+from trainers.data.synth import CorpusManifest, write_corpus
+from trainers.data.synth import fi as synth_fi
+from trainers.engine.trainer import epoch_batches, sampler_weights
+
+SMALLEST = 12  # images of the smallest class (fear); 218 images in all
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, CorpusManifest]:
+    root = tmp_path_factory.mktemp("fi") / "fi"
+    manifest = write_corpus("fi", root, actors=SMALLEST, seed=5, workers=1)
+    return root, manifest
+
+
+def module(root: Path, **overrides) -> tuple[FIDataModule, list[tuple[str, str]]]:
+    cfg = ImageDataConfig(
+        root=str(root), image_size=32, start_size=24, resize_epoch=3, prepare_workers=2
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    bad: list[tuple[str, str]] = []
+    dm = FIDataModule(cfg, seed=1)
+    dm.setup(lambda path, reason: bad.append((path, reason)))
+    return dm, bad
+
+
+@pytest.fixture(scope="module")
+def data(corpus) -> FIDataModule:
+    dm, bad = module(corpus[0])
+    assert bad == []
+    return dm
+
+
+def hashes(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# ------------------------------------------------------------------------------ generator
+
+
+def test_generator_writes_fi_folders_of_jpegs_with_the_notes_imbalance(corpus):
+    root, manifest = corpus
+    assert manifest.classes == FI_CLASSES == synth_fi.EMOTIONS
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == list(FI_CLASSES)
+    counts = Counter(r.emotion for r in manifest.recordings)
+    assert counts == synth_fi.class_sizes(SMALLEST)
+    assert counts["fear"] == SMALLEST and max(counts.values()) == counts["contentment"]
+    # At a size where rounding vanishes the ratio is the note's 4.08 exactly.
+    big = Counter(t.name for t in synth_fi.plan(actors=25, seed=0))
+    assert max(big.values()) / min(big.values()) == pytest.approx(4.08)
+    sizes = set()
+    for rec in manifest.recordings[::9]:
+        with Image.open(root / rec.files[0]) as im:
+            assert im.format == "JPEG" and im.mode == "RGB"
+            sizes.add(im.size)
+        assert rec.files[0] == f"{rec.emotion}/{rec.key.split('/')[1]}.jpg"
+    assert len(sizes) > 3  # photographs come in many sizes
+
+
+def test_generator_is_byte_identical_per_seed_and_worker_count(tmp_path):
+    a = write_corpus("fi", tmp_path / "a", actors=1, seed=9, workers=1)
+    write_corpus("fi", tmp_path / "b", actors=1, seed=9, workers=2)
+    write_corpus("fi", tmp_path / "c", actors=1, seed=10, workers=1)
+    ha, hb, hc = (hashes(tmp_path / x) for x in "abc")
+    assert ha == hb
+    assert len(ha) == len(a.recordings) + 1  # + the manifest
+    changed = [k for k in ha if k.endswith(".jpg") and ha[k] != hc[k]]
+    assert len(changed) == len(a.recordings)
+
+
+# ------------------------------------------------------------------------- loader round trip
+
+
+def test_loader_reads_back_counts_labels_and_keys_as_written(corpus, data):
+    root, manifest = corpus
+    written = {r.key: FI_CLASSES.index(r.emotion) for r in manifest.recordings}
+    assert all(r.label == FI_CLASSES.index(r.emotion) for r in manifest.recordings)
+    read = {}
+    for split in ("train", "val", "test"):
+        infos, labels = data.samples(split), data.labels(split)
+        assert [s.label for s in infos] == labels.tolist()
+        for info in infos:
+            assert info.key not in read
+            read[info.key] = info.label
+            assert info.sources == (str(root / f"{info.key}.jpg"),)
+    assert read == written
+    described = data.describe()
+    assert described["per_class"] == dict(Counter(r.emotion for r in manifest.recordings))
+    assert described["imbalance_ratio"] == pytest.approx(49 / 12, abs=1e-3)
+    assert described["images"] == len(manifest.recordings) and described["bad_inputs"] == 0
+    assert data.images.dtype == torch.uint8 and tuple(data.images.shape[1:]) == (3, 32, 32)
+
+
+def test_stratified_split_keeps_every_class_share():
+    labels = np.repeat(np.arange(8), [370, 120, 240, 408, 130, 225, 100, 220])
+    codes = stratified_split(labels, 0.1, 0.1, seed=42)
+    for c, n in enumerate(np.bincount(labels)):
+        in_class = codes[labels == c]
+        assert (in_class == TEST).sum() == round(n * 0.1 + 1e-9)
+        assert (in_class == VAL).sum() == round(n * 0.1 + 1e-9)
+    overall = np.bincount(labels) / len(labels)
+    for code in (TRAIN, VAL, TEST):
+        share = np.bincount(labels[codes == code], minlength=8) / (codes == code).sum()
+        np.testing.assert_allclose(share, overall, atol=0.01)
+    assert np.array_equal(codes, stratified_split(labels, 0.1, 0.1, seed=42))
+    assert not np.array_equal(codes, stratified_split(labels, 0.1, 0.1, seed=43))
+
+
+def test_module_splits_are_stratified_and_fixed_by_split_seed(corpus, data):
+    for split in ("val", "test"):
+        per_class = data.describe()["splits"][split]["per_class"]
+        for name, n in synth_fi.class_sizes(SMALLEST).items():
+            assert per_class[name] == int(np.floor(n * 0.1 + 0.5)), (split, name)
+    other_seed, _ = module(corpus[0])  # same split_seed; the run seed does not matter
+    other_seed.seed = 99
+    assert [s.key for s in other_seed.samples("test")] == [s.key for s in data.samples("test")]
+    moved, _ = module(corpus[0], split_seed=7)
+    assert [s.key for s in moved.samples("test")] != [s.key for s in data.samples("test")]
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_kfold_folds_are_disjoint_stratified_and_cover_everything(k):
+    labels = np.repeat(np.arange(8), [37, 12, 24, 41, 13, 22, 10, 22])
+    folds = stratified_folds(labels, k, seed=42)
+    assert set(folds.tolist()) == set(range(k))
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 1
+    for c in range(8):
+        per_fold = np.bincount(folds[labels == c], minlength=k)
+        assert per_fold.max() - per_fold.min() <= 1
+    tested = []
+    for fold in range(k):
+        cfg = ImageDataConfig(folds=k, fold=fold, val_fraction=0.1)
+        codes = assign_splits(labels, cfg)
+        assert np.array_equal(codes == TEST, folds == fold)
+        assert (codes == VAL).sum() > 0 and not np.any((codes == VAL) & (folds == fold))
+        tested.append(np.flatnonzero(codes == TEST))
+    everything = np.concatenate(tested)
+    assert len(everything) == len(labels) and len(set(everything.tolist())) == len(labels)
+
+
+def test_module_folds_partition_the_corpus_by_key(corpus):
+    seen: list[str] = []
+    for fold in range(3):
+        dm, _ = module(corpus[0], folds=3, fold=fold)
+        test = {s.key for s in dm.samples("test")}
+        others = {s.key for split in ("train", "val") for s in dm.samples(split)}
+        assert test.isdisjoint(others)
+        seen += sorted(test)
+    assert len(seen) == len(set(seen)) == len(corpus[1].recordings)
+
+
+def test_config_errors_name_the_key():
+    from trainers.models.image import ResNet50Config
+
+    for assignment, key in [
+        ("data.folds=1", "data.folds"),
+        ("data.fold=3", "data.fold"),  # with folds=3
+        ("data.start_size=300", "data.start_size"),
+        ("data.resize=squash", "data.resize"),
+        ("data.test_fraction=0.95", "data.test_fraction"),
+    ]:
+        extra = ["data.folds=3"] if key == "data.fold" else []
+        with pytest.raises(ConfigError) as err:
+            resolve(ResNet50Config(), assignments=[*extra, assignment])
+        assert err.value.key == key, assignment
+
+
+# ------------------------------------------------------------------------------ bad inputs
+
+
+def test_truncated_empty_and_garbage_files_are_skipped_and_listed_once(corpus, tmp_path):
+    root = tmp_path / "fi"
+    shutil.copytree(corpus[0], root)
+    truncated = sorted((root / "anger").glob("*.jpg"))[0]
+    blob = truncated.read_bytes()
+    truncated.write_bytes(blob[: len(blob) // 2])
+    empty = root / "awe" / "empty.jpg"
+    empty.write_bytes(b"")
+    garbage = root / "fear" / "garbage.jpg"
+    garbage.write_bytes(b"this is not a jpeg" * 50)
+    notes = root / "sadness" / "notes.txt"
+    notes.write_text("not an image")
+    (root / "sadness" / ".DS_Store").write_bytes(b"\0\0")  # hidden: silently ignored
+
+    dm, bad = module(root)
+    paths = [p for p, _ in bad]
+    assert sorted(paths) == sorted(map(str, (truncated, empty, garbage, notes)))
+    assert len(paths) == len(set(paths))
+    reasons = dict(bad)
+    assert "truncated" in reasons[str(truncated)]
+    assert "empty" in reasons[str(empty)]
+    assert "not a readable image" in reasons[str(garbage)]
+    assert "not an image file" in reasons[str(notes)]
+    kept = {s.key for split in ("train", "val", "test") for s in dm.samples(split)}
+    assert len(kept) == len(corpus[1].recordings) - 1
+    assert f"anger/{truncated.stem}" not in kept
+    assert dm.describe()["bad_inputs"] == 4
+
+    for path in list(root.rglob("*.jpg"))[: len(kept) * 2 // 3]:
+        path.write_bytes(b"")
+    with pytest.raises(DataError, match="max_bad_fraction"):
+        module(root)
+
+
+def test_decode_squares_images_by_the_chosen_resize_mode(tmp_path):
+    wide = np.zeros((40, 80, 3), dtype=np.uint8)
+    wide[:, :40] = (250, 0, 0)  # left half red, right half blue
+    wide[:, 40:] = (0, 0, 250)
+    path = tmp_path / "wide.png"
+    Image.fromarray(wide).save(path)
+    stretch = decode_image(str(path), 32, "stretch")
+    assert stretch.shape == (32, 32, 3) and stretch.dtype == np.uint8
+    assert stretch[:, :14, 0].min() > 200 and stretch[:, 18:, 2].min() > 200
+    pad = decode_image(str(path), 32, "pad")  # 32x16 picture between black bands
+    assert pad[:7].max() == 0 and pad[-7:].max() == 0 and pad[10:22, :14, 0].min() > 200
+    crop = decode_image(str(path), 32, "crop")  # the middle 40x40, scaled
+    assert crop[:, :14, 0].min() > 200 and crop[:, 18:, 2].min() > 200 and crop.min() == 0
+    big = tmp_path / "big.jpg"
+    Image.fromarray(np.full((900, 1200, 3), 128, dtype=np.uint8)).save(big, quality=95)
+    assert abs(int(decode_image(str(big), 64, "crop").mean()) - 128) <= 2  # draft-decoded
+
+
+def test_missing_root_or_folders_say_what_is_expected(tmp_path):
+    with pytest.raises(DataError, match="not a directory"):
+        module(tmp_path / "nope")
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(DataError, match="amusement"):
+        module(tmp_path)
+
+
+# --------------------------------------------------------------------- sampling and resizing
+
+
+def test_weighted_sampler_draws_classes_about_equally_in_one_epoch(data):
+    labels = np.asarray(data.dataset("train").item_labels)
+    raw = np.bincount(labels, minlength=8)
+    assert raw.max() / raw.min() > 3.5  # the corpus really is imbalanced
+    weights = sampler_weights(labels, 8)
+    drawn = np.concatenate(epoch_batches(len(labels), 16, 42, 1, False, weights))
+    freq = np.bincount(labels[drawn], minlength=8) / len(drawn)
+    assert np.all(freq > 0.5 / 8) and np.all(freq < 1.6 / 8), freq
+    many = np.concatenate(
+        [np.concatenate(epoch_batches(len(labels), 16, 42, e, False, weights)) for e in range(30)]
+    )
+    np.testing.assert_allclose(np.bincount(labels[many], minlength=8) / len(many), 1 / 8, atol=0.02)
+
+
+def test_progressive_resizing_switches_size_at_resize_epoch(data):
+    train = data.dataset("train")
+    sizes = {}
+    for epoch in (1, 2, 3, 4):
+        train.set_epoch(epoch)
+        sizes[epoch] = tuple(train[0]["image"].shape)
+    assert sizes == {1: (3, 24, 24), 2: (3, 24, 24), 3: (3, 32, 32), 4: (3, 32, 32)}
+    batch = collate_images([train[i] for i in range(4)])
+    assert batch["image"].shape == (4, 3, 32, 32) and "sample" not in batch
+    cfg = ImageDataConfig()
+    assert (cfg.train_size(29), cfg.train_size(30)) == (176, 224)  # the note's schedule
+
+
+def test_augmentation_is_a_pure_function_of_seed_epoch_and_index(data):
+    train = data.dataset("train")
+    train.set_epoch(2)
+    state = torch.get_rng_state()
+    a, b = train[5]["image"], train[5]["image"]
+    assert torch.equal(torch.get_rng_state(), state)  # dropout's stream is untouched
+    assert torch.equal(a, b)
+    assert not torch.equal(a, train[6]["image"])  # another index
+    other_seed = FIDataModule(data.cfg, seed=2)
+    other_seed.images, other_seed._splits = data.images, data._splits
+    other_train = other_seed.dataset("train")
+    other_train.set_epoch(2)
+    assert not torch.equal(a, other_train[5]["image"])  # another run seed
+    train.set_epoch(3)
+    assert not torch.equal(a[:, :24, :24], train[5]["image"][:, :24, :24])  # another epoch
+
+
+def test_the_training_pipeline_is_the_notes_list():
+    steps = aug.train_transform(224).transforms
+    assert [type(t).__name__ for t in steps] == [
+        "Resize",
+        "RandomHorizontalFlip",
+        "RandomRotation",
+        "ColorJitter",
+        "RandomAffine",
+        "RandomPerspective",
+        "AutoAugment",
+        "ToDtype",
+        "Normalize",
+        "RandomErasing",
+    ]
+    resize, flip, rot, jitter, affine, persp, auto, _, norm, erase = steps
+    assert list(resize.size) == [224, 224] and flip.p == 0.5 and list(rot.degrees) == [-15, 15]
+    assert jitter.brightness == (0.7, 1.3) and jitter.hue == (-0.1, 0.1)
+    assert affine.translate == (0.1, 0.1) and affine.scale == (0.9, 1.1)
+    assert persp.distortion_scale == 0.2 and persp.p == 0.3
+    assert auto.policy == v2.AutoAugmentPolicy.IMAGENET
+    assert norm.mean == [0.485, 0.456, 0.406] and norm.std == [0.229, 0.224, 0.225]
+    assert erase.p == 0.25 and erase.scale == (0.02, 0.2) and erase.ratio == (0.3, 3.3)
+
+
+# ------------------------------------------------------------------------------------ TTA
+
+
+def test_tta_yields_eight_different_views_per_image_sharing_sample(data):
+    test = data.dataset("test")
+    n = len(data.samples("test"))
+    assert len(test) == 8 * n
+    rows = [test[i] for i in range(16)]
+    assert [r["sample"] for r in rows] == [0] * 8 + [1] * 8
+    assert [r["index"] for r in rows] == [0] * 8 + [1] * 8
+    assert {r["label"] for r in rows[:8]} == {int(data.labels("test")[0])}
+    views = [r["image"] for r in rows[:8]]
+    assert all(v.shape == (3, 32, 32) for v in views)
+    for i in range(8):
+        for j in range(i + 1, 8):
+            assert not torch.allclose(views[i], views[j]), (aug.TTA_VIEWS[i], aug.TTA_VIEWS[j])
+    assert torch.equal(test[3]["image"], rows[3]["image"])  # fixed, not random per call
+    batch = collate_images(rows)
+    assert batch["sample"].tolist() == [0] * 8 + [1] * 8
+    plain = FIDataModule(data.cfg, seed=1)
+    plain.images, plain._splits = data.images, data._splits
+    plain.cfg = ImageDataConfig(**{**vars(data.cfg), "tta": False})
+    flat = plain.dataset("test")
+    assert len(flat) == n and "sample" not in flat[0]
+    assert torch.allclose(flat[0]["image"], views[0])  # the "original" view
