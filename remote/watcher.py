@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from trainers.events import EventCursor, EventType, RunStatus, read_new_events
+from trainers.events import EventCursor, EventType, RunStatus, read_new_raw
 from trainers.rundir import RunDir
 
 try:  # optional: richer samples where installed; /proc and os otherwise
@@ -292,6 +292,11 @@ class Emitter:
         line = json.dumps({"kind": kind, **fields}, separators=(",", ":"), default=str)
         self.out.write(line.encode("ascii") + b"\n")
 
+    def event(self, line: bytes) -> None:
+        """An events.jsonl line, forwarded as written: it is already one ASCII JSON
+        object (EventWriter escapes non-ASCII), so encoding it again would only cost."""
+        self.out.write(b'{"kind":"event","event":' + line.strip() + b"}\n")
+
     def flush(self) -> None:
         self.out.flush()
 
@@ -323,12 +328,14 @@ class Watcher:
         self.status: RunStatus | None = None
 
     def pump_events(self) -> None:
-        for event in read_new_events(self.run.events, self.cursor):
-            if event.get("type") == EventType.STATUS:
-                with contextlib.suppress(ValueError):
-                    self.status = RunStatus(event.get("status"))
-            if event["seq"] > self.after_seq:
-                self.emit("event", event=event)
+        for seq, line in read_new_raw(self.run.events, self.cursor):
+            if b'"status"' in line:  # cheap filter; only status events are decoded
+                event = json.loads(line)
+                if event.get("type") == EventType.STATUS:
+                    with contextlib.suppress(ValueError):
+                        self.status = RunStatus(event.get("status"))
+            if seq > self.after_seq:
+                self.emit.event(line)
 
     def pump_log(self) -> None:
         for _ in range(LOG_PER_POLL // LOG_CHUNK):

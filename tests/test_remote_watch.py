@@ -306,12 +306,12 @@ def test_killing_sshd_mid_stream_loses_and_repeats_nothing(make_sshd, ssh_env, t
     ssh_env.trust(server)
     host = server.ssh_host()
     run_dir = tmp_path / "run"
-    steps = 20_000
-    writer = FakeRun(run_dir, steps=steps, batch=1000, pause=0.08)
+    steps = 100_000  # the figure
+    writer = FakeRun(run_dir, steps=steps, batch=2000, pause=0.05)
     kills: list[int] = []
 
     def kill_twice(item: WatchItem, got: list[WatchItem]) -> None:
-        if isinstance(item, EventItem) and item.seq >= 4000 * (len(kills) + 1) and len(kills) < 2:
+        if isinstance(item, EventItem) and item.seq >= 30_000 * (len(kills) + 1) and len(kills) < 2:
             assert watcher_processes(run_dir)
             server.kill()  # daemon, sessions and the watcher, all SIGKILLed
             kills.append(item.seq)
