@@ -7,6 +7,7 @@ commands that need them, so ``emoconsole --help`` stays instant.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,11 +20,27 @@ from emoconsole.runs_cli import deploy, monitor, runs, stop
 
 app = typer.Typer(
     name="emoconsole",
-    help="A terminal experiment console for emotion-recognition research.",
-    no_args_is_help=True,
+    help="A terminal experiment console for emotion-recognition research. "
+    "With no command it opens the dashboard.",
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def dashboard(ctx: typer.Context) -> None:
+    """With no command: open the dashboard (every run on every host, live)."""
+    if ctx.invoked_subcommand is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            # No terminal to draw on (a pipe, a script, CI): the help, as before.
+            typer.echo(ctx.get_help())
+            raise typer.Exit(0)
+        from emoconsole.dashboard import run_dashboard
+
+        run_dashboard()
+
+
 ec2_cli.register(hosts_app)  # hosts launch / instances / stop / terminate
 app.add_typer(hosts_app, name="hosts")
 app.command()(watch)

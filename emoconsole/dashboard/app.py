@@ -1,0 +1,97 @@
+"""The dashboard application: its screens and the command palette.
+
+Worker failures are reported by :class:`~emoconsole.dashboard.base.DashboardScreen`.
+
+Start-up imports only Textual and the UI-free data layer; remote hosts are
+reached from thread workers and plotext is imported when a run is opened, so the
+runs table paints fast and torch is never imported (tests/test_dashboard.py
+checks both).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from emoconsole.dashboard.run_view import RunScreen
+from emoconsole.dashboard.runs_table import RunsScreen
+
+
+class Dashboard(App[None]):
+    """``emoconsole`` with no arguments."""
+
+    TITLE = "emoconsole"
+    CSS_PATH = "dashboard.tcss"
+    BINDINGS = [  # noqa: RUF012
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+p", "command_palette", "Commands", show=True),
+    ]
+
+    def __init__(
+        self,
+        hosts: dict[str, Any] | None = None,
+        *,
+        refresh_s: float = 5.0,
+        interval: float | None = None,
+        open_run: tuple[str, str] | None = None,
+    ) -> None:
+        """``hosts`` replaces the configured hosts (tests, a demo); ``open_run``
+        (host, run id) opens that run's view at once; ``interval``: seconds between
+        the watcher's system samples and heartbeats."""
+        super().__init__()
+        self.hosts = hosts
+        self.refresh_s = refresh_s
+        self.interval = interval
+        self.open_run = open_run
+        self.started = time.perf_counter()
+        self.first_paint_s: float | None = None
+
+    def on_mount(self) -> None:
+        self.push_screen(RunsScreen(self.hosts, self.refresh_s))
+        # After the first refresh the screen is on the terminal: that is the paint time.
+        self.call_after_refresh(self._painted)
+        if self.open_run is not None:
+            self.push_screen(self.run_screen(*self.open_run))
+
+    def _painted(self) -> None:
+        self.first_paint_s = time.perf_counter() - self.started
+
+    def run_screen(self, host: str, run_id: str) -> RunScreen:
+        return RunScreen(host, run_id, hosts=self.hosts, interval=self.interval)
+
+    # -- the command palette ----------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, RunsScreen):
+            yield SystemCommand("Open run", "Open the selected run", screen.action_open_run)
+            yield SystemCommand("Filter runs", "Filter the runs table", screen.action_filter)
+            yield SystemCommand("Sort runs", "Sort by the next column", screen.action_sort)
+            yield SystemCommand("Refresh runs", "List every host again", screen.action_refresh)
+        if isinstance(screen, RunScreen):
+            yield SystemCommand("Back to runs", "Leave this run's view", screen.action_back)
+            yield SystemCommand(
+                "Pause/follow log", "Stop or resume following the log", screen.action_toggle_follow
+            )
+            yield SystemCommand(
+                "Stop run", "SIGTERM the run (checkpoint saved), after a confirm",
+                screen.action_stop_run,
+            )  # fmt: skip
+            yield SystemCommand(
+                "Search log", "Show only log lines containing text", screen.action_search_log
+            )
+            yield SystemCommand("Cycle log level", "all, INFO+, WARNING+, ERROR",
+                                screen.action_cycle_level)  # fmt: skip
+            for tab in ("log", "metrics", "curves", "system", "confusion", "config"):
+                yield SystemCommand(
+                    f"Show {tab}", f"Switch to the {tab} tab", lambda t=tab: screen.action_tab(t)
+                )
+
+
+def run_dashboard(**kwargs: Any) -> None:
+    Dashboard(**kwargs).run()

@@ -1,0 +1,471 @@
+"""One run: header, progress, warnings and tabs (log, metrics, curves, system, confusion,
+config), fed by ``remote.watch.follow`` in a thread worker.
+
+The worker only appends items to a queue; a 4 Hz timer on the UI thread drains
+it into :class:`RunState` and repaints what changed. A burst of thousands of log
+lines or step events therefore costs one repaint, not thousands (the coalescing
+toolong does for log files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections import deque
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Log,
+    ProgressBar,
+    Sparkline,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.worker import get_current_worker
+
+from emoconsole.dashboard.base import DashboardScreen
+from emoconsole.dashboard.state import LEVELS, LogFilter, RunState, line_level
+from emoconsole.monitor_view import system_line
+from remote.watch import Backoff, HeartbeatItem
+
+LOG_MAX_LINES = 20_000
+DRAIN_S = 0.25
+SPARKS = (
+    ("cpu", "CPU %"),
+    ("ram", "RAM %"),
+    ("gpu_util", "GPU util %"),
+    ("gpu_mem", "GPU memory %"),
+    ("gpu_temp", "GPU temp °C"),
+    ("gpu_power", "GPU power W"),
+)
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Yes/no, returned as a bool to the caller's callback."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Label(self.question)
+            with Horizontal():
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no", variant="primary")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class RunScreen(DashboardScreen):
+    BINDINGS = [  # noqa: RUF012
+        Binding("escape,b", "back", "Back"),
+        Binding("f", "toggle_follow", "Pause/follow log"),
+        Binding("slash", "search_log", "Search log"),
+        Binding("v", "cycle_level", "Log level"),
+        Binding("x", "stop_run", "Stop run"),
+        Binding("l", "tab('log')", "Log", show=False),
+        Binding("m", "tab('metrics')", "Metrics", show=False),
+        Binding("c", "tab('curves')", "Curves", show=False),
+        Binding("s", "tab('system')", "System", show=False),
+        Binding("z", "tab('confusion')", "Confusion", show=False),
+        Binding("g", "tab('config')", "Config", show=False),
+    ]
+
+    def __init__(
+        self,
+        host: str,
+        run_id: str,
+        *,
+        hosts: dict[str, Any] | None = None,
+        interval: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.host_name, self.run_id = host, run_id
+        self.hosts_override = hosts
+        self.interval = interval
+        self.state = RunState(run=run_id, host=host, log_lines=1)
+        self.queue: deque[object] = deque()
+        self.lock = threading.Lock()
+        self.following = True
+        self.log_filter = LogFilter()
+        self.all_log: deque[tuple[int, str]] = deque(maxlen=LOG_MAX_LINES)
+        self._last_level = LEVELS.index("INFO")
+        self._painted = -1
+        self._epochs_shown = 0
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="run-head"):
+            yield Static(id="run-header")
+            yield ProgressBar(id="run-progress", show_eta=False)
+            yield Static(id="run-warnings")
+        with TabbedContent(initial="log", id="run-tabs"):
+            with TabPane("Log", id="log"):
+                yield Input(placeholder="search the log (Enter: back to the log)", id="log-search")
+                yield Log(id="run-log", max_lines=LOG_MAX_LINES, highlight=True)
+            with TabPane("Metrics", id="metrics"), VerticalScroll():
+                yield DataTable(id="epochs", zebra_stripes=True, cursor_type="row")
+                yield Static("per-class recall / F1 by epoch", classes="section")
+                yield DataTable(id="per-class", zebra_stripes=True)
+            with TabPane("Curves", id="curves"), Horizontal():
+                yield from self._plots()
+            with TabPane("System", id="system"), VerticalScroll():
+                yield Static(id="sys-line")
+                for key, label in SPARKS:
+                    yield Static(label, classes="spark-label", id=f"label-{key}")
+                    yield Sparkline([], id=f"spark-{key}")
+            with TabPane("Confusion", id="confusion"), VerticalScroll():
+                yield Static(id="confusion-grid")
+            with TabPane("Config", id="config"), VerticalScroll():
+                yield Static(id="config-text")
+        yield Footer()
+
+    def _plots(self) -> ComposeResult:
+        # Imported here: plotext is only needed once a run is opened, not to paint the table.
+        from textual_plotext import PlotextPlot
+
+        yield PlotextPlot(id="plot-loss")
+        yield PlotextPlot(id="plot-scores")
+
+    def on_mount(self) -> None:
+        self.title = f"{self.run_id}"
+        self.sub_title = f"on {self.host_name}"
+        epochs = self.query_one("#epochs", DataTable)
+        for name in ("epoch", "train loss", "val loss", "acc", "UAR", "macro F1", "w F1", "s"):
+            epochs.add_column(name, key=name)
+        self.query_one("#run-header", Static).update(self._header_text())
+        self.query_one("#log-search", Input).display = False
+        self.set_interval(DRAIN_S, self.drain)
+        self.follow_run()
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="follow", name="follow run", exit_on_error=False)
+    def follow_run(self) -> None:
+        """Resolve the run directory, read run.json once (the config tab), then follow the
+        stream until the run ends or the screen goes. Cancellation is seen at least once
+        per watcher heartbeat (every ``interval``)."""
+        from remote.config import get_host
+        from remote.deploy import resolve_layout
+        from remote.watch import follow
+
+        worker = get_current_worker()
+        host = get_host(self.host_name, self.hosts_override)
+        try:
+            run_dir = self.run_id if "/" in self.run_id else None
+            if run_dir is None:
+                run_dir = f"{resolve_layout(host).runs}/{self.run_id}"
+            manifest = host.run(["cat", f"{run_dir}/run.json"], timeout=30)
+            if manifest.ok:
+                # Half-written JSON: the config tab stays empty, the stream still works.
+                with contextlib.suppress(ValueError):
+                    self._put({"manifest": json.loads(manifest.stdout), "run_dir": run_dir})
+            interval = self.interval or 1.0
+            items = follow(
+                host,
+                run_dir,
+                interval=interval,
+                backoff=Backoff(max_downtime=None),  # a dashboard waits for the host forever
+                sleep=worker.cancelled_event.wait,
+            )
+            try:
+                for item in items:
+                    if worker.is_cancelled:
+                        return
+                    if not isinstance(item, HeartbeatItem):
+                        self._put(item)
+            finally:
+                items.close()
+        finally:
+            host.close()
+
+    def _put(self, item: object) -> None:
+        with self.lock:
+            self.queue.append(item)
+
+    # -- painting -----------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        with self.lock:
+            items = list(self.queue)
+            self.queue.clear()
+        for item in items:
+            if isinstance(item, dict) and "manifest" in item:
+                self.state.config = item["manifest"]
+                self.state.run_dir = item["run_dir"]
+                if not self.state.model:
+                    self.state.model = str(item["manifest"].get("model") or "")
+                self.state.version += 1
+            else:
+                self.state.add(item)
+        self._add_log_lines(self.state.take_log_lines())
+        # The header's ETA counts down between events, so it is repainted on every tick.
+        self.query_one("#run-header", Static).update(self._header_text())
+        if self.state.version == self._painted:
+            return
+        self._painted = self.state.version
+        self._paint()
+
+    def _header_text(self) -> Text:
+        s = self.state
+        text = Text()
+        text.append(f"{s.run}", style="bold")
+        text.append(f"  {s.model or '?'} on {s.host}  ")
+        style = {"completed": "bold green", "running": "green", "failed": "bold red",
+                 "crashed": "bold red", "stopped": "yellow"}.get(s.status, "")  # fmt: skip
+        text.append(s.status, style=style)
+        conn_style = "green" if s.connection.startswith("live") else "bold yellow"
+        text.append("  connection: ")
+        text.append(s.connection, style=conn_style)
+        text.append(f"  epoch {s.epoch}/{s.epochs or '?'}  step {s.step}/{s.steps or '?'}")
+        if s.loss is not None:
+            text.append(f"  loss {s.loss:.4f}")
+        text.append(f"  {s.eta_text()}")
+        if s.best is not None:
+            text.append(f"  best {s.monitor_metric} {s.best:.4f} @ {s.best_epoch}", style="cyan")
+        text.append("  log: " + ("following" if self.following else "paused"), style="dim")
+        if self.log_filter.active:
+            text.append(f" (showing {self.log_filter.describe()})", style="bold magenta")
+        return text
+
+    def _add_log_lines(self, lines: list[str]) -> None:
+        """Every line is kept (bounded) so a changed filter can show old lines again;
+        only the lines the filter keeps reach the widget."""
+        if not lines:
+            return
+        shown = []
+        for line in lines:
+            self._last_level = line_level(line, self._last_level)
+            self.all_log.append((self._last_level, line))
+            if self.log_filter.keeps(self._last_level, line):
+                shown.append(line)
+        if shown:
+            self.query_one("#run-log", Log).write_lines(shown, scroll_end=self.following)
+
+    def _refilter_log(self) -> None:
+        log = self.query_one("#run-log", Log)
+        log.clear()
+        log.write_lines(
+            [line for level, line in self.all_log if self.log_filter.keeps(level, line)],
+            scroll_end=self.following,
+        )
+        self.query_one("#run-header", Static).update(self._header_text())
+
+    def _paint(self) -> None:
+        s = self.state
+        done, total = s.progress()
+        bar = self.query_one("#run-progress", ProgressBar)
+        bar.update(total=total or None, progress=done)
+        warnings = s.warnings()
+        if s.crashed_log:
+            warnings.insert(0, "the process is gone without a final status: crashed")
+        self.query_one("#run-warnings", Static).update(
+            Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow") if warnings else ""
+        )
+        if s.crashed_log and not getattr(self, "_crash_written", False):
+            self._crash_written = True
+            self._add_log_lines(["ERROR --- last log lines before the crash ---", *s.crashed_log])
+        self._paint_epochs()
+        if s.sys is not None:
+            self.query_one("#sys-line", Static).update(system_line(s.sys))
+            for key, label in SPARKS:
+                data = list(s.sys_history.get(key, ()))
+                self.query_one(f"#spark-{key}", Sparkline).data = data
+                last = f"{data[-1]:.0f}" if data else "n/a"
+                self.query_one(f"#label-{key}", Static).update(f"{label}: {last}")
+        confusion = s.best_confusion()
+        if confusion is not None and confusion != getattr(self, "_confusion_shown", None):
+            self._confusion_shown = confusion
+            title, matrix = confusion
+            self.query_one("#confusion-grid", Static).update(
+                confusion_table(title, s.classes, matrix)
+            )
+        if s.config is not None and not getattr(self, "_config_shown", False):
+            self._config_shown = True
+            cfg = s.config.get("config", s.config)
+            self.query_one("#config-text", Static).update(
+                Text(json.dumps(cfg, indent=2, default=str))
+            )
+
+    def _paint_epochs(self) -> None:
+        s = self.state
+        if len(s.history) == self._epochs_shown:
+            return
+        table = self.query_one("#epochs", DataTable)
+        for ev in s.history[self._epochs_shown :]:
+            table.add_row(
+                str(ev.get("epoch")) + (" *" if ev.get("is_best") else ""),
+                *(_f(ev.get(k)) for k in ("train_loss", "loss", "accuracy", "uar",
+                                           "macro_f1", "weighted_f1")),
+                _f(ev.get("epoch_s"), 1),
+            )  # fmt: skip
+        self._epochs_shown = len(s.history)
+        per_class = self.query_one("#per-class", DataTable)
+        classes = s.classes
+        if classes and not per_class.columns:
+            per_class.add_column("epoch", key="epoch")
+            for name in classes:
+                per_class.add_column(f"{name} R/F1", key=name)
+        if classes:
+            per_class.clear()
+            for ev in s.history:
+                pc = ev.get("per_class") or {}
+                per_class.add_row(
+                    str(ev.get("epoch")),
+                    *(
+                        f"{_f(pc.get(c, {}).get('recall'), 2)}/{_f(pc.get(c, {}).get('f1'), 2)}"
+                        for c in classes
+                    ),
+                )
+        self._plot_curves()
+
+    def _plot_curves(self) -> None:
+        from textual_plotext import PlotextPlot
+
+        s = self.state
+        epochs = [int(ev.get("epoch") or 0) for ev in s.history]
+        loss_plot = self.query_one("#plot-loss", PlotextPlot)
+        plt = loss_plot.plt
+        plt.clear_data()
+        plt.title("loss")
+        for key, label in (("train_loss", "train"), ("loss", "val")):
+            ys = [ev.get(key) for ev in s.history]
+            if epochs and all(isinstance(y, (int, float)) for y in ys):
+                plt.plot(epochs, ys, label=label, marker="braille")
+        loss_plot.refresh()
+        score_plot = self.query_one("#plot-scores", PlotextPlot)
+        plt = score_plot.plt
+        plt.clear_data()
+        plt.title("val scores")
+        for key, label in (("accuracy", "acc"), ("uar", "UAR"), ("macro_f1", "macro F1"),
+                           ("weighted_f1", "w F1")):  # fmt: skip
+            ys = [ev.get(key) for ev in s.history]
+            if epochs and all(isinstance(y, (int, float)) for y in ys):
+                plt.plot(epochs, ys, label=label, marker="braille")
+        score_plot.refresh()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    @on(Input.Changed, "#log-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.log_filter.text = event.value
+        self._refilter_log()
+
+    @on(Input.Submitted, "#log-search")
+    def _search_done(self, _event: Input.Submitted) -> None:
+        self.query_one("#run-log", Log).focus()
+
+    def action_search_log(self) -> None:
+        self.action_tab("log")
+        box = self.query_one("#log-search", Input)
+        box.display = True
+        box.focus()
+
+    def action_cycle_level(self) -> None:
+        """all -> INFO+ -> WARNING+ -> ERROR -> all (DEBUG is the floor)."""
+        self.log_filter.min_level = (self.log_filter.min_level + 1) % len(LEVELS)
+        self._refilter_log()
+        self.notify(f"log: {self.log_filter.describe()}")
+
+    def action_back(self) -> None:
+        box = self.query_one("#log-search", Input)
+        if box.has_focus or box.value:
+            # Escape in the search box clears the search before it leaves the run.
+            box.value = ""
+            box.display = False
+            self.query_one("#run-log", Log).focus()
+            return
+        self.workers.cancel_group(self, "follow")
+        self.app.pop_screen()
+
+    def action_toggle_follow(self) -> None:
+        self.following = not self.following
+        log = self.query_one("#run-log", Log)
+        log.auto_scroll = self.following
+        if self.following:
+            log.scroll_end(animate=False)
+        self.query_one("#run-header", Static).update(self._header_text())
+        self.notify("log: following" if self.following else "log: paused")
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_stop_run(self) -> None:
+        def decided(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"stopping {self.run_id} on {self.host_name}...")
+                self.stop_worker()
+
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Stop {self.run_id} on {self.host_name}? It saves a checkpoint and can be resumed."
+            ),
+            decided,
+        )
+
+    @work(thread=True, group="stop", name="stop run", exit_on_error=False)
+    def stop_worker(self) -> None:
+        from remote.config import get_host
+        from remote.deploy import stop_run
+
+        host = get_host(self.host_name, self.hosts_override)
+        try:
+            answer = stop_run(host, self.run_id, grace=60.0)
+        finally:
+            host.close()
+        if answer.get("was_running"):
+            msg = f"{self.run_id}: stopped (status {answer.get('status')})"
+        else:
+            msg = f"{self.run_id} was not running (status {answer.get('status')})"
+        self.app.call_from_thread(self.notify, msg)
+
+
+def confusion_table(title: str, classes: list[str], matrix: list[list[int]]) -> Table:
+    """Rows are true classes, columns predictions; a cell's shade is its share of its row,
+    so a minority class's errors are as visible as a majority's."""
+    names = classes if len(classes) == len(matrix) else [str(i) for i in range(len(matrix))]
+    table = Table(title=f"confusion matrix ({title}); rows true, columns predicted")
+    table.add_column("true \\ pred", style="bold")
+    for name in names:
+        table.add_column(name[:8], justify="right")
+    for i, (name, row) in enumerate(zip(names, matrix, strict=False)):
+        total = sum(row) or 1
+        cells = []
+        for j, count in enumerate(row):
+            level = int(40 + 180 * count / total)
+            colour = f"rgb(0,{level},0)" if i == j else f"rgb({level},0,0)"
+            cells.append(Text(str(count), style=f"on {colour}" if count else "dim"))
+        table.add_row(name, *cells)
+    return table
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"

@@ -1,0 +1,211 @@
+"""The first screen: every run on every configured host, refreshed in a thread worker."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import get_current_worker
+
+from emoconsole.dashboard.base import DashboardScreen
+from emoconsole.dashboard.state import COLUMNS, RunRow, RunsListing, sort_rows
+
+
+class HostListed(Message):
+    """One host's answer (runs, or why it did not answer), posted from the worker."""
+
+    def __init__(self, host: str, runs: list[dict[str, Any]] | None, error: str | None) -> None:
+        super().__init__()
+        self.host, self.runs, self.error = host, runs, error
+
+
+class RunsTable(DataTable):
+    """A DataTable whose Enter is shown in the footer: the base class hides its own."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open run")]  # noqa: RUF012
+
+
+class RunsScreen(DashboardScreen):
+    BINDINGS = [  # noqa: RUF012 - Textual's declared style
+        Binding("slash", "filter", "Filter"),
+        Binding("o", "sort", "Sort"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self, hosts: dict[str, Any] | None = None, refresh_s: float = 5.0) -> None:
+        super().__init__()
+        self.hosts_override = hosts
+        self.refresh_s = refresh_s
+        self.listing = RunsListing()
+        self.sort_column = "id"
+        self.sort_reverse = True  # run ids start with their start time: newest first
+        self.needle = ""
+        self.rows: list[RunRow] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter runs (id, model, host, status)", id="filter")
+        yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="hosts-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        self.query_one("#filter", Input).display = False
+        table.focus()
+        self.list_hosts()
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="runs-listing", name="list runs", exit_on_error=False)
+    def list_hosts(self) -> None:
+        """Every few seconds: list_runs on every configured host. Blocking I/O stays here;
+        only HostListed messages reach the UI. Host objects are kept between passes (an
+        SSH connection is expensive) and dropped after a failure so the next pass retries."""
+        from remote.config import host_from_config, load_hosts
+        from remote.deploy import list_runs
+
+        worker = get_current_worker()
+        live: dict[str, Any] = {}
+        try:
+            while not worker.is_cancelled:
+                try:
+                    configs = self.hosts_override or load_hosts()
+                except Exception as exc:  # a broken hosts file: say so, keep local working
+                    self.post_message(HostListed("config", None, str(exc)))
+                    from remote.config import LOCAL
+
+                    configs = {"local": LOCAL}
+                for name, cfg in configs.items():
+                    if worker.is_cancelled:
+                        return
+                    try:
+                        host = live.get(name) or host_from_config(cfg)
+                        live[name] = host
+                        runs = list_runs(host)
+                    except Exception as exc:  # one host down must not hide the others
+                        self.post_message(HostListed(name, None, _one_line(exc)))
+                        dead = live.pop(name, None)
+                        if dead is not None:
+                            _close_quietly(dead)
+                        continue
+                    self.post_message(HostListed(name, runs, None))
+                worker.cancelled_event.wait(self.refresh_s)
+        finally:
+            for host in live.values():
+                _close_quietly(host)
+
+    @on(HostListed)
+    def _host_listed(self, message: HostListed) -> None:
+        self.listing.update(message.host, message.runs, message.error)
+        self.rebuild()
+        errors = self.listing.errors
+        status = self.query_one("#hosts-status", Static)
+        # Text, not markup: error messages carry brackets ("[Errno 111] ...").
+        status.update(Text("  ".join(f"{h}: {e}" for h, e in errors.items()), style="red"))
+
+    # -- the table --------------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Rows in place, keyed by host/id, so the cursor stays on its run across refreshes."""
+        table = self.query_one(DataTable)
+        rows = [r for r in self.listing.rows() if r.matches(self.needle)]
+        rows = sort_rows(rows, self.sort_column, self.sort_reverse)
+        selected = self.selected_row()
+        wanted = [r.key for r in rows]
+        if [r.key for r in self.rows] != wanted:
+            table.clear()
+            for row in rows:
+                table.add_row(*row.cells(), key=row.key)
+            if selected is not None and selected.key in wanted:
+                table.move_cursor(row=wanted.index(selected.key))
+        else:
+            for row, old in zip(rows, self.rows, strict=True):
+                if row.cells() != old.cells():
+                    for col, (new, before) in zip(
+                        COLUMNS, zip(row.cells(), old.cells(), strict=True), strict=True
+                    ):
+                        if new != before:
+                            table.update_cell(row.key, col, new)
+        self.rows = rows
+        self.sub_title = f"{len(rows)} runs, sorted by {self.sort_column}"
+
+    def selected_row(self) -> RunRow | None:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open_run()
+
+    @on(DataTable.HeaderSelected)
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        column = str(event.column_key.value)
+        if column == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = column, False
+        self.rebuild()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.needle = event.value
+        self.rebuild()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, _event: Input.Submitted) -> None:
+        self.query_one(DataTable).focus()
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action_open_run(self) -> None:
+        row = self.selected_row()
+        if row is None or row.id == "-":
+            self.notify("no run selected", severity="warning")
+            return
+        from emoconsole.dashboard.run_view import RunScreen
+
+        self.app.push_screen(RunScreen(row.host, row.id, hosts=self.hosts_override))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(DataTable).focus()
+
+    def action_sort(self) -> None:
+        """Cycle the sort column (clicking a header does the same with the mouse)."""
+        i = COLUMNS.index(self.sort_column)
+        self.sort_column = COLUMNS[(i + 1) % len(COLUMNS)]
+        self.sort_reverse = False
+        self.rebuild()
+
+    def action_refresh(self) -> None:
+        self.list_hosts()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:200]
+
+
+def _close_quietly(host: Any) -> None:
+    # Closing a dead connection can only fail again; there is nothing to report.
+    with contextlib.suppress(Exception):
+        host.close()
