@@ -19,6 +19,7 @@ EXAMPLES = """\
 examples:
   python -m trainers list
   python -m trainers synth --layout ravdess --out data/ravdess --actors 12 --seed 0
+  python -m trainers describe meld data/MELD.Raw     (classes, speakers, durations, floor)
   python -m trainers train hybrid-attention --data data/ravdess --out runs
   python -m trainers train hybrid-attention --data data/ravdess --out runs \\
       --set train.lr=1e-3 --set train.epochs=20 --config my.toml
@@ -190,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--statements", type=int, default=2, choices=(1, 2), help="statements per actor")
     p.add_argument("--repetitions", type=int, default=2, choices=(1, 2), help="takes per statement")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: cores)")
+
+    p = sub.add_parser(
+        "describe",
+        help="what a data set holds: classes per split, imbalance, actors, durations, floor",
+        description="Index a data set as training would (default split settings) and print "
+        "class counts per split, the imbalance ratio, actors or speakers per split, clip "
+        "durations from the files' headers, the majority-class floor on test, and every "
+        "unusable input with its reason. Decodes nothing.",
+    )
+    p.add_argument("dataset", choices=("ravdess", "crema-d", "meld", "fi"), help="data set layout")
+    p.add_argument("src", type=Path, help="the data set's directory")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -507,6 +520,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_describe(args: argparse.Namespace) -> int:
+    from trainers.data.config import DataError
+    from trainers.data.describe import describe, format_text
+
+    try:
+        info = describe(args.dataset, str(args.src))
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(info, indent=1) if args.json else format_text(info))
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
@@ -514,6 +539,7 @@ COMMANDS = {
     "config": cmd_config,
     "synth": cmd_synth,
     "fuse": cmd_fuse,
+    "describe": cmd_describe,
 }
 
 

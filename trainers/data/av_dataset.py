@@ -24,6 +24,11 @@ Why it is built this way:
   inference time (save them with the model).
 * ``collate`` is a static method, so handing ``module.collate`` to a
   DataLoader pickles a function reference, not the module and its arrays.
+* Only indexing knows the data set: everything after it works on
+  :class:`~trainers.data.ravdess.Recording` lists, whatever their origin. So
+  :data:`LAYOUTS` maps ``data.layout`` to the classes and an index function
+  (RAVDESS, CREMA-D, MELD); a layout with official splits (MELD) returns
+  them, the others are split by actor (or at random) here.
 """
 
 from __future__ import annotations
@@ -31,9 +36,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +53,10 @@ from trainers.data.cache import (
     save_digest_index,
 )
 from trainers.data.config import DataConfig, DataError
+from trainers.data.cremad import CLASSES as CREMAD_CLASSES
+from trainers.data.cremad import index_cremad
+from trainers.data.meld import CLASSES as MELD_CLASSES
+from trainers.data.meld import index_meld
 from trainers.data.ravdess import (
     CLASSES,
     SPEECH,
@@ -63,6 +72,53 @@ from trainers.data.ravdess import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """What a layout's index step found."""
+
+    recordings: list[Recording]
+    # recording key -> "train" / "val" / "test" when the data set fixes its splits (MELD).
+    split_of: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class AVLayout:
+    classes: tuple[str, ...]
+    index: Callable[[str, BadInputReporter], Indexed]
+    expected: str = field(default="")  # what the files should look like, for "found nothing"
+
+
+def _index_ravdess(root: str, report: BadInputReporter) -> Indexed:
+    return Indexed(index_ravdess(root, report, vocal_channels=(SPEECH,)))
+
+
+def _index_cremad(root: str, report: BadInputReporter) -> Indexed:
+    return Indexed(index_cremad(root, report))
+
+
+def _index_meld(root: str, report: BadInputReporter) -> Indexed:
+    found = index_meld(root, report)
+    return Indexed(found.recordings, found.split_of)
+
+
+# data.layout -> how to read it (see trainers.data.config.AV_LAYOUTS).
+LAYOUTS: dict[str, AVLayout] = {
+    "ravdess": AVLayout(
+        CLASSES, _index_ravdess, "files named MM-VV-EE-II-SS-RR-AA.mp4/.wav (Actor_XX folders)"
+    ),
+    "crema-d": AVLayout(
+        CREMAD_CLASSES,
+        _index_cremad,
+        "files named ActorID_Sentence_Emotion_Level.wav/.mp4/.flv, e.g. 1001_DFA_ANG_XX.wav",
+    ),
+    "meld": AVLayout(
+        MELD_CLASSES,
+        _index_meld,
+        "train/dev/test_sent_emo.csv and their dia{D}_utt{U}.mp4 clip folders",
+    ),
+}
 
 # Imported once in the forkserver, so every preparation worker starts with them loaded.
 _WORKER_PRELOAD = ["trainers.data.ravdess", "librosa.feature.spectral"]
@@ -176,7 +232,9 @@ class RavdessDataModule:
     def __init__(self, cfg: DataConfig, seed: int = 0) -> None:
         self.cfg = cfg
         self.seed = seed
-        self.classes = list(CLASSES)
+        layout = LAYOUTS.get(cfg.layout)  # an unknown layout fails in setup's validate()
+        self.classes = list(layout.classes if layout is not None else CLASSES)
+        self._fixed_split: dict[str, str] | None = None
         self.audio_norm: AudioNorm | None = None
         self._splits: dict[str, _Split] | None = None
         self._stats: dict[str, Any] = {}
@@ -196,11 +254,19 @@ class RavdessDataModule:
                 reported.add(path)
                 report_bad(path, reason)
 
-        recordings = index_ravdess(cfg.root, report, vocal_channels=(SPEECH,))
-        if not recordings:
+        layout = LAYOUTS[cfg.layout]
+        self.classes = list(layout.classes)
+        indexed = layout.index(cfg.root, report)
+        recordings, self._fixed_split = indexed.recordings, indexed.split_of
+        if not recordings and cfg.layout == "ravdess":
             raise DataError(
                 f"no RAVDESS speech recordings under {cfg.root!r}: expected files named "
                 f"MM-VV-EE-II-SS-RR-AA.mp4/.wav ({len(reported)} media files had other names)"
+            )
+        if not recordings:
+            raise DataError(
+                f"no {cfg.layout} recordings under {cfg.root!r}: expected {layout.expected} "
+                f"({len(reported)} inputs were unusable and reported)"
             )
         results = self._prepare(recordings, progress)
         # Reported in recording order, after preparation, so bad_inputs.jsonl is the same
@@ -316,7 +382,10 @@ class RavdessDataModule:
 
     def _build_splits(self, kept: list[tuple[Recording, Prepared]]) -> dict[str, _Split]:
         cfg = self.cfg
-        if cfg.split == "actor":
+        if self._fixed_split is not None:
+            # The data set's official splits (MELD): comparable with published results.
+            assign = [self._fixed_split[rec.key] for rec, _ in kept]
+        elif cfg.split == "actor":
             actors = split_actors([rec.actor for rec, _ in kept], *self._fractions())
             split_of = {actor: split for split, names in actors.items() for actor in names}
             assign = [split_of[rec.actor] for rec, _ in kept]
@@ -411,19 +480,19 @@ class RavdessDataModule:
         splits: dict[str, Any] = {}
         for split in SPLITS:
             data = self._split(split)
-            counts = np.bincount(data.labels, minlength=len(CLASSES))
+            counts = np.bincount(data.labels, minlength=len(self.classes))
             splits[split] = {
                 "samples": len(data.labels),
-                "per_class": {name: int(n) for name, n in zip(CLASSES, counts, strict=True)},
+                "per_class": {name: int(n) for name, n in zip(self.classes, counts, strict=True)},
                 "actors": sorted({s.actor for s in data.samples}),
                 "faces_not_found": int((~data.face_found).sum()),
             }
         out: dict[str, Any] = {
-            "dataset": "ravdess",
+            "dataset": cfg.layout,
             "root": cfg.root,
-            "classes": list(CLASSES),
+            "classes": list(self.classes),
             "modalities": list(cfg.modalities),
-            "split": cfg.split,
+            "split": "official" if self._fixed_split is not None else cfg.split,
             "split_seed": cfg.split_seed,
             "splits": splits,
             "faces_not_found": sum(s["faces_not_found"] for s in splits.values()),

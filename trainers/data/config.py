@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 MODALITIES = ("audio", "video")
+# The audio-visual layouts the data module can index (trainers.data.av_dataset.LAYOUTS).
+AV_LAYOUTS = ("ravdess", "crema-d", "meld")
 
 
 class DataError(Exception):
@@ -29,11 +31,12 @@ class DecodeError(DataError):
 class DataConfig:
     # Data directory; set by the CLI's --data.
     root: str = ""
-    # Which file-name layout to parse under root.
-    layout: Literal["ravdess"] = "ravdess"
+    # Which data set layout to read under root: ravdess, crema-d or meld.
+    layout: Literal["ravdess", "crema-d", "meld"] = "ravdess"
     # Inputs each sample carries; a recording without a working source for one is dropped.
     modalities: tuple[str, ...] = ("audio", "video")
     # "actor": no actor in two splits. "random" leaks actors and inflates accuracy.
+    # MELD keeps its official train/dev/test splits: split and the fractions are unused.
     split: Literal["actor", "random"] = "actor"
     # Share of actors (or recordings, for split="random") held out for validation.
     val_fraction: float = 0.15
@@ -105,8 +108,8 @@ class DataConfig:
         def bad(field: str, why: str) -> ValueError:
             return ValueError(f"data.{field}={getattr(self, field)!r}: {why}")
 
-        if self.layout != "ravdess":
-            raise bad("layout", "only 'ravdess' is supported")
+        if self.layout not in AV_LAYOUTS:
+            raise bad("layout", f"must be one of {', '.join(AV_LAYOUTS)}")
         if not self.modalities:
             raise bad("modalities", "needs at least one of " + ", ".join(MODALITIES))
         for modality in self.modalities:

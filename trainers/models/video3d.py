@@ -603,7 +603,9 @@ def _meld_data() -> ClipDataConfig:
     # MELD utterance; shorter videos are padded and masked. One clip per video. The
     # note's "random cropping, flipping, rotation, brightness/contrast": a zooming
     # affine (scale >= 1 crops), horizontal flips, brightness/contrast jitter (ours).
+    # MELD's layout: its CSVs, clip folders and official splits (trainers.data.meld).
     return ClipDataConfig(
+        layout="meld",
         face_size=224,
         grayscale=False,
         fps=10.0,

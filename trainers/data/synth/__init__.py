@@ -44,6 +44,8 @@ __all__ = ["LAYOUTS", "MANIFEST_NAME", "CorpusManifest", "Recording", "write_cor
 # layout name -> module implementing it
 LAYOUTS: dict[str, str] = {"ravdess": "trainers.data.synth.ravdess"}
 LAYOUTS["fi"] = "trainers.data.synth.fi"  # image emotion (issue 3)
+LAYOUTS["crema-d"] = "trainers.data.synth.cremad"  # issue 4
+LAYOUTS["meld"] = "trainers.data.synth.meld"  # issue 4
 
 
 class _Layout(Protocol):

@@ -1,0 +1,201 @@
+"""CREMA-D: the generated layout read back exactly, both real folder layouts, bad inputs
+listed once each, and a tiny end-to-end training run through the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SMALL_MODEL, run_trainers
+from tests.corpora import CREMAD, shared_corpus
+from trainers.data.av_dataset import RavdessDataModule
+from trainers.data.config import DataConfig, DataError
+from trainers.data.cremad import CLASSES, index_cremad, parse_name
+from trainers.data.synth import CorpusManifest
+from trainers.rundir import RunDir
+
+# The data settings of every decoding test here, so the e2e run reuses the suite's cache.
+SMALL_DATA = ["data.face_size=32", "data.max_frames=16", "data.max_audio_frames=100"]
+
+
+class Bad:
+    """A report_bad that keeps every call, duplicates included."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def __call__(self, path: str, reason: str) -> None:
+        self.items.append((path, reason))
+
+    def by_name(self) -> dict[str, str]:
+        return {Path(p).name: r for p, r in self.items}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """3 actors x 17 takes (IEO at LO/HI plus neutral XX, DFA at XX)."""
+    return shared_corpus(tmp_path_factory, "crema-d", **CREMAD)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cremad-cache")
+
+
+def test_round_trip_reads_back_every_label_actor_and_file(corpus: Path) -> None:
+    manifest = CorpusManifest.load(corpus)
+    bad = Bad()
+    recordings = index_cremad(str(corpus), bad)
+    assert bad.items == []
+    assert manifest.classes == CLASSES
+    assert len(recordings) == len(manifest.recordings) == 3 * 17
+    want = {r.key: r for r in manifest.recordings}
+    assert {r.key for r in recordings} == set(want)
+    for rec in recordings:
+        truth = want[rec.key]
+        assert CLASSES[rec.label] == truth.emotion and rec.label == truth.label
+        assert rec.actor == str(truth.actor) and rec.intensity == truth.intensity
+        assert {str(Path(p).relative_to(corpus)) for p in rec.files} == set(truth.files)
+        assert Path(rec.video_sources[0]).suffix == ".mp4"
+        assert Path(rec.audio_sources[0]).suffix == ".wav"  # the wav first, the mp4 as fallback
+    counts = Counter(CLASSES[r.label] for r in recordings)
+    assert counts == Counter(r.emotion for r in manifest.recordings)
+    # NEU is the rare class, as in the real corpus.
+    assert counts["neutral"] == 6 and all(counts[c] == 9 for c in CLASSES if c != "neutral")
+    assert sorted({r.actor for r in recordings}) == ["1001", "1002", "1003"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("1001_DFA_ANG_XX.wav", ("1001", "DFA", 0, "XX")),
+        ("1091_IEO_NEU_XX.flv", ("1091", "IEO", 4, "XX")),
+        ("1022_ieo_sad_hi.mp4", ("1022", "IEO", 5, "HI")),
+    ],
+)
+def test_parse_name(name: str, expected: tuple) -> None:
+    parsed = parse_name(name)
+    assert (parsed.actor, parsed.sentence, parsed.emotion, parsed.level) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("1001_DFA_ANG.wav", "ActorID_Sentence_Emotion_Level"),
+        ("1001_XYZ_ANG_XX.wav", "sentence 'XYZ'"),
+        ("1001_DFA_JOY_XX.wav", "emotion 'JOY'"),
+        ("1001_DFA_ANG_ZZ.wav", "level 'ZZ'"),
+        ("101_DFA_ANG_XX.wav", "ActorID"),
+        ("1001_DFA_ANG_XX", "extension"),
+    ],
+)
+def test_parse_name_says_what_is_wrong(name: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_name(name)
+
+
+def test_real_folder_layouts_flash_video_and_flat_read_the_same(corpus: Path, tmp_path: Path):
+    """AudioWAV/ + VideoFlash/*.flv (the release) and one flat folder index as the generator's."""
+    reference = index_cremad(str(corpus), Bad())
+    flash = tmp_path / "release"
+    (flash / "AudioWAV").mkdir(parents=True)
+    (flash / "VideoFlash").mkdir()
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for wav in (corpus / "AudioWAV").iterdir():
+        shutil.copy(wav, flash / "AudioWAV" / wav.name)
+        shutil.copy(wav, flat / wav.name)
+    for mp4 in (corpus / "VideoMP4").iterdir():
+        shutil.copy(mp4, flash / "VideoFlash" / (mp4.stem + ".flv"))
+        shutil.copy(mp4, flat / mp4.name)
+    (flash / "VideoDemographics.csv").write_text("ActorID,Age,Sex\n1001,51,Male\n")
+    for root, video_suffix in ((flash, ".flv"), (flat, ".mp4")):
+        bad = Bad()
+        got = index_cremad(str(root), bad)
+        assert bad.items == []  # the CSV beside the folders is not a media file
+        assert [(r.key, r.label, r.actor) for r in got] == [
+            (r.key, r.label, r.actor) for r in reference
+        ]
+        assert all(Path(r.video_sources[0]).suffix == video_suffix for r in got)
+        assert all(len(r.files) == 2 for r in got)
+
+
+def corrupt_copy(corpus: Path, dest: Path) -> dict[str, list[Path]]:
+    """Actor 1001's takes plus every kind of bad input; returns what was broken."""
+    for sub in ("AudioWAV", "VideoMP4"):
+        (dest / sub).mkdir(parents=True)
+        for f in sorted((corpus / sub).glob("1001_*")):
+            shutil.copy(f, dest / sub / f.name)
+    truncated = dest / "VideoMP4" / "1001_DFA_ANG_XX.mp4"
+    blob = truncated.read_bytes()
+    truncated.write_bytes(blob[: len(blob) // 3])
+    empty = dest / "AudioWAV" / "1001_DFA_SAD_XX.wav"
+    empty.write_bytes(b"")
+    garbage = dest / "VideoMP4" / "1001_ITH_HAP_XX.mp4"  # a take of its own, video only
+    garbage.write_bytes(bytes(range(256)) * 40)
+    odd = [dest / "AudioWAV" / "1001_DFA_ANG.wav", dest / "VideoMP4" / "final take.mp4"]
+    for path in odd:
+        shutil.copy(dest / "AudioWAV" / "1001_DFA_HAP_XX.wav", path)
+    return {"truncated": [truncated], "empty": [empty], "garbage": [garbage], "names": odd}
+
+
+def test_bad_inputs_are_listed_once_each_and_setup_survives(
+    corpus: Path, cache: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    broken = corrupt_copy(corpus, data)
+    cfg = DataConfig(
+        root=str(data), layout="crema-d", face_size=32, max_frames=16, max_audio_frames=100,
+        prepare_workers=2, cache_dir=str(cache),
+    )  # fmt: skip
+    module = RavdessDataModule(cfg)
+    assert module.classes == list(CLASSES)
+    bad = Bad()
+    module.setup(bad)
+    paths = [p for p, _ in bad.items]
+    assert len(paths) == len(set(paths)), "a file was reported twice"
+    reasons = bad.by_name()
+    for path in broken["names"]:
+        assert reasons.pop(path.name).startswith("not a CREMA-D file name")
+    assert reasons.pop("1001_DFA_SAD_XX.wav") == "zero-byte file"  # audio falls back to the mp4
+    assert reasons.pop("1001_ITH_HAP_XX.mp4")  # garbage: both modalities tried, one line
+    # The truncated mp4 was the take's only video: the take is dropped and its wav says why.
+    assert reasons.pop("1001_DFA_ANG_XX.mp4")
+    assert reasons.pop("1001_DFA_ANG_XX.wav").startswith("skipped: recording 1001_DFA_ANG_XX")
+    assert reasons == {}
+    # 17 takes of 1001 plus the garbage-only take; two dropped; all in train (one actor).
+    info = module.describe()
+    assert info["recordings"] == 18 and info["dropped_recordings"] == 2
+    assert info["splits"]["train"]["samples"] == 16
+    assert info["dataset"] == "crema-d" and info["classes"] == list(CLASSES)
+
+
+def test_nothing_to_read_names_the_layout(tmp_path: Path) -> None:
+    (tmp_path / "readme.mp4").write_bytes(b"x")
+    module = RavdessDataModule(DataConfig(root=str(tmp_path), layout="crema-d"))
+    with pytest.raises(DataError, match=r"no crema-d recordings.*1001_DFA_ANG_XX"):
+        module.setup(Bad())
+
+
+def test_train_hybrid_attention_end_to_end(corpus: Path, cache: Path, tmp_path: Path) -> None:
+    sets = [*SMALL_MODEL, *SMALL_DATA, "data.layout=crema-d", "train.epochs=1",
+            f"data.cache_dir={cache}"]  # fmt: skip
+    args = ["train", "hybrid-attention", "--data", str(corpus), "--out", str(tmp_path)]
+    proc = run_trainers(*args, "--run-id", "c", *[x for s in sets for x in ("--set", s)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = RunDir(tmp_path / "c")
+    summary = run.read_summary()
+    assert summary["classes"] == list(CLASSES)
+    assert summary["test"]["confusion"] and len(summary["test"]["confusion"]) == 6
+    assert "majority_floor" in summary
+    # 3 actors: 1 train, 1 val, 1 test; predictions cover val and test, labels as written.
+    rows = [json.loads(x) for x in run.predictions.read_text().splitlines()]
+    assert Counter(r["split"] for r in rows) == {"val": 17, "test": 17}
+    actors = {s: {r["actor"] for r in rows if r["split"] == s} for s in ("val", "test")}
+    assert len(actors["val"]) == len(actors["test"]) == 1 and actors["val"] != actors["test"]
+    truth = {r.key: r.label for r in CorpusManifest.load(corpus).recordings}
+    assert all(truth[r["key"]] == r["label"] for r in rows)
