@@ -156,8 +156,8 @@ def main() -> None:
         # FI's "actors" is the size of its smallest class: 16 gives ~290 images.
         data = corpus(layout, args.actors if layout == "ravdess" else 16, args.seed)
         sets = [*overrides, *AV_SMALL, f"data.cache_dir={cache}"]
-        if layout != "ravdess":
-            sets = [s for s in sets if not s.startswith("data.prepare_workers")]
+        if layout == "fi":  # images are decoded in memory: no feature cache, no worker pool
+            sets = [s for s in sets if not s.startswith(("data.prepare_workers", "data.cache_dir"))]
         cmd = [sys.executable, "-m", "trainers", "train", model, "--data", str(data),
                "--out", str(runs_dir), "--run-id", model]  # fmt: skip
         for item in sets:
