@@ -105,6 +105,11 @@ class SSHServer:
         return getpass.getuser()
 
     @property
+    def remote_home(self) -> Path:
+        """HOME of the sessions this server starts: the 'remote' user's home."""
+        return self.root / "home"
+
+    @property
     def log(self) -> Path:
         return self.root / "sshd.log"
 
@@ -138,6 +143,11 @@ AllowTcpForwarding yes
 Subsystem sftp internal-sftp
 UseDNS no
 PrintMotd no
+# Sessions get a HOME of their own: bash run by sshd sources ~/.bashrc, and a
+# machine's rc (pyenv's init runs `pyenv rehash`, which waits 60 s on a lock
+# that a session killed mid-rehash leaves behind) must not decide whether a
+# remote command takes 0.01 s or 60 s.
+SetEnv HOME={self.remote_home}
 MaxSessions 50
 MaxStartups 50
 LogLevel VERBOSE
@@ -153,6 +163,7 @@ LogLevel VERBOSE
         if os.geteuid() == 0:
             # Privilege separation needs this directory when sshd runs as root.
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        self.remote_home.mkdir(exist_ok=True)
         config = self._write_config()
         self.proc = subprocess.Popen(
             [self.sshd, "-D", "-f", str(config), "-E", str(self.log)],
