@@ -71,3 +71,24 @@ def test_counting_builds_nothing_real():
         model = entry.build(entry.default_config(), 8)
     assert all(p.device.type == "meta" for p in model.parameters())
     assert entry.count_params(8) == sum(p.numel() for p in model.parameters())
+
+
+def test_the_zoo_map_names_every_model_and_one_model_loads_alone():
+    """``trainers.models.ZOO`` lets a run import one model's module; it must name every
+    registered model, each in the module that registers it, and a run of
+    hybrid-attention must not pay for torchvision."""
+    import subprocess
+    import sys
+
+    from trainers.models import ZOO
+    from trainers.registry import get_entry
+
+    assert set(ZOO) == set(list_models())
+    for name, module in ZOO.items():
+        assert get_entry(name).build.__module__ == module, name
+    probe = (
+        "import sys; from trainers.registry import get_entry; get_entry('hybrid-attention'); "
+        "print('torchvision' in sys.modules, 'trainers.models.image' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -129,8 +129,17 @@ def register_model(
     return decorator
 
 
-def _load_zoo() -> None:
-    import trainers.models  # noqa: F401  (registers every model on import)
+def _load_zoo(name: str | None = None) -> None:
+    """Import the module that registers ``name`` (importing registers), or every
+    module of the zoo when ``name`` is None."""
+    import importlib
+
+    from trainers.models import ZOO
+
+    if name is not None and name not in ZOO:
+        return
+    for module in [ZOO[name]] if name is not None else sorted(set(ZOO.values())):
+        importlib.import_module(module)
 
 
 def list_models() -> list[str]:
@@ -139,11 +148,14 @@ def list_models() -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
-    _load_zoo()
+    from trainers.models import ZOO
+
+    _load_zoo(name)
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        names = sorted(set(_REGISTRY) | set(ZOO))  # without importing the zoo for a typo
+        close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        known = ", ".join(sorted(_REGISTRY))
+        known = ", ".join(names)
         raise UnknownModelError(f"unknown model {name!r}.{hint} Known models: {known}")
     return _REGISTRY[name]
 
