@@ -39,10 +39,10 @@ def fmt(value: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def real_run(small_corpus, tmp_path_factory) -> Path:
+def real_run(small_corpus, feature_cache, tmp_path_factory) -> Path:
     """hybrid-attention at the tests' small size, 2 epochs, through the CLI."""
     out = tmp_path_factory.mktemp("runs")
-    cache = tmp_path_factory.mktemp("cache")
+    cache = feature_cache
     settings = [*SMALL_MODEL, "train.epochs=2", f"data.cache_dir={cache}"]
     proc = run_trainers(
         "train", "hybrid-attention", "--data", str(small_corpus), "--out", str(out),
