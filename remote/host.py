@@ -138,8 +138,10 @@ class LineStream(Iterator[str]):
                 if not chunk:
                     break
                 buf += chunk
-                *whole, buf = buf.split(b"\n")
-                if whole and not self._put([r.decode("utf-8", errors="replace") for r in whole]):
+                head, newline, buf = buf.rpartition(b"\n")
+                # Everything up to a newline byte ends on a whole character (no UTF-8
+                # sequence contains 0x0A), so one decode serves every line of the read.
+                if newline and not self._put(head.decode("utf-8", errors="replace").split("\n")):
                     return
             if buf:
                 self._put([buf.decode("utf-8", errors="replace")])

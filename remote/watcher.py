@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover - depends on the host
 LAST_LOG_LINES = 50
 LOG_CHUNK = 64 * 1024  # bytes per log item
 LOG_PER_POLL = 1024 * 1024  # bytes read per poll, so heartbeats keep flowing
+EVENTS_CHUNK = 256 * 1024  # events.jsonl bytes per read and flush
 GPU_QUERY = "index,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw"
 
 
@@ -328,14 +329,21 @@ class Watcher:
         self.status: RunStatus | None = None
 
     def pump_events(self) -> None:
-        for seq, line in read_new_raw(self.run.events, self.cursor):
-            if b'"status"' in line:  # cheap filter; only status events are decoded
-                event = json.loads(line)
-                if event.get("type") == EventType.STATUS:
-                    with contextlib.suppress(ValueError):
-                        self.status = RunStatus(event.get("status"))
-            if seq > self.after_seq:
-                self.emit.event(line)
+        # In pieces of EVENTS_CHUNK bytes, each flushed: the client decodes the first
+        # while the next is read, instead of waiting for a whole long file.
+        while True:
+            before = self.cursor.offset
+            for seq, line in read_new_raw(self.run.events, self.cursor, EVENTS_CHUNK):
+                if b'"status"' in line:  # cheap filter; only status events are decoded
+                    event = json.loads(line)
+                    if event.get("type") == EventType.STATUS:
+                        with contextlib.suppress(ValueError):
+                            self.status = RunStatus(event.get("status"))
+                if seq > self.after_seq:
+                    self.emit.event(line)
+            self.emit.flush()
+            if self.cursor.offset == before:  # nothing new, or only half a line yet
+                return
 
     def pump_log(self) -> None:
         for _ in range(LOG_PER_POLL // LOG_CHUNK):

@@ -166,10 +166,12 @@ def read_new_events(path: Path, cursor: EventCursor) -> list[dict[str, Any]]:
 _SEQ_PREFIX = re.compile(rb'\{"seq":\s*(\d+),')
 
 
-def read_new_raw(path: Path, cursor: EventCursor) -> list[tuple[int, bytes]]:
+def read_new_raw(path: Path, cursor: EventCursor, max_bytes: int = -1) -> list[tuple[int, bytes]]:
     """(seq, line as written) after ``cursor``, without decoding the JSON: the
     writer puts ``seq`` first, so a watcher forwarding 100,000 events/s reads it
-    off the line's start (any other line is decoded)."""
+    off the line's start (any other line is decoded). ``max_bytes`` (>0) reads
+    at most that much, so a long file is forwarded in pieces while the client
+    is already decoding the first ones; a longer line is still read whole."""
     path = Path(path)
     if not path.exists():
         return []
@@ -177,7 +179,9 @@ def read_new_raw(path: Path, cursor: EventCursor) -> list[tuple[int, bytes]]:
         if os.fstat(fh.fileno()).st_size < cursor.offset:
             cursor.offset = 0
         fh.seek(cursor.offset)
-        chunk = fh.read()
+        chunk = fh.read(max_bytes)
+        if max_bytes > 0 and len(chunk) == max_bytes and b"\n" not in chunk:
+            chunk += fh.readline()  # one line longer than max_bytes
     end = chunk.rfind(b"\n") + 1
     out = []
     for line in chunk[:end].splitlines():
