@@ -72,19 +72,32 @@ def demo(
         int, typer.Option(help="Corpus seed (the training seed is train.seed, via --set).")
     ] = 0,
     overrides: Overrides = None,
+    plain: Annotated[
+        bool,
+        typer.Option(
+            "--plain",
+            help="Rich live output instead of the dashboard (the default without a terminal).",
+        ),
+    ] = False,
 ) -> None:
     """Train hybrid-attention here on a generated corpus, live, then print the summary.
 
-    Writes a small RAVDESS-layout corpus to --data-dir (once; reused after), starts
-    `python -m trainers train` as its own process and follows its run directory.
+    Writes a small RAVDESS-layout corpus to --data-dir once (reused after).
+    Training runs as its own process (`python -m trainers train`).
+    The dashboard opens on its run: Escape shows every run on every host, q quits.
+    Without a terminal, or with --plain, rich live output follows the run instead.
 
-    Ctrl-C stops the run cleanly (checkpoint saved); `python -m trainers resume RUN`
-    continues it.
+    Quitting before the end (q, or Ctrl-C with --plain) stops the run cleanly.
+    A checkpoint is saved; `python -m trainers resume RUN` continues it.
     """
     from emoconsole.demo import DemoError, run_demo
 
+    dashboard = not plain and sys.stdin.isatty() and sys.stdout.isatty()
     try:
-        run_demo(data_dir, runs, actors=actors, seed=seed, overrides=overrides or [])
+        run_demo(
+            data_dir, runs, actors=actors, seed=seed, overrides=overrides or [],
+            dashboard=dashboard,
+        )  # fmt: skip
     except DemoError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

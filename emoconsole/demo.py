@@ -7,6 +7,7 @@ shows is what any run shows, not an in-process shortcut.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -158,7 +159,17 @@ def print_summary(run: RunDir, console: Console) -> None:
     )
 
 
-def run_demo(data_dir: Path, runs: Path, *, actors: int, seed: int, overrides: list[str]) -> RunDir:
+def run_demo(
+    data_dir: Path,
+    runs: Path,
+    *,
+    actors: int,
+    seed: int,
+    overrides: list[str],
+    dashboard: bool = False,
+) -> RunDir:
+    """Generate (or reuse) the corpus, start training as its own process, follow it in
+    the dashboard (``dashboard``) or as rich live output, then print the summary."""
     console = Console()
     ensure_corpus(data_dir, actors, seed, console)
     run_id = new_run_id(MODEL)
@@ -173,20 +184,27 @@ def run_demo(data_dir: Path, runs: Path, *, actors: int, seed: int, overrides: l
     log_path = runs / f".{run_id}.stdout"
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    view = RunView(run)
     try:
-        with Live(view.render(), console=console, refresh_per_second=4) as live:
-            while proc.poll() is None:
-                view.poll()
-                live.update(view.render())
-                time.sleep(0.25)
-            view.poll()
-            live.update(view.render())
+        if dashboard:
+            _wait_for_run_dir(proc, run, console)
+            _follow_in_dashboard(run, runs)
+        else:
+            _follow_live(proc, run, console)
     except KeyboardInterrupt:
+        pass
+    if proc.poll() is None and _finished(run):
+        # The run wrote its final status and is only exiting (closing TensorBoard's
+        # writer, say): let it, rather than stop a run that is already done.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(60)
+    if proc.poll() is None:
+        # Ctrl-C, or the dashboard closed while the run goes on: stop it cleanly (the
+        # engine saves a checkpoint) rather than leave an orphan training here.
+        console.print("stopping the run (a checkpoint is saved)...")
         proc.send_signal(signal.SIGTERM)
         proc.wait()
         console.print(f"stopped; continue with: python -m trainers resume {run.path}")
-        raise DemoError("interrupted") from None
+        raise DemoError("interrupted")
     output = log_path.read_text(errors="replace")
     if proc.returncode != 0:
         tail = "\n".join(output.splitlines()[-15:])
@@ -194,3 +212,41 @@ def run_demo(data_dir: Path, runs: Path, *, actors: int, seed: int, overrides: l
     log_path.unlink()
     print_summary(run, console)
     return run
+
+
+def _finished(run: RunDir) -> bool:
+    try:
+        return RunStatus(run.read_manifest().get("status")).is_terminal()
+    except (OSError, ValueError):
+        return False
+
+
+def _follow_live(proc: subprocess.Popen, run: RunDir, console: Console) -> None:
+    view = RunView(run)
+    with Live(view.render(), console=console, refresh_per_second=4) as live:
+        while proc.poll() is None:
+            view.poll()
+            live.update(view.render())
+            time.sleep(0.25)
+        view.poll()
+        live.update(view.render())
+
+
+def _wait_for_run_dir(proc: subprocess.Popen, run: RunDir, console: Console) -> None:
+    """Until the training process has written run.json: the dashboard's watcher wants
+    a run directory to watch, and the process takes seconds to import torch."""
+    with console.status("starting the training process (importing torch)..."):
+        while not run.run_json.exists() and proc.poll() is None:
+            time.sleep(0.1)
+
+
+def _follow_in_dashboard(run: RunDir, runs: Path) -> None:
+    """The dashboard, opened on this run's view (Escape: every run on every host).
+
+    The local host lists ``./runs`` of the working directory; a run elsewhere is
+    opened by its path, so its view works wherever ``--runs`` points."""
+    from emoconsole.dashboard.app import Dashboard
+
+    in_cwd = runs.resolve() == (Path.cwd() / "runs").resolve()
+    target = run.path.name if in_cwd else str(run.path.resolve())
+    Dashboard(open_run=("local", target), interval=1.0).run()

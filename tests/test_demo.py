@@ -3,8 +3,11 @@ through its run directory, ending with the summary on screen."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import time
+import uuid
 
 import pytest
 
@@ -48,3 +51,60 @@ def test_demo_refuses_a_corpus_with_other_settings(small_corpus, tmp_path):
 def test_emoconsole_without_arguments_shows_help():
     proc = subprocess.run([sys.executable, "-m", "emoconsole"], capture_output=True, text=True)
     assert "demo" in proc.stdout + proc.stderr
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _screen_until(session: str, want, timeout: float = 120.0, what: str = "") -> str:
+    """capture-pane until ``want(screen)`` holds; the screen, or an error showing it."""
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = _tmux("capture-pane", "-p", "-t", session)
+        if want(screen):
+            return screen
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen}")
+
+
+def test_demo_opens_the_dashboard_in_a_real_terminal(small_corpus, tmp_path):
+    """tmux runs `emoconsole demo` as a user would: the dashboard opens on the run, an
+    epoch's validation line streams in, Escape shows the runs table with the run, Enter
+    opens it again, / searches the log, q quits and the summary is printed."""
+    if not shutil.which("tmux"):
+        pytest.skip("no tmux: apt-get install tmux to run")
+    session = f"emo-demo-{uuid.uuid4().hex[:8]}"
+    sets = " ".join(f"--set {item}" for item in [*SMALL_MODEL, "train.epochs=4"])
+    demo = (
+        f"cd {tmp_path} && {sys.executable} -m emoconsole demo --data-dir {small_corpus} "
+        f"--actors 4 --seed 3 {sets}; echo DEMO-EXIT=$?; sleep 120"
+    )
+    env = {"EMOCONSOLE_CONFIG": str(tmp_path / "no-hosts.toml"), "TERM": "xterm-256color"}
+    _tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "45",
+          *[a for k, v in env.items() for a in ("-e", f"{k}={v}")], demo)  # fmt: skip
+    try:
+        screen = _screen_until(session, lambda s: "epoch 1 val:" in s, what="epoch 1's val line")
+        (run_path,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+        run_id = run_path.name
+        assert "Search log" in screen  # the run view's footer shows its bindings
+        _tmux("send-keys", "-t", session, "Escape")
+        screen = _screen_until(session, lambda s: run_id in s and "hybrid-attention" in s,
+                               what="the runs table with the run")  # fmt: skip
+        assert "local" in screen
+        _tmux("send-keys", "-t", session, "Enter")
+        _screen_until(session, lambda s: "epoch 1 val:" in s, what="the run view again")
+        _tmux("send-keys", "-t", session, "/")
+        _screen_until(session, lambda s: "search the log" in s, what="the search box")
+        _tmux("send-keys", "-t", session, "-l", "test:")
+        screen = _screen_until(session, lambda s: "epoch 1 val:" not in s and "test:" in s,
+                               what="only the matching log lines")  # fmt: skip
+        _tmux("send-keys", "-t", session, "Enter")
+        _screen_until(session, lambda s: "completed" in s, what="the run to complete")
+        _tmux("send-keys", "-t", session, "q")
+        screen = _screen_until(session, lambda s: "DEMO-EXIT=" in s, what="the demo to exit")
+        assert "DEMO-EXIT=0" in screen and "test set (held-out actors)" in screen
+        assert RunDir(run_path).read_manifest()["status"] == "completed"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
