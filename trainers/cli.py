@@ -20,6 +20,7 @@ examples:
   python -m trainers list
   python -m trainers synth --layout ravdess --out data/ravdess --actors 12 --seed 0
   python -m trainers describe meld data/MELD.Raw     (classes, speakers, durations, floor)
+  python -m trainers prepare ravdess data/ravdess --out cache   (decode once, resumable)
   python -m trainers train hybrid-attention --data data/ravdess --out runs
   python -m trainers train hybrid-attention --data data/ravdess --out runs \\
       --set train.lr=1e-3 --set train.epochs=20 --config my.toml
@@ -191,6 +192,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--statements", type=int, default=2, choices=(1, 2), help="statements per actor")
     p.add_argument("--repetitions", type=int, default=2, choices=(1, 2), help="takes per statement")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: cores)")
+
+    p = sub.add_parser(
+        "prepare",
+        help="decode a data set once into a feature cache (resumable, parallel)",
+        description="Decode every recording of an audio-visual data set into the feature "
+        "cache a model's runs read (face crops, sampled frames, log-mel/MFCC), with parallel "
+        "workers and a progress bar. Entries are keyed by file content and preprocessing "
+        "settings and land by atomic rename: a killed prepare resumes where it stopped, and "
+        "changing --set data.face_size rebuilds the video entries only. Unusable inputs are "
+        "skipped and listed in CACHE/bad_inputs.jsonl; more than data.max_bad_fraction of "
+        "them stops it. Train with --set data.cache_dir=CACHE to use it.",
+    )
+    p.add_argument("dataset", choices=("ravdess", "crema-d", "meld"), help="data set layout")
+    p.add_argument("src", type=Path, help="the data set's directory")
+    p.add_argument("--out", required=True, type=Path, help="the cache directory")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="whose preprocessing settings (default: hybrid-attention; meld-slowfast for meld)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+    add_config_args(p)
 
     p = sub.add_parser(
         "describe",
@@ -520,6 +543,51 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    import os
+
+    from trainers.data.config import DataError
+    from trainers.rundir import BAD_INPUTS
+
+    model = args.model or ("meld-slowfast" if args.dataset == "meld" else "hybrid-attention")
+    presets: dict[str, Any] = {"data.cache_dir": str(args.out.resolve())}
+    presets["data.prepare_workers"] = args.workers or os.cpu_count() or 1
+    entry, cfg = _resolve_config(model, args.config_files, args.assignments, args.src, presets)
+    if not hasattr(cfg.data, "layout"):
+        raise UsageError(f"{model} does not read audio-visual recordings: nothing to prepare")
+    try:
+        cfg.data.layout = args.dataset
+        cfg.data.validate()
+    except Exception as exc:
+        raise UsageError(f"config error: {exc}") from None
+    bad: list[dict[str, str]] = []
+    module = entry.data(cfg)
+    started = time.monotonic()
+    try:
+        module.setup(lambda path, reason: bad.append({"path": path, "reason": reason}),
+                     progress=_progress_printer("prepare"))  # fmt: skip
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(args.out / BAD_INPUTS, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(b) + "\n" for b in bad)
+    info = module.describe()
+    print(
+        f"prepared {info.get('recordings', '?')} recordings of {args.dataset} for {model} in "
+        f"{time.monotonic() - started:.1f} s: {info.get('decoded_recordings', '?')} decoded, "
+        f"{info.get('cached_recordings', '?')} already cached, {len(bad)} unusable input(s) "
+        f"(listed in {args.out / BAD_INPUTS}), faces not found in "
+        f"{info.get('faces_not_found', 0)}; train with --set data.cache_dir={args.out}"
+    )
+    for item in bad[:20]:
+        print(f"  skipped {item['path']}: {item['reason']}")
+    if len(bad) > 20:
+        print(f"  ... and {len(bad) - 20} more")
+    return 0
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     from trainers.data.config import DataError
     from trainers.data.describe import describe, format_text
@@ -540,6 +608,7 @@ COMMANDS = {
     "synth": cmd_synth,
     "fuse": cmd_fuse,
     "describe": cmd_describe,
+    "prepare": cmd_prepare,
 }
 
 
