@@ -32,45 +32,53 @@ def entries(cache: Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 @pytest.fixture(scope="module")
-def full_cache(small_corpus, tmp_path_factory) -> Path:
+def two_actors(small_corpus, tmp_path_factory) -> Path:
+    """Two actors of the shared corpus (30 recordings): enough to kill a prepare midway."""
+    root = tmp_path_factory.mktemp("two-actors")
+    for actor in ("Actor_01", "Actor_02"):
+        shutil.copytree(small_corpus / actor, root / actor)
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_cache(two_actors, tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("prepared")
-    proc = run_trainers("prepare", "ravdess", str(small_corpus), "--out", str(cache), *SETTINGS)
+    proc = run_trainers("prepare", "ravdess", str(two_actors), "--out", str(cache), *SETTINGS)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "60 recordings" in proc.stdout and "60 decoded, 0 already cached" in proc.stdout
+    assert "30 recordings" in proc.stdout and "30 decoded, 0 already cached" in proc.stdout
     assert "prepare [" in proc.stderr  # the progress bar
     return cache
 
 
-def test_a_second_prepare_decodes_nothing(small_corpus, full_cache):
-    proc = run_trainers("prepare", "ravdess", str(small_corpus), "--out", str(full_cache))
+def test_a_second_prepare_decodes_nothing(two_actors, full_cache):
+    proc = run_trainers("prepare", "ravdess", str(two_actors), "--out", str(full_cache))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "0 decoded, 60 already cached" in proc.stdout
-    # A run reading the cache does not decode either: prepare's settings are the model's.
-    assert len(entries(full_cache)) == 120  # audio and video for each recording
+    assert "0 decoded, 30 already cached" in proc.stdout
+    assert len(entries(full_cache)) == 60  # audio and video for each recording
 
 
 def test_killed_midway_then_restarted_equals_an_uninterrupted_prepare(
-    small_corpus, full_cache, tmp_path
+    two_actors, full_cache, tmp_path
 ):
     cache = tmp_path / "cache"
-    argv = trainers_cmd("prepare", "ravdess", str(small_corpus), "--out", str(cache), *SETTINGS)
+    argv = trainers_cmd("prepare", "ravdess", str(two_actors), "--out", str(cache), *SETTINGS)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, env=os.environ.copy())  # fmt: skip
     deadline = time.monotonic() + 120
-    while len(list(cache.rglob("*.npz"))) < 20:
+    while len(list(cache.rglob("*.npz"))) < 10:
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "prepare wrote nothing"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the workers too, mid-write
     proc.wait()
     partial = len(list(cache.rglob("*.npz")))
-    assert 20 <= partial < 120
+    assert 10 <= partial < 60
 
-    again = run_trainers("prepare", "ravdess", str(small_corpus), "--out", str(cache), *SETTINGS)
+    again = run_trainers("prepare", "ravdess", str(two_actors), "--out", str(cache), *SETTINGS)
     assert again.returncode == 0, again.stderr[-2000:]
     # It resumed: only the recordings whose entries were missing were decoded again.
     decoded = int(again.stdout.split(" decoded,")[0].rsplit(" ", 1)[1])
-    assert 0 < decoded < 60
+    assert 0 < decoded < 30
     ours, theirs = entries(cache), entries(full_cache)
     assert sorted(ours) == sorted(theirs)
     for name, arrays in theirs.items():
