@@ -262,12 +262,8 @@ def follow(
                             yield ConnectionItem("restored", attempt)
                             attempt, down_since = 0, None
                     if event is not None:
-                        # Inline, not through _items: this runs 100,000 times a second.
-                        if event["seq"] > point.seq:
-                            point.seq = event["seq"]
-                            item = EventItem(event)
-                            if event.get("type") == EventType.STATUS and _terminal(item):
-                                point.finished = True
+                        # Not through _items' generator: this runs 100,000 times a second.
+                        if (item := _new_event(event, point)) is not None:
                             yield item
                         continue
                     assert msg is not None
@@ -301,21 +297,23 @@ def _describe(command: Command) -> str:
     return command if isinstance(command, str) else shlex.join(command)
 
 
-def _terminal(item: EventItem) -> bool:
-    return item.status is not None and item.status.is_terminal()
+def _new_event(event: dict[str, Any], point: ResumePoint) -> EventItem | None:
+    """The item for an event not yielded yet, or None for one that was (before a
+    reconnect): never twice. A terminal status marks the follow finished."""
+    if event["seq"] <= point.seq:
+        return None
+    point.seq = event["seq"]
+    item = EventItem(event)
+    if event.get("type") == EventType.STATUS and item.status and item.status.is_terminal():
+        point.finished = True
+    return item
 
 
 def _items(msg: dict[str, Any], point: ResumePoint) -> Iterator[WatchItem]:
     kind = msg["kind"]
     if kind == "event":
-        event = msg["event"]
-        if event["seq"] <= point.seq:
-            return  # already yielded before a reconnect: never twice
-        point.seq = event["seq"]
-        item = EventItem(event)
-        if _terminal(item):
-            point.finished = True
-        yield item
+        if (item := _new_event(msg["event"], point)) is not None:
+            yield item
     elif kind == "log":
         if msg["offset"] <= point.log_offset:
             return

@@ -544,10 +544,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    import os
-
     from trainers.data.config import DataError
-    from trainers.rundir import BAD_INPUTS
+    from trainers.rundir import BAD_INPUTS, BadInputLog, RunDir
 
     model = args.model or ("meld-slowfast" if args.dataset == "meld" else "hybrid-attention")
     presets: dict[str, Any] = {"data.cache_dir": str(args.out.resolve())}
@@ -560,26 +558,23 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         cfg.data.validate()
     except Exception as exc:
         raise UsageError(f"config error: {exc}") from None
-    bad: list[dict[str, str]] = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / BAD_INPUTS).unlink(missing_ok=True)  # this prepare's list, not an earlier one's
     module = entry.data(cfg)
     started = time.monotonic()
     try:
-        module.setup(lambda path, reason: bad.append({"path": path, "reason": reason}),
-                     progress=_progress_printer("prepare"))  # fmt: skip
+        module.setup(BadInputLog(args.out / BAD_INPUTS), progress=_progress_printer("prepare"))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / BAD_INPUTS, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(b) + "\n" for b in bad)
     info = module.describe()
+    bad = RunDir(args.out).read_bad_inputs()
     print(
-        f"prepared {info.get('recordings', '?')} recordings of {args.dataset} for {model} in "
-        f"{time.monotonic() - started:.1f} s: {info.get('decoded_recordings', '?')} decoded, "
-        f"{info.get('cached_recordings', '?')} already cached, {len(bad)} unusable input(s) "
+        f"prepared {info['recordings']} recordings of {args.dataset} for {model} in "
+        f"{time.monotonic() - started:.1f} s: {info['decoded_recordings']} decoded, "
+        f"{info['cached_recordings']} already cached, {len(bad)} unusable input(s) "
         f"(listed in {args.out / BAD_INPUTS}), faces not found in "
-        f"{info.get('faces_not_found', 0)}; train with --set data.cache_dir={args.out}"
+        f"{info['faces_not_found']}; train with --set data.cache_dir={args.out}"
     )
     for item in bad[:20]:
         print(f"  skipped {item['path']}: {item['reason']}")
