@@ -183,22 +183,6 @@ def watcher_command(
     )
 
 
-_EVENT_PREFIX = '{"kind":"event","event":'
-
-
-def _event(line: str) -> dict[str, Any] | None:
-    """The event of an event line, or None. Most lines are the watcher's wrapper
-    around an events.jsonl line as written (remote.watcher.Emitter.event): only the
-    event itself is decoded, and no wrapper dict is built for it."""
-    if not (line.startswith(_EVENT_PREFIX) and line.endswith("}")):
-        return None
-    try:
-        event = _loads(line[len(_EVENT_PREFIX) : -1])
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and "seq" in event else None
-
-
 def _parse(line: str) -> dict[str, Any] | None:
     """A watcher line, or None for anything else (a login banner a shell rc file
     prints on stdout, say), which is skipped rather than fatal."""
@@ -252,21 +236,14 @@ def follow(
         try:
             with host.stream(command, idle_timeout=interval * silence_intervals) as lines:
                 for line in lines:
-                    event = _event(line)
-                    msg = _parse(line) if event is None else None
-                    if event is None and msg is None:
+                    msg = _parse(line)
+                    if msg is None:
                         continue
                     if not heard:
                         heard = True
                         if attempt:
                             yield ConnectionItem("restored", attempt)
                             attempt, down_since = 0, None
-                    if event is not None:
-                        # Not through _items' generator: this runs 100,000 times a second.
-                        if (item := _new_event(event, point)) is not None:
-                            yield item
-                        continue
-                    assert msg is not None
                     kind = msg["kind"]
                     if kind == "end":
                         return
@@ -311,7 +288,11 @@ def _new_event(event: dict[str, Any], point: ResumePoint) -> EventItem | None:
 
 def _items(msg: dict[str, Any], point: ResumePoint) -> Iterator[WatchItem]:
     kind = msg["kind"]
-    if kind == "event":
+    if kind == "events":
+        for event in msg["events"]:
+            if (item := _new_event(event, point)) is not None:
+                yield item
+    elif kind == "event":  # one per line, from a watcher older than batches
         if (item := _new_event(msg["event"], point)) is not None:
             yield item
     elif kind == "log":

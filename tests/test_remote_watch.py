@@ -396,8 +396,9 @@ def test_the_watcher_is_stdlib_only(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
-    kinds = [json.loads(line)["kind"] for line in proc.stdout.splitlines()]
-    assert kinds[-1] == "end" and kinds.count("event") == 5
+    msgs = [json.loads(line) for line in proc.stdout.splitlines()]
+    events = [e for m in msgs if m["kind"] == "events" for e in m["events"]]
+    assert msgs[-1]["kind"] == "end" and len(events) == 5
 
 
 def test_a_watcher_that_cannot_start_is_an_error_not_a_retry_loop(tmp_path):
