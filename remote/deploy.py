@@ -374,10 +374,6 @@ def deploy(
     run_id = run_id or new_run_id(model)
     layout = resolve_layout(host)
     code_dir = ship_code(host, layout, progress)
-    if stop_first:
-        answer = hostctl(host, code_dir, ["stop", _run_path(layout, stop_first)], timeout=180)
-        if progress:
-            progress(f"stopped {stop_first}: {answer.get('status')}")
     if upload is not None:
         from remote.sync import upload_dir
 
@@ -388,6 +384,12 @@ def deploy(
         else prepare_python(host, layout, code_dir, env, progress)
     )
     check_config(host, python, code_dir, model, ["data.root=" + data, *overrides])
+    if stop_first:
+        # Only now, with the new run's config known to be good: a typo must not cost
+        # the run it was meant to replace.
+        answer = hostctl(host, code_dir, ["stop", _run_path(layout, stop_first)], timeout=180)
+        if progress:
+            progress(f"stopped {stop_first}: {answer.get('status')}")
     launch = launch_run(host, layout, code_dir, python, model, data, overrides, run_id)
     # Return once the run has written run.json: then `runs` and the watcher see it, and a
     # process that died at once (a missing data set) is reported here with its output.

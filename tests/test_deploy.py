@@ -150,6 +150,32 @@ def test_stop_leaves_a_checkpoint_that_resume_continues(tmp_path, small_corpus, 
     assert stop_run(host, launch.run_id)["was_running"] is False
 
 
+def test_deploy_stop_first_replaces_a_run_but_not_for_a_bad_config(
+    tmp_path, small_corpus, feature_cache
+):
+    host = LocalHost("box", workdir=str(tmp_path / "work"))
+    common = [*SMALL_MODEL, "train.patience=50", f"data.cache_dir={feature_cache}"]
+    old = deploy(host, "hybrid-attention", data=str(small_corpus),
+                 overrides=[*common, "train.epochs=50"], env="host")  # fmt: skip
+    wait_for(lambda: (r := row_of(host, old.run_id)) and r["status"] == "running",
+             timeout=240, what="the first run to train")  # fmt: skip
+    # A typo in the replacement: refused, and the run it was to replace goes on.
+    with pytest.raises(DeployError, match=r"train\.nope"):
+        deploy(host, "hybrid-attention", data=str(small_corpus),
+               overrides=[*common, "train.nope=1"], env="host", stop_first=old.run_id)  # fmt: skip
+    assert row_of(host, old.run_id)["status"] == "running"
+    new = deploy(host, "hybrid-attention", data=str(small_corpus), env="host",
+                 overrides=[*common, "train.epochs=50"], stop_first=old.run_id)  # fmt: skip
+    try:
+        assert new.launched and new.run_id != old.run_id
+        stopped = row_of(host, old.run_id)
+        assert stopped["status"] == "stopped"
+        assert (Path(old.run_dir) / "checkpoints" / "last.pt").exists()
+        assert not psutil.pid_exists(old.pid) or psutil.Process(old.pid).status() == "zombie"
+    finally:
+        stop_run(host, new.run_id, grace=60)
+
+
 def test_deploy_over_ssh_survives_the_console_disconnecting(
     sshd, ssh_env, tmp_path, small_corpus, feature_cache
 ):
