@@ -20,6 +20,8 @@ examples:
   python -m trainers list
   python -m trainers synth --layout ravdess --out data/ravdess --actors 12 --seed 0
   python -m trainers describe meld data/MELD.Raw     (classes, speakers, durations, floor)
+  python -m trainers synth --layout combined --out data/combined   (ravdess/ + crema-d/)
+  python -m trainers train branched-tcn --data data/combined --set data.layout=combined
   python -m trainers prepare ravdess data/ravdess --out cache   (decode once, resumable)
   python -m trainers train hybrid-attention --data data/ravdess --out runs
   python -m trainers train hybrid-attention --data data/ravdess --out runs \\
@@ -185,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
 
     p = sub.add_parser("synth", help="write a generated audio-visual emotion corpus")
-    p.add_argument("--layout", default="ravdess", help="data set layout to imitate")
+    p.add_argument(
+        "--layout",
+        default="ravdess",
+        help="data set layout to imitate: ravdess, crema-d, meld, fi, or combined "
+        "(ravdess/ and crema-d/ under --out, --actors each)",
+    )
     p.add_argument("--out", required=True, type=Path, help="directory to write")
     p.add_argument("--actors", type=int, default=12, help="number of actors")
     p.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
@@ -204,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         "skipped and listed in CACHE/bad_inputs.jsonl; more than data.max_bad_fraction of "
         "them stops it. Train with --set data.cache_dir=CACHE to use it.",
     )
-    p.add_argument("dataset", choices=("ravdess", "crema-d", "meld"), help="data set layout")
+    p.add_argument(
+        "dataset",
+        choices=("ravdess", "crema-d", "meld", "combined"),
+        help="data set layout (combined: SRC holds ravdess/ and crema-d/)",
+    )
     p.add_argument("src", type=Path, help="the data set's directory")
     p.add_argument("--out", required=True, type=Path, help="the cache directory")
     p.add_argument(
@@ -223,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
         "durations from the files' headers, the majority-class floor on test, and every "
         "unusable input with its reason. Decodes nothing.",
     )
-    p.add_argument("dataset", choices=("ravdess", "crema-d", "meld", "fi"), help="data set layout")
+    p.add_argument(
+        "dataset",
+        choices=("ravdess", "crema-d", "meld", "combined", "fi"),
+        help="data set layout (combined: SRC holds ravdess/ and crema-d/, see docs/datasets.md)",
+    )
     p.add_argument("src", type=Path, help="the data set's directory")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
@@ -520,22 +535,27 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from trainers.data.synth import write_corpus
+    from trainers.data.synth import write_combined, write_corpus
 
     if args.actors < 1:
         raise UsageError(f"--actors {args.actors}: need at least 1")
     t0 = time.perf_counter()
+    shape = {
+        "actors": args.actors,
+        "seed": args.seed,
+        "statements": args.statements,
+        "repetitions": args.repetitions,
+        "progress": _progress_printer("synth"),
+        "workers": args.workers,
+    }
     try:
-        manifest = write_corpus(
-            args.layout,
-            args.out,
-            actors=args.actors,
-            seed=args.seed,
-            statements=args.statements,
-            repetitions=args.repetitions,
-            progress=_progress_printer("synth"),
-            workers=args.workers,
-        )
+        if args.layout == "combined":
+            parts = write_combined(args.out, **shape)
+            n = sum(len(m.recordings) for m in parts.values())
+            what = " and ".join(f"{len(m.recordings)} {name}" for name, m in parts.items())
+            print(f"wrote {n} recordings ({what}) to {args.out} in {time.perf_counter() - t0:.1f}s")
+            return 0
+        manifest = write_corpus(args.layout, args.out, **shape)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     n = len(manifest.recordings)
@@ -576,6 +596,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"(listed in {args.out / BAD_INPUTS}), faces not found in "
         f"{info['faces_not_found']}; train with --set data.cache_dir={args.out}"
     )
+    if info.get("excluded"):
+        from trainers.data.combined import format_excluded
+
+        print(f"  excluded by the label map: {format_excluded(info['excluded'])}")
     for item in bad[:20]:
         print(f"  skipped {item['path']}: {item['reason']}")
     if len(bad) > 20:

@@ -27,8 +27,9 @@ Why it is built this way:
 * Only indexing knows the data set: everything after it works on
   :class:`~trainers.data.ravdess.Recording` lists, whatever their origin. So
   :data:`LAYOUTS` maps ``data.layout`` to the classes and an index function
-  (RAVDESS, CREMA-D, MELD); a layout with official splits (MELD) returns
-  them, the others are split by actor (or at random) here.
+  (RAVDESS, CREMA-D, MELD, and both of the first two in one label space as
+  ``combined``); a layout with official splits (MELD) returns them, the
+  others are split by actor (or at random) here.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ from trainers.data.cache import (
     remember_digests,
     save_digest_index,
 )
+from trainers.data.combined import CLASSES as COMBINED_CLASSES
+from trainers.data.combined import EXPECTED as COMBINED_EXPECTED
+from trainers.data.combined import format_excluded, index_combined
 from trainers.data.config import DataConfig, DataError
 from trainers.data.cremad import CLASSES as CREMAD_CLASSES
 from trainers.data.cremad import index_cremad
@@ -81,6 +85,10 @@ class Indexed:
     recordings: list[Recording]
     # recording key -> "train" / "val" / "test" when the data set fixes its splits (MELD).
     split_of: dict[str, str] | None = None
+    # Recordings a label map left out on purpose (combined: RAVDESS calm, surprised), one
+    # row per class: {"corpus", "class", "recordings", "files"}. Counted and shown by
+    # describe, prepare and train.log, not listed as bad inputs (the files are fine).
+    excluded: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,11 @@ def _index_meld(root: str, report: BadInputReporter) -> Indexed:
     return Indexed(found.recordings, found.split_of)
 
 
+def _index_combined(root: str, report: BadInputReporter) -> Indexed:
+    found = index_combined(root, report)
+    return Indexed(found.recordings, excluded=found.excluded)
+
+
 # data.layout -> how to read it (see trainers.data.config.AV_LAYOUTS).
 LAYOUTS: dict[str, AVLayout] = {
     "ravdess": AVLayout(
@@ -118,6 +131,8 @@ LAYOUTS: dict[str, AVLayout] = {
         _index_meld,
         "train/dev/test_sent_emo.csv and their dia{D}_utt{U}.mp4 clip folders",
     ),
+    # RAVDESS + CREMA-D in one label space (trainers.data.combined, docs/datasets.md).
+    "combined": AVLayout(COMBINED_CLASSES, _index_combined, COMBINED_EXPECTED),
 }
 
 # Imported once in the forkserver, so every preparation worker starts with them loaded.
@@ -258,6 +273,8 @@ class RavdessDataModule:
         self.classes = list(layout.classes)
         indexed = layout.index(cfg.root, report)
         recordings, self._fixed_split = indexed.recordings, indexed.split_of
+        if indexed.excluded:
+            log.info("excluded by the label map: %s", format_excluded(indexed.excluded))
         if not recordings and cfg.layout == "ravdess":
             raise DataError(
                 f"no RAVDESS speech recordings under {cfg.root!r}: expected files named "
@@ -305,6 +322,8 @@ class RavdessDataModule:
             ),
             "setup_seconds": round(time.perf_counter() - started, 3),
         }
+        if indexed.excluded:
+            self._stats["excluded"] = indexed.excluded
 
     def _prepare(
         self, recordings: list[Recording], progress: ProgressReporter | None

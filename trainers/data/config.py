@@ -16,7 +16,7 @@ from typing import Literal
 
 MODALITIES = ("audio", "video")
 # The audio-visual layouts the data module can index (trainers.data.av_dataset.LAYOUTS).
-AV_LAYOUTS = ("ravdess", "crema-d", "meld")
+AV_LAYOUTS = ("ravdess", "crema-d", "meld", "combined")
 
 
 class DataError(Exception):
@@ -29,10 +29,12 @@ class DecodeError(DataError):
 
 @dataclass
 class DataConfig:
-    # Data directory; set by the CLI's --data.
+    # Data directory; set by the CLI's --data. For layout=combined: a folder holding
+    # ravdess/ and crema-d/ subfolders (see docs/datasets.md).
     root: str = ""
-    # Which data set layout to read under root: ravdess, crema-d or meld.
-    layout: Literal["ravdess", "crema-d", "meld"] = "ravdess"
+    # Which data set layout to read under root: ravdess, crema-d, meld, or combined
+    # (RAVDESS + CREMA-D in their six shared classes, trainers.data.combined).
+    layout: Literal["ravdess", "crema-d", "meld", "combined"] = "ravdess"
     # Inputs each sample carries; a recording without a working source for one is dropped.
     modalities: tuple[str, ...] = ("audio", "video")
     # "actor": no actor in two splits. "random" leaks actors and inflates accuracy.

@@ -11,8 +11,12 @@ Why it looks like this:
 * It indexes with the very functions training uses
   (:data:`trainers.data.av_dataset.LAYOUTS`, :func:`trainers.data.images.index_fi`)
   and splits as training does at the default settings (actor-disjoint with
-  ``split_seed=0`` for RAVDESS and CREMA-D, MELD's official splits, FI's
-  stratified split), so its numbers are the numbers a default run sees.
+  ``split_seed=0`` for RAVDESS, CREMA-D and the combined set, MELD's official
+  splits, FI's stratified split), so its numbers are the numbers a default
+  run sees.
+* The combined set's label map leaves some classes out (RAVDESS calm and
+  surprised): their recordings are counted under ``excluded``, per corpus
+  and class, so a reader sees what was dropped and how much.
 * Faces-not-found needs the face detector's output, which only exists after
   decoding; it is reported by ``train`` (summary.json and the data line of
   train.log) and here only noted, to keep ``describe`` a seconds-long command.
@@ -46,7 +50,7 @@ from trainers.data.images import (
 )
 from trainers.engine.metrics import majority_floor
 
-DATASETS: tuple[str, ...] = ("ravdess", "crema-d", "meld", "fi")
+DATASETS: tuple[str, ...] = ("ravdess", "crema-d", "meld", "combined", "fi")
 FACES_NOTE = (
     "faces not found is counted when the videos are decoded: see `train` (summary.json, "
     "train.log's data line)"
@@ -208,6 +212,9 @@ def describe(dataset: str, root: str) -> dict[str, Any]:
         dataset, root, layout.classes, split_of, [r.label for r in recs],
         [r.actor for r in recs], seconds, bad, rule,
     )  # fmt: skip
+    if indexed.excluded:
+        # Left out by the label map (combined): counted here, since they are not bad inputs.
+        out["excluded"] = indexed.excluded
     return out
 
 
@@ -244,6 +251,10 @@ def format_text(info: dict[str, Any]) -> str:
         )
     else:
         lines.append("majority-class floor: needs a train and a test split")
+    if "excluded" in info:
+        from trainers.data.combined import format_excluded
+
+        lines.append(f"excluded by the label map: {format_excluded(info['excluded'])}")
     if "faces_note" in info:
         lines.append(f"faces not found: not counted ({info['faces_note']})")
     lines.append(f"bad inputs: {len(info['bad_inputs'])}")

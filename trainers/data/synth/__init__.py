@@ -39,13 +39,25 @@ from typing import IO, Any, Protocol
 from trainers.data.synth import clip
 from trainers.data.synth.manifest import MANIFEST_NAME, CorpusManifest, Recording
 
-__all__ = ["LAYOUTS", "MANIFEST_NAME", "CorpusManifest", "Recording", "write_corpus"]
+__all__ = [
+    "COMBINED_PARTS",
+    "LAYOUTS",
+    "MANIFEST_NAME",
+    "CorpusManifest",
+    "Recording",
+    "write_combined",
+    "write_corpus",
+]
 
 # layout name -> module implementing it
 LAYOUTS: dict[str, str] = {"ravdess": "trainers.data.synth.ravdess"}
 LAYOUTS["fi"] = "trainers.data.synth.fi"  # image emotion (issue 3)
 LAYOUTS["crema-d"] = "trainers.data.synth.cremad"  # issue 4
 LAYOUTS["meld"] = "trainers.data.synth.meld"  # issue 4
+
+
+# The combined data set (trainers.data.combined): layout -> its subfolder of the root.
+COMBINED_PARTS: dict[str, str] = {"ravdess": "ravdess", "crema-d": "crema-d"}
 
 
 class _Layout(Protocol):
@@ -127,6 +139,56 @@ def write_corpus(
     _remove_stale(out, previous, manifest.recordings)
     manifest.save(out)
     return manifest
+
+
+def write_combined(
+    out: Path,
+    *,
+    actors: int = 12,
+    seed: int = 0,
+    statements: int = 2,
+    repetitions: int = 2,
+    progress: Callable[[int, int, str], None] | None = None,
+    workers: int | None = None,
+) -> dict[str, CorpusManifest]:
+    """Write the combined layout: ``out/ravdess`` and ``out/crema-d``, ``actors`` each.
+
+    Each part is an ordinary corpus with its own manifest (so every
+    single-corpus check applies to it unchanged); the combined loader reads
+    ``out`` as one data set. Progress counts run over both parts.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a directory")
+    plans = {
+        layout: len(
+            _layout(layout).plan(
+                actors=actors, seed=seed, statements=statements, repetitions=repetitions
+            )
+        )
+        for layout in COMBINED_PARTS
+    }
+    total = sum(plans.values())
+    manifests: dict[str, CorpusManifest] = {}
+    offset = 0
+    for layout, folder in COMBINED_PARTS.items():
+
+        def report(done: int, _total: int, what: str, offset: int = offset) -> None:
+            if progress is not None:
+                progress(offset + done, total, what)
+
+        manifests[layout] = write_corpus(
+            layout,
+            out / folder,
+            actors=actors,
+            seed=seed,
+            statements=statements,
+            repetitions=repetitions,
+            progress=report,
+            workers=workers,
+        )
+        offset += plans[layout]
+    return manifests
 
 
 def _previous_files(out: Path) -> list[str]:
