@@ -244,6 +244,14 @@ def test_a_root_without_both_corpora_is_refused(tmp_path: Path, capsys) -> None:
     assert "is not a directory" in capsys.readouterr().err
 
 
+def test_a_single_corpus_layout_on_a_combined_root_says_so(combined: Path, capsys) -> None:
+    """Not a RAVDESS run with every CREMA-D file listed as a bad name."""
+    with pytest.raises(DataError, match=r"that is the combined layout; set data\.layout=combined"):
+        RavdessDataModule(DataConfig(root=str(combined))).setup(lambda p, r: None)
+    assert main(["describe", "crema-d", str(combined)]) == 2
+    assert "data.layout=combined" in capsys.readouterr().err
+
+
 def test_prefixed_actor_ids_never_collide() -> None:
     """RAVDESS actor 01 and a CREMA-D actor written as 01 are two people."""
     parts = split_actors(["ravdess:01", "crema-d:01", "ravdess:02", "crema-d:02"], 0.15, 0.15, 0)

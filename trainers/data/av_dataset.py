@@ -55,7 +55,7 @@ from trainers.data.cache import (
 )
 from trainers.data.combined import CLASSES as COMBINED_CLASSES
 from trainers.data.combined import EXPECTED as COMBINED_EXPECTED
-from trainers.data.combined import format_excluded, index_combined
+from trainers.data.combined import format_excluded, index_combined, refuse_combined_root
 from trainers.data.config import DataConfig, DataError
 from trainers.data.cremad import CLASSES as CREMAD_CLASSES
 from trainers.data.cremad import index_cremad
@@ -269,6 +269,7 @@ class RavdessDataModule:
                 reported.add(path)
                 report_bad(path, reason)
 
+        refuse_combined_root(cfg.root, cfg.layout)
         layout = LAYOUTS[cfg.layout]
         self.classes = list(layout.classes)
         indexed = layout.index(cfg.root, report)

@@ -141,6 +141,26 @@ def corpus_roots(root: str) -> dict[str, str]:
     return found
 
 
+def refuse_combined_root(root: str, layout: str) -> None:
+    """A single-corpus layout pointed at a combined root is a mistake: say so, early.
+
+    Without this, ``--data data/combined`` with the default ``data.layout=ravdess``
+    would walk into crema-d/, report every CREMA-D file as a bad RAVDESS name and
+    train on RAVDESS alone, quietly.
+    """
+    if layout not in SUBFOLDERS:
+        return
+    try:
+        corpus_roots(root)
+    except DataError:
+        return
+    raise DataError(
+        f"{root!r} holds ravdess/ and crema-d/: that is the combined layout; set "
+        f"data.layout=combined (describe/prepare: combined), or point at {root}/{layout} "
+        f"for {layout} alone"
+    )
+
+
 def index_combined(root: str, report_bad: BadInputReporter) -> CombinedIndex:
     """Both corpora under ``root`` as one list of recordings in the combined label space.
 

@@ -179,7 +179,10 @@ def describe(dataset: str, root: str) -> dict[str, Any]:
         )
 
     from trainers.data.av_dataset import LAYOUTS
+    from trainers.data.combined import refuse_combined_root
     from trainers.data.ravdess import split_actors
+
+    refuse_combined_root(root, dataset)
 
     layout = LAYOUTS[dataset]
     indexed = layout.index(root, report)
