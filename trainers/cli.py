@@ -85,6 +85,39 @@ def _progress_printer(label: str):
     return report
 
 
+def add_distributed_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "distributed (torchrun)",
+        "Run the ranks with torchrun and DistributedDataParallel: train.batch_size is per "
+        "process, so the global batch is batch_size x processes x train.grad_accum. Rank 0 "
+        "writes the run directory; the others log to RUN/ranks/rankN.log.",
+    )
+    g.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes on this machine, one per GPU (gloo on CPU); 0: no torchrun",
+    )
+    g.add_argument("--nnodes", type=int, default=1, metavar="K", help="machines in the job")
+    g.add_argument(
+        "--node-rank", type=int, default=None, help="this machine's place (default: assigned)"
+    )
+    g.add_argument(
+        "--rdzv-endpoint",
+        default="",
+        metavar="HOST:PORT",
+        help="the first node's address for torchrun's c10d rendezvous (--nnodes > 1)",
+    )
+    g.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        metavar="R",
+        help="when a rank dies, restart every rank from the last checkpoint up to R times",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainers",
@@ -149,9 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
         "rerunning the same --run-id resumes unfinished folds",
     )
     add_config_args(p)
+    add_distributed_args(p)
 
     p = sub.add_parser("resume", help="continue a run from checkpoints/last.pt")
     p.add_argument("run_dir", type=Path, help="the run directory to continue")
+    add_distributed_args(p)
+
+    p = sub.add_parser(
+        "worker",
+        help="one torchrun rank of a run directory (started by --nproc-per-node, not by hand)",
+    )
+    p.add_argument("run_dir", type=Path, help="the run directory the launcher created")
 
     p = sub.add_parser("config", help="print a model's resolved config as TOML")
     p.add_argument("model", help="model name (see `list`)")
@@ -377,8 +418,10 @@ def to_toml(tree: dict[str, Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     entry, cfg = _resolve_config(args.model, args.config_files, args.assignments, args.data)
     if args.folds:
+        if args.nproc_per_node:
+            raise UsageError("--folds runs one fold after another: use it without torchrun")
         return _train_kfold(entry, cfg, args.out, args.run_id, args.folds)
-    return _train(entry, cfg, args.out, args.run_id)
+    return _train(entry, cfg, args.out, args.run_id, args)
 
 
 def _train_kfold(entry: Any, cfg: Any, out: Path, run_id: str | None, folds: int) -> int:
@@ -422,27 +465,71 @@ def _check_inputs(entry: Any, cfg: Any) -> None:
         raise UsageError(problem)
 
 
-def _train(entry: Any, cfg: Any, out: Path, run_id: str | None) -> int:
+def _train(
+    entry: Any, cfg: Any, out: Path, run_id: str | None, args: argparse.Namespace | None = None
+) -> int:
     from trainers.engine.trainer import Trainer, new_manifest
     from trainers.rundir import RunDir, new_run_id
 
     _check_inputs(entry, cfg)
+    dist = _distributed(args)
     run = RunDir(out / (run_id or new_run_id(entry.name)))
     if run.path.exists():
         raise UsageError(f"{run.path} already exists: pick another --run-id or use `resume`")
     run.create()
-    run.write_manifest(new_manifest(run, entry, cfg, sys.argv))
+    manifest = new_manifest(run, entry, cfg, sys.argv)
+    if dist:
+        manifest["distributed"] = dist
+    run.write_manifest(manifest)
     print(f"run: {run.path}", flush=True)
+    if dist:
+        return _launch(run, dist)
     return _fit(Trainer(entry, cfg, run), resume=False)
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def _distributed(args: argparse.Namespace | None) -> dict[str, Any] | None:
+    """The torchrun settings of the command line, checked; None without torchrun."""
+    if args is None or not getattr(args, "nproc_per_node", 0):
+        if args is not None and getattr(args, "nnodes", 1) > 1:
+            raise UsageError("--nnodes needs --nproc-per-node N (processes on each node)")
+        return None
+    if args.nproc_per_node < 1:
+        raise UsageError(f"--nproc-per-node must be >= 1, got {args.nproc_per_node}")
+    if args.nnodes < 1 or args.max_restarts < 0:
+        raise UsageError("--nnodes must be >= 1 and --max-restarts >= 0")
+    if args.nnodes > 1 and ":" not in args.rdzv_endpoint:
+        raise UsageError(
+            f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT, the first node's address "
+            f"(got {args.rdzv_endpoint!r})"
+        )
+    return {
+        "nproc_per_node": args.nproc_per_node,
+        "nnodes": args.nnodes,
+        "node_rank": args.node_rank,
+        "rdzv_endpoint": args.rdzv_endpoint,
+        "max_restarts": args.max_restarts,
+    }
+
+
+def _launch(run: Any, dist: dict[str, Any]) -> int:
+    from trainers.launch import launch
+
+    return launch(
+        run,
+        dist["nproc_per_node"],
+        nnodes=dist["nnodes"],
+        rdzv_endpoint=dist["rdzv_endpoint"],
+        max_restarts=dist["max_restarts"],
+        node_rank=dist["node_rank"],
+    )
+
+
+def trainer_from_manifest(run: Any, supervised: bool = False) -> Any:
+    """A Trainer for an existing run directory: its model and config from run.json."""
     from trainers.config import ConfigError, apply_mapping, validate
     from trainers.engine.trainer import Trainer
     from trainers.registry import UnknownModelError, get_entry
-    from trainers.rundir import RunDir
 
-    run = RunDir(args.run_dir)
     if not run.run_json.exists():
         raise UsageError(f"{run.path}: not a run directory (no run.json)")
     manifest = run.read_manifest()
@@ -453,13 +540,38 @@ def cmd_resume(args: argparse.Namespace) -> int:
         validate(cfg)
     except (UnknownModelError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
+    return Trainer(entry, cfg, run, supervised=supervised)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from trainers.rundir import RunDir
+
+    run = RunDir(args.run_dir)
+    trainer = trainer_from_manifest(run)
+    manifest = run.read_manifest()
+    dist = _distributed(args)
     resumes = [
         *manifest.get("resumes", []),
-        {"at": time.time(), "pid": os.getpid(), "argv": sys.argv},
+        {
+            "at": time.time(),
+            "pid": os.getpid(),
+            "argv": sys.argv,
+            **({"distributed": dist} if dist else {}),
+        },
     ]
     run.update_manifest(resumes=resumes)
     print(f"run: {run.path}", flush=True)
-    return _fit(Trainer(entry, cfg, run), resume=True)
+    if dist:
+        # The launcher is the run's process now: `stop` signals it.
+        run.update_manifest(pid=os.getpid(), status="starting", distributed=dist)
+        return _launch(run, dist)
+    return _fit(trainer, resume=True)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from trainers.launch import worker_main
+
+    return worker_main(args.run_dir)
 
 
 def _fit(trainer: Any, resume: bool) -> int:
@@ -478,6 +590,8 @@ def _fit(trainer: Any, resume: bool) -> int:
             file=sys.stderr,
         )
         return 1
+    if not trainer.dist.is_main:
+        return 0  # rank 0 reports for the run
     test = summary["test"]
     print(
         f"done: best epoch {summary['best_epoch']}, test accuracy {test['accuracy']:.4f}, "
@@ -623,6 +737,7 @@ COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
     "resume": cmd_resume,
+    "worker": cmd_worker,
     "config": cmd_config,
     "synth": cmd_synth,
     "fuse": cmd_fuse,

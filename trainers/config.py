@@ -72,6 +72,8 @@ class TrainConfig:
     sampler: Literal["shuffle", "weighted"] = "shuffle"
     # A local state dict (or torch hub cache file) loaded into the model before training.
     pretrained: str = ""
+    # Under torchrun: BatchNorm statistics over the global batch instead of each rank's.
+    sync_bn: bool = False
 
     def validate(self) -> None:
         positive = ("epochs", "batch_size", "grad_accum", "log_every")

@@ -22,6 +22,7 @@ CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"
 BAD_INPUTS = "bad_inputs.jsonl"
 PREDICTIONS = "predictions.jsonl"
+RANKS_DIR = "ranks"
 
 
 def new_run_id(model: str) -> str:
@@ -86,6 +87,14 @@ class RunDir:
     @property
     def predictions(self) -> Path:
         return self.path / PREDICTIONS
+
+    @property
+    def ranks(self) -> Path:
+        """Under torchrun: each rank's own log (rank 0 also writes train.log)."""
+        return self.path / RANKS_DIR
+
+    def rank_log(self, rank: int) -> Path:
+        return self.ranks / f"rank{rank}.log"
 
     def create(self) -> RunDir:
         self.path.mkdir(parents=True, exist_ok=False)

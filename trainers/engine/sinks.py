@@ -26,12 +26,18 @@ class Sink(Protocol):
 
 
 class RunLogger:
-    def __init__(self, events_path: Path, sinks: list[Sink]) -> None:
-        self.writer = EventWriter(events_path)
+    """With ``events_path=None`` nothing reaches events.jsonl: the sinks alone see the
+    records (ranks other than 0 log to their own file and write no events)."""
+
+    def __init__(self, events_path: Path | None, sinks: list[Sink]) -> None:
+        self.writer = EventWriter(events_path) if events_path is not None else None
         self.sinks = sinks
 
     def emit(self, etype: EventType, **fields: Any) -> dict[str, Any]:
-        event = self.writer.write(etype, **fields)
+        if self.writer is not None:
+            event = self.writer.write(etype, **fields)
+        else:
+            event = {"seq": 0, "type": str(EventType(etype)), "time": time.time(), **fields}
         for sink in self.sinks:
             sink.handle(event)
         return event
@@ -45,7 +51,8 @@ class RunLogger:
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class TensorBoardSink:

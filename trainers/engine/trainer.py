@@ -34,9 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 
 import trainers
 from trainers.config import ExperimentConfig, TrainConfig, to_dict
+from trainers.engine import distributed as D
 from trainers.engine import metrics as M
 from trainers.engine.callbacks import mixed_loss
 from trainers.engine.checkpoint import (
@@ -92,19 +94,35 @@ def epoch_batches(
     epoch: int,
     drop_last: bool,
     weights: np.ndarray | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> list[list[int]]:
-    """The batch order of one epoch, from (seed, epoch) alone.
+    """One rank's batch order of one epoch, from (seed, epoch, rank, world) alone.
+
+    The order is ``DistributedSampler``'s (with ``set_epoch``): one permutation of
+    the epoch, of which rank ``r`` takes every ``world``-th index from ``r`` (padded
+    by repetition so every rank takes the same number of steps). The union of the
+    ranks' i-th batches is therefore the i-th batch one process with
+    ``batch_size * world`` draws: the same global batches on any number of ranks.
 
     With ``weights`` the epoch draws ``n`` indices with replacement in proportion
-    to them (a weighted random sampler), still a pure function of (seed, epoch).
+    to them (a weighted random sampler, which DistributedSampler lacks), dealt out
+    to the ranks the same way.
     """
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     if weights is None:
-        order = torch.randperm(n, generator=gen).tolist()
+        sampler = DistributedSampler(
+            range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed
+        )
+        sampler.set_epoch(epoch)
+        order = list(sampler)
     else:
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         w = torch.as_tensor(weights, dtype=torch.float64)
-        order = torch.multinomial(w, n, replacement=True, generator=gen).tolist()
-    stop = (n // batch_size) * batch_size if drop_last else n
+        drawn = torch.multinomial(w, n, replacement=True, generator=gen).tolist()
+        total = -(-n // world) * world
+        drawn += drawn[: total - n]
+        order = drawn[rank:total:world]
+    stop = (len(order) // batch_size) * batch_size if drop_last else len(order)
     return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
 
 
@@ -142,11 +160,23 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 class Trainer:
-    def __init__(self, entry: ModelEntry, cfg: ExperimentConfig, run: RunDir) -> None:
+    def __init__(
+        self,
+        entry: ModelEntry,
+        cfg: ExperimentConfig,
+        run: RunDir,
+        dist: D.DistInfo | None = None,
+        supervised: bool = False,
+    ) -> None:
+        """``dist``: this process's rank (torchrun's environment when not given).
+        ``supervised``: a launcher (``trainers.launch``) owns the run's pid and writes
+        its final status when a rank fails, so this process records only the error."""
         self.entry = entry
         self.cfg = cfg
         self.tc: TrainConfig = cfg.train
         self.run = run
+        self.dist = dist if dist is not None else D.from_env()
+        self.supervised = supervised
         self._stop_signal: int | None = None
         self.callbacks = entry.make_callbacks(cfg)
 
@@ -156,22 +186,42 @@ class Trainer:
         """Train to the end (or early stop) and write summary.json. Re-raises failures
         after recording them, so the CLI exits non-zero."""
         tc = self.tc
+        main = self.dist.is_main
+        resume = resume or self.dist.restart > 0  # torchrun restarted us after a failure
         ckpt = (
-            load_checkpoint(self.run.last_ckpt) if resume and self.run.last_ckpt.exists() else None
+            load_checkpoint(self.run.last_ckpt)
+            if main and resume and self.run.last_ckpt.exists()
+            else None
         )
-        purge = ckpt["global_step"] + 1 if ckpt else None
-        self.text = TextLogSink(self.run.train_log, echo=sys.stdout if tc.log_every else None)
-        self.logger = RunLogger(self.run.events, [TensorBoardSink(self.run.tb, purge), self.text])
+        if main:
+            purge = ckpt["global_step"] + 1 if ckpt else None
+            self.text = TextLogSink(self.run.train_log, echo=sys.stdout if tc.log_every else None)
+            self.logger = RunLogger(
+                self.run.events, [TensorBoardSink(self.run.tb, purge), self.text]
+            )
+        else:
+            self.run.ranks.mkdir(exist_ok=True)
+            self.text = TextLogSink(self.run.rank_log(self.dist.rank), echo=None)
+            self.logger = RunLogger(None, [self.text])
         self._install_signal_handlers()
         t_start = time.perf_counter()
         try:
-            self.logger.emit(EventType.STATUS, status=RunStatus.STARTING, pid=os.getpid())
-            self.run.update_manifest(status=RunStatus.RUNNING, pid=os.getpid())
+            self.logger.emit(
+                EventType.STATUS, status=RunStatus.STARTING, pid=os.getpid(), **self._rank_fields()
+            )
+            if main:
+                fields = {"rank0_pid": os.getpid()} if self.supervised else {"pid": os.getpid()}
+                self.run.update_manifest(status=RunStatus.RUNNING, **fields)
+            self.device = pick_device(D.local_device(self.dist, tc.device))
+            D.init(self.dist, self.device)
+            # Rank 0 alone reads the checkpoint: on several nodes only its disk has it.
+            ckpt = D.broadcast(ckpt, self.dist) if resume else None
             summary = self._fit(ckpt, t_start)
         except StopRequested:
             self.logger.emit(EventType.STATUS, status=RunStatus.STOPPED, signal=self._stop_signal)
-            self.run.update_manifest(status=RunStatus.STOPPED, ended_at=time.time())
-            self.logger.close()
+            if main:
+                self.run.update_manifest(status=RunStatus.STOPPED, ended_at=time.time())
+            self._close()
             raise
         except BaseException as exc:
             self.logger.emit(
@@ -179,17 +229,31 @@ class Trainer:
                 message=f"{type(exc).__name__}: {exc}",
                 exception=type(exc).__name__,
                 traceback=traceback.format_exc(),
+                **self._rank_fields(),
             )
-            self.logger.emit(EventType.STATUS, status=RunStatus.FAILED)
-            self.run.update_manifest(status=RunStatus.FAILED, ended_at=time.time())
-            self.logger.close()
+            if not self.supervised:
+                # Under the launcher the final word is its own: it knows which rank failed.
+                self.logger.emit(EventType.STATUS, status=RunStatus.FAILED)
+                if main:
+                    self.run.update_manifest(status=RunStatus.FAILED, ended_at=time.time())
+            self._close()
             raise
         self.logger.emit(
             EventType.STATUS, status=RunStatus.COMPLETED, reason=summary["stop_reason"]
         )
-        self.run.update_manifest(status=RunStatus.COMPLETED, ended_at=time.time())
-        self.logger.close()
+        if main:
+            self.run.update_manifest(status=RunStatus.COMPLETED, ended_at=time.time())
+        self._close()
         return summary
+
+    def _rank_fields(self) -> dict[str, Any]:
+        if not self.dist.enabled:
+            return {}
+        return {"rank": self.dist.rank, "world_size": self.dist.world_size}
+
+    def _close(self) -> None:
+        self.logger.close()
+        D.shutdown()
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
@@ -208,13 +272,13 @@ class Trainer:
             torch.set_num_threads(tc.threads)
         if tc.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        seed_everything(tc.seed)
-        self.device = pick_device(tc.device)
+        # Every rank its own dropout and augmentation stream; DDP copies rank 0's weights.
+        seed_everything(tc.seed + self.dist.rank)
         self.amp = amp_dtype(tc.amp, self.device)
 
         self.logger.emit(EventType.STATUS, status=RunStatus.PREPARING)
         t0 = time.perf_counter()
-        self.bad = BadInputLog(self.run.bad_inputs)
+        self.bad = BadInputLog(self.run.bad_inputs) if self.dist.is_main else _BadInputCount()
         self.data = self.entry.data(self.cfg)
         last_report = [0.0]
 
@@ -226,7 +290,12 @@ class Trainer:
                     EventType.STATUS, status=RunStatus.PREPARING, done=done, total=total, what=what
                 )
 
-        self.data.setup(report_bad=self.bad, progress=progress)
+        # One process per machine fills the data cache; the others read it afterwards.
+        if self.dist.local_rank == 0:
+            self.data.setup(report_bad=self.bad, progress=progress)
+        D.barrier(self.dist)
+        if self.dist.local_rank != 0:
+            self.data.setup(report_bad=self.bad, progress=progress)
         self.prepare_s = time.perf_counter() - t0
         self.classes = list(self.data.classes)
         self.description = self.data.describe()
@@ -243,6 +312,13 @@ class Trainer:
             report = load_pretrained(self.model, tc.pretrained)
             self.logger.log(f"pretrained: {report}")
         self.model = self.model.to(self.device)
+        if self.dist.enabled and tc.sync_bn:
+            from trainers.engine.sync_bn import convert
+
+            self.model, n_bn = convert(self.model, cuda=self.device.type == "cuda")
+            self.logger.log(f"sync_bn: {n_bn} BatchNorm layer(s) use statistics of every rank")
+        self.net: nn.Module = self.model  # what the train step calls: DDP's wrapper under torchrun
+        self._trainable: tuple[bool, ...] = ()
         self.train_labels = np.asarray(self.data.labels("train"))
         weight = class_weights(self.train_labels, len(self.classes), tc.class_weights)
         self.criterion = build_loss(
@@ -256,7 +332,8 @@ class Trainer:
         n = len(self.train_set)
         if n == 0:
             raise RuntimeError("the train split is empty: check data.root and the split settings")
-        self.drop_last = n > tc.batch_size  # a trailing batch of 1 breaks BatchNorm
+        per_rank = -(-n // self.dist.world_size)
+        self.drop_last = per_rank > tc.batch_size  # a trailing batch of 1 breaks BatchNorm
         self.sample_weights = None
         if tc.sampler == "weighted":
             # A data set that expands samples (several clips per video) names its rows' labels.
@@ -268,7 +345,7 @@ class Trainer:
                     f"{len(item_labels)} labels): give the data set an item_labels array"
                 )
             self.sample_weights = sampler_weights(item_labels, len(self.classes))
-        batches = len(epoch_batches(n, tc.batch_size, tc.seed, 1, self.drop_last))
+        batches = len(self._epoch_batches(1))
         self.steps_per_epoch = math.ceil(batches / tc.grad_accum)
         # Every parameter, frozen or not: a callback may unfreeze some later (progressive
         # unfreezing), and optimizers skip parameters whose gradient is None.
@@ -279,6 +356,39 @@ class Trainer:
             "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
         )
         self.stopper = EarlyStopping(tc.patience, self.mode, tc.min_delta, tc.min_epochs)
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        tc = self.tc
+        return epoch_batches(
+            len(self.train_set),
+            tc.batch_size,
+            tc.seed,
+            epoch,
+            self.drop_last,
+            self.sample_weights,
+            self.dist.rank,
+            self.dist.world_size,
+        )
+
+    def _wrap(self) -> None:
+        """(Re)build the DDP wrapper when the set of trainable parameters changed.
+
+        DDP registers its gradient hooks for the parameters that require grad when
+        it is built, so a parameter unfrozen later (progressive unfreezing) would
+        never be synchronised by the old wrapper.
+        """
+        if not self.dist.enabled:
+            return
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if trainable == self._trainable:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        self._trainable = trainable
+        self.net = DistributedDataParallel(
+            self.model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+        )
 
     def _loader(self, dataset: Any, batches: Sequence[Sequence[int]]) -> DataLoader:
         return DataLoader(
@@ -293,10 +403,10 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.tc.seed),
         )
 
-    def _eval_loader(self, split: str) -> DataLoader:
-        dataset = self.data.dataset(split)
-        n, bs = len(dataset), self.tc.batch_size
-        return self._loader(dataset, [list(range(i, min(n, i + bs))) for i in range(0, n, bs)])
+    def _eval_batches(self, n: int) -> list[list[int]]:
+        rows = D.eval_indices(n, self.dist) if self.dist.enabled else list(range(n))
+        bs = self.tc.batch_size
+        return [rows[i : i + bs] for i in range(0, len(rows), bs)]
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -355,12 +465,11 @@ class Trainer:
         self, epoch: int, skip_batches: int, partial: dict[str, float] | None
     ) -> float:
         tc = self.tc
-        batches = epoch_batches(
-            len(self.train_set), tc.batch_size, tc.seed, epoch, self.drop_last, self.sample_weights
-        )
+        batches = self._epoch_batches(epoch)
         total_batches = len(batches)
         for callback in self.callbacks:
             callback.on_epoch_start(self, epoch)
+        self._wrap()
         self.logger.emit(
             EventType.EPOCH_START,
             epoch=epoch,
@@ -393,14 +502,17 @@ class Trainer:
             for callback in self.callbacks:
                 batch = callback.on_train_batch(self, batch)
             labels = batch["label"]
-            with autocast:
-                logits = self.model(batch)
-                loss = mixed_loss(self.criterion, logits, batch)
-                penalty = getattr(self.model, "regularization_loss", None)
-                if penalty is not None:
-                    loss = loss + penalty()
-            self.scaler.scale(loss / tc.grad_accum).backward()
             last_of_step = (i + 1) % tc.grad_accum == 0 or i + 1 == total_batches
+            # Accumulating micro-batches skip DDP's all-reduce; the step's last one syncs.
+            no_sync = self.net.no_sync if self.dist.enabled and not last_of_step else nullcontext
+            with no_sync():
+                with autocast:
+                    logits = self.net(batch)
+                    loss = mixed_loss(self.criterion, logits, batch)
+                    penalty = getattr(self.model, "regularization_loss", None)
+                    if penalty is not None:
+                        loss = loss + penalty()
+                self.scaler.scale(loss / tc.grad_accum).backward()
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise FloatingPointError(
@@ -441,7 +553,8 @@ class Trainer:
                     samples=window["samples"],
                 )
                 window = {"loss": 0.0, "n": 0, "data_s": 0.0, "compute_s": 0.0, "samples": 0}
-            if self._stop_signal is not None and last_of_step:
+            if last_of_step and D.any_rank(self._stop_signal is not None, self.dist):
+                self._stop_signal = self._stop_signal or signal.SIGTERM
                 self._save(
                     epoch - 1,
                     batches_done=i + 1,
@@ -450,6 +563,7 @@ class Trainer:
                 )
                 raise StopRequested
             t_ready = time.perf_counter()
+        loss_sum, seen = D.sum_floats([loss_sum, seen], self.dist)
         return loss_sum / max(seen, 1)
 
     @torch.no_grad()
@@ -467,7 +581,9 @@ class Trainer:
             if self.amp is not None
             else nullcontext()
         )
-        for batch in self._eval_loader(split):
+        dataset = self.data.dataset(split)
+        batches = self._eval_batches(len(dataset))
+        for batch in self._loader(dataset, batches):
             batch = to_device(batch, self.device)
             with autocast:
                 logits = self.model(batch)
@@ -478,12 +594,49 @@ class Trainer:
             labels.append(batch["label"].cpu().numpy())
             if "sample" in batch:
                 groups.append(batch["sample"].cpu().numpy())
+        if self.dist.enabled:
+            probs, labels, groups, loss_sum, n = self._gather_predictions(
+                batches, probs, labels, groups, loss_sum, n
+            )
         if n == 0:
             return np.zeros((0, len(self.classes))), np.zeros(0, dtype=np.int64), float("nan")
         all_probs, all_labels = np.concatenate(probs), np.concatenate(labels)
         if groups:
             all_probs, all_labels, _ = group_mean(all_probs, all_labels, np.concatenate(groups))
         return all_probs, all_labels, loss_sum / n
+
+    def _gather_predictions(
+        self,
+        batches: list[list[int]],
+        probs: list[np.ndarray],
+        labels: list[np.ndarray],
+        groups: list[np.ndarray],
+        loss_sum: float,
+        n: int,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], float, int]:
+        """Every rank's rows, back in the split's order, on every rank: the metrics,
+        the confusion matrix and the early-stopping decision then agree everywhere."""
+        rows = np.asarray([i for b in batches for i in b], dtype=np.int64)
+        mine = (
+            rows,
+            np.concatenate(probs) if probs else np.zeros((0, len(self.classes)), np.float32),
+            np.concatenate(labels) if labels else np.zeros(0, np.int64),
+            np.concatenate(groups) if groups else None,
+            loss_sum,
+            n,
+        )
+        parts = D.gather(mine, self.dist)
+        order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
+        out_probs = np.concatenate([p[1] for p in parts])[order]
+        out_labels = np.concatenate([p[2] for p in parts])[order]
+        has_groups = any(p[3] is not None for p in parts)
+        out_groups = (
+            [np.concatenate([p[3] for p in parts if p[3] is not None])[order]] if has_groups else []
+        )
+        total = sum(p[5] for p in parts)
+        if total == 0:
+            return [], [], [], 0.0, 0
+        return [out_probs], [out_labels], out_groups, sum(p[4] for p in parts), total
 
     def _evaluate(self, split: str) -> dict[str, Any]:
         probs, labels, loss = self._predict(split)
@@ -493,6 +646,10 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
 
     def _save(self, epoch: int, batches_done: int, partial: dict | None, is_best: bool) -> None:
+        # Every rank's RNG travels with the checkpoint (a collective: all ranks call _save).
+        rngs = D.gather(rng_state(), self.dist)
+        if not self.dist.is_main:
+            return
         payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -503,7 +660,9 @@ class Trainer:
             "batches_done": batches_done,  # of epoch + 1, when stopped mid-epoch
             "partial": partial,
             "global_step": self.global_step,
-            "rng": rng_state(),
+            "rng": rngs[0],
+            "rng_per_rank": rngs,
+            "world_size": self.dist.world_size,
             "classes": self.classes,
             "model_name": self.entry.name,
             "config": to_dict(self.cfg),
@@ -534,8 +693,23 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.stopper.load_state_dict(ckpt["early_stopping"])
         self.global_step = ckpt["global_step"]
-        set_rng_state(ckpt["rng"])
-        return ckpt["epoch"], ckpt["batches_done"], ckpt["partial"]
+        saved_world = ckpt.get("world_size", 1)
+        per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+        if saved_world == self.dist.world_size and len(per_rank) == saved_world:
+            set_rng_state(per_rank[self.dist.rank])
+        else:
+            set_rng_state(ckpt["rng"])
+            seed_everything(self.tc.seed + 7919 * self.dist.rank + ckpt["global_step"])
+        batches_done, partial = ckpt["batches_done"], ckpt["partial"]
+        if batches_done and saved_world != self.dist.world_size:
+            # A half-done epoch was dealt out to another number of ranks: which samples
+            # it saw does not map onto this world, so the epoch starts over.
+            self.logger.log(
+                f"checkpoint stopped mid-epoch on {saved_world} rank(s); now "
+                f"{self.dist.world_size}: epoch {ckpt['epoch'] + 1} restarts from its first batch"
+            )
+            batches_done, partial = 0, None
+        return ckpt["epoch"], batches_done, partial
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -548,9 +722,15 @@ class Trainer:
         epoch_times: list[float],
     ) -> dict[str, Any]:
         t_eval = time.perf_counter()
-        if self.run.best_ckpt.exists():
-            best = load_checkpoint(self.run.best_ckpt, map_location=self.device)
-            load_model_state(self.model, best["model"], self.run.best_ckpt)
+        has_best = D.broadcast(self.run.best_ckpt.exists(), self.dist)
+        if has_best:
+            best = (
+                load_checkpoint(self.run.best_ckpt, map_location="cpu")
+                if self.dist.is_main
+                else None
+            )
+            state = D.broadcast(best["model"] if best else None, self.dist)
+            load_model_state(self.model, state, self.run.best_ckpt)
         results: dict[str, Any] = {}
         rows = []
         for split in ("val", "test"):
@@ -579,9 +759,10 @@ class Trainer:
                     global_step=self.global_step,
                     **results[split],
                 )
-        with open(self.run.predictions, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
+        if self.dist.is_main:
+            with open(self.run.predictions, "w", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row) + "\n")
         test_labels = np.asarray(self.data.labels("test"))
         summary = {
             "run_id": self.run.path.name,
@@ -610,9 +791,24 @@ class Trainer:
             },
             "device": str(self.device),
             "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
+            "world_size": self.dist.world_size,
         }
-        write_json_atomic(self.run.summary, summary)
+        if self.dist.is_main:
+            write_json_atomic(self.run.summary, summary)
         return summary
+
+
+class _BadInputCount:
+    """Ranks other than 0 count skipped inputs; rank 0 alone writes bad_inputs.jsonl."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def __call__(self, path: str, reason: str) -> None:
+        self._seen.add(path)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 def _timed(loader: DataLoader) -> Iterator[tuple[dict[str, Any], float]]:

@@ -37,14 +37,18 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     unspecified in eval: callers mask them, as every block here does.
     """
 
+    # Set by trainers.engine.sync_bn.convert (train.sync_bn): statistics over every
+    # rank's real frames (torch's SyncBatchNorm would drop the mask).
+    sync: bool = False
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.sync and self.training and x.dim() == 3 and _world() > 1:
+            if mask is None:
+                mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=x.device)
+            return self._synced(x, mask)
         if mask is None or not self.training or x.dim() != 3:
             return super().forward(x)
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average, as BatchNorm1d does
-                momentum = 1.0 / float(self.num_batches_tracked)
+        momentum = self._momentum()
         real = x.transpose(1, 2)[mask]  # (N, C): the real frames of every item
         normed = F.batch_norm(
             real,
@@ -60,6 +64,28 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         out = normed.new_zeros(x.shape[0], x.shape[2], x.shape[1])
         out[mask] = normed
         return out.transpose(1, 2)
+
+    def _momentum(self) -> float:
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average, as BatchNorm1d does
+                momentum = 1.0 / float(self.num_batches_tracked)
+        return momentum
+
+    def _synced(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from trainers.engine.sync_bn import normalize_global
+
+        normed = normalize_global(self, x.transpose(1, 2)[mask])
+        out = normed.new_zeros(x.shape[0], x.shape[2], x.shape[1])
+        out[mask] = normed
+        return out.transpose(1, 2)
+
+
+def _world() -> int:
+    from trainers.engine.sync_bn import world_size
+
+    return world_size()
 
 
 class FrameEncoder(nn.Module):
