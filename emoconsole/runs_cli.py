@@ -61,6 +61,31 @@ def deploy(
         str | None, typer.Option("--stop", help="First stop this run on the host.")
     ] = None,
     follow: Annotated[bool, typer.Option(help="Then follow the run until it ends.")] = False,
+    gpus: Annotated[
+        int,
+        typer.Option(
+            help="Train under torchrun (DistributedDataParallel) with N processes, one per "
+            "GPU; on a host without GPUs, N CPU processes (gloo). 0: one plain process."
+        ),
+    ] = 0,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            help="With --gpus: when a rank dies, restart every rank from the last checkpoint "
+            "up to this many times (torchrun's elastic restart)."
+        ),
+    ] = 0,
+    nodes: Annotated[
+        int,
+        typer.Option(
+            help="Machines in one torchrun job. With an EC2 host: launch this many tagged "
+            "instances in one placement group, reachable by each other only. Or name the "
+            "machines: --host a,b (SSH hosts)."
+        ),
+    ] = 1,
+    rdzv_port: Annotated[
+        int, typer.Option(help="With several nodes: the first node's rendezvous port.")
+    ] = 29400,
 ) -> None:
     """Ship the code (and data), prepare Python, start MODEL detached on a host.
 
@@ -68,6 +93,8 @@ def deploy(
     and how to watch it.
 
     Example: emoconsole deploy hybrid-attention --host gpu1 --data demo-data/ravdess
+    Example: emoconsole deploy slowfast-r50 --host gpu4 --remote-data /data/ravdess --gpus 4
+    Example: emoconsole deploy slowfast-r50 --host aws --nodes 2 --gpus 1 --data demo-data/ravdess
     """
     from remote import ledger
     from remote.config import get_host
@@ -77,6 +104,22 @@ def deploy(
     if (data is None) == (remote_data is None):
         typer.secho("error: give exactly one of --data or --remote-data", fg="red", err=True)
         raise typer.Exit(2)
+    if gpus < 0 or max_restarts < 0 or (max_restarts and not gpus):
+        typer.secho(
+            f"error: --gpus {gpus} --max-restarts {max_restarts}: both >= 0, and restarts "
+            "need --gpus N (torchrun)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    names = [n.strip() for n in host.split(",") if n.strip()]
+    if len(names) > 1 or nodes > 1:
+        with _known_errors():
+            _deploy_nodes(
+                names, model, data, remote_data, overrides or [], run_id, env, gpus,
+                max_restarts, nodes, rdzv_port,
+            )  # fmt: skip
+        return
     with _known_errors():
         target = get_host(host)
         try:
@@ -94,6 +137,8 @@ def deploy(
                 env=env,
                 stop_first=stop,
                 progress=lambda msg: typer.echo(f"  {msg}", err=True),
+                gpus=gpus,
+                max_restarts=max_restarts,
             )
         finally:
             target.close()
@@ -106,6 +151,97 @@ def deploy(
     )
     if follow:
         monitor(launch.run_id, host=host)
+
+
+def _deploy_nodes(
+    names: list[str],
+    model: str,
+    data: Path | None,
+    remote_data: str | None,
+    overrides: list[str],
+    run_id: str | None,
+    env: str,
+    gpus: int,
+    max_restarts: int,
+    nodes: int,
+    rdzv_port: int,
+) -> None:
+    """``deploy --nodes K`` / ``--host a,b``: one torchrun job over several machines."""
+    from remote import ledger
+    from remote.config import get_host, get_host_config
+    from remote.nodes import deploy_nodes, primary_node
+
+    def fail(message: str) -> None:
+        typer.secho(f"error: {message}", fg="red", err=True)
+        raise typer.Exit(2)
+
+    if gpus < 1:
+        fail("several nodes need --gpus N (processes per node, one per GPU), N >= 1")
+    if len(names) > 1 and nodes not in (1, len(names)):
+        fail(f"--nodes {nodes} but --host names {len(names)} hosts")
+    say = lambda msg: typer.echo(f"  {msg}", err=True)  # noqa: E731
+    rdzv_address = None
+    if len(names) == 1:
+        cfg = get_host_config(names[0])
+        if cfg.kind != "ec2" or cfg.ec2 is None:
+            fail(
+                f"--nodes {nodes} on host {names[0]!r} ({cfg.kind}): several nodes need an EC2 "
+                "host (instances are launched for the job) or named hosts: --host a,b"
+            )
+        from remote.ec2 import connect_address, wait_for_ssh
+        from remote.ec2_cluster import Ec2NodeHost, launch_cluster
+
+        cluster = launch_cluster(cfg.ec2, nodes, progress=say)
+        targets = [
+            Ec2NodeHost(cfg.ec2, instance.id, i) for i, instance in enumerate(cluster.instances)
+        ]
+        for instance in cluster.instances:
+            address, port = connect_address(cfg.ec2, instance)
+            say(f"waiting for sshd on {address}:{port or 22}")
+            wait_for_ssh(address, port or 22, 600)
+        rdzv_address = cluster.rdzv_address
+        typer.echo(
+            f"cluster {cluster.id}: {', '.join(i.id for i in cluster.instances)} "
+            f"(when done: emoconsole hosts terminate {cfg.ec2.name})",
+            err=True,
+        )
+    else:
+        targets = [get_host(name) for name in names]
+    local = data is not None and all(_is_local(t) for t in targets)
+    try:
+        job = deploy_nodes(
+            targets,
+            model,
+            data=str(data.resolve()) if (data is not None and local) else (remote_data or ""),
+            upload=data if (data is not None and not local) else None,
+            overrides=overrides,
+            run_id=run_id,
+            env=env,
+            gpus=gpus,
+            max_restarts=max_restarts,
+            rdzv_address=rdzv_address,
+            rdzv_port=rdzv_port,
+            progress=say,
+        )
+        primary = primary_node(targets, job)
+    finally:
+        for target in targets:
+            target.close()
+    first = job.nodes[primary]
+    ledger.record(job.run_id, first.host, first.run_dir, model, pid=first.pid,
+                  nodes=[n.host for n in job.nodes])  # fmt: skip
+    typer.echo(job.run_id)
+    typer.echo(
+        f"{len(job.nodes)} nodes x {gpus} processes, rendezvous {job.rdzv_endpoint}; rank 0 "
+        f"writes the run on {first.host}: emoconsole monitor {job.run_id}",
+        err=True,
+    )
+
+
+def _is_local(host: Any) -> bool:
+    from remote.deploy import is_this_checkout
+
+    return is_this_checkout(host)
 
 
 def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:

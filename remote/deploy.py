@@ -291,9 +291,19 @@ def launch_run(
     data: str,
     overrides: list[str],
     run_id: str,
+    gpus: int = 0,
+    max_restarts: int = 0,
+    nnodes: int = 1,
+    rdzv_endpoint: str = "",
 ) -> Launch:
     argv = [python, "-m", "trainers", "train", model, "--data", data, "--out", layout.runs]
     argv += ["--run-id", run_id]
+    if gpus:
+        # torchrun, one process per GPU (gloo processes on a CPU host); the launcher
+        # stays the run's pid, so stop, watch and the crash report work unchanged.
+        argv += ["--nproc-per-node", str(gpus), "--max-restarts", str(max_restarts)]
+    if nnodes > 1:
+        argv += ["--nnodes", str(nnodes), "--rdzv-endpoint", rdzv_endpoint]
     for item in overrides:
         argv += ["--set", item]
     answer = hostctl(
@@ -361,17 +371,45 @@ def deploy(
     stop_first: str | None = None,
     progress: Progress | None = None,
     started_timeout: float = 180.0,
+    gpus: int = 0,
+    max_restarts: int = 0,
 ) -> Launch:
     """Ship, prepare, check the config, then start ``model`` detached on ``host``.
 
     ``data`` is a path on the host; with ``upload`` (a local directory) the data
     is copied there first, skipping files the host already has. Passing the
-    ``run_id`` of an earlier, interrupted call makes the call idempotent.
+    ``run_id`` of an earlier, interrupted call makes the call idempotent. ``gpus``
+    > 0 runs the model under torchrun with that many processes (DDP), restarting
+    every rank from the last checkpoint up to ``max_restarts`` times when one dies.
     """
     from trainers.rundir import new_run_id
 
     overrides = list(overrides or [])
     run_id = run_id or new_run_id(model)
+    layout, code_dir, data, python = prepare_host(host, data, upload, env, progress)
+    check_config(host, python, code_dir, model, ["data.root=" + data, *overrides])
+    if stop_first:
+        # Only now, with the new run's config known to be good: a typo must not cost
+        # the run it was meant to replace.
+        answer = hostctl(host, code_dir, ["stop", _run_path(layout, stop_first)], timeout=180)
+        if progress:
+            progress(f"stopped {stop_first}: {answer.get('status')}")
+    launch = launch_run(
+        host, layout, code_dir, python, model, data, overrides, run_id, gpus, max_restarts
+    )
+    # Return once the run has written run.json: then `runs` and the watcher see it, and a
+    # process that died at once (a missing data set) is reported here with its output.
+    wait_started(host, code_dir, layout, launch, timeout=started_timeout)
+    if progress:
+        verb = "started" if launch.launched else "was already started"
+        progress(f"run {run_id} {verb} on {host.name} (pid {launch.pid})")
+    return launch
+
+
+def prepare_host(
+    host: Host, data: str, upload: Path | None, env: str, progress: Progress | None
+) -> tuple[HostLayout, str, str, str]:
+    """Code shipped, data uploaded, Python ready: (layout, code dir, data path, python)."""
     layout = resolve_layout(host)
     code_dir = ship_code(host, layout, progress)
     if upload is not None:
@@ -383,21 +421,7 @@ def deploy(
         if is_this_checkout(host)
         else prepare_python(host, layout, code_dir, env, progress)
     )
-    check_config(host, python, code_dir, model, ["data.root=" + data, *overrides])
-    if stop_first:
-        # Only now, with the new run's config known to be good: a typo must not cost
-        # the run it was meant to replace.
-        answer = hostctl(host, code_dir, ["stop", _run_path(layout, stop_first)], timeout=180)
-        if progress:
-            progress(f"stopped {stop_first}: {answer.get('status')}")
-    launch = launch_run(host, layout, code_dir, python, model, data, overrides, run_id)
-    # Return once the run has written run.json: then `runs` and the watcher see it, and a
-    # process that died at once (a missing data set) is reported here with its output.
-    wait_started(host, code_dir, layout, launch, timeout=started_timeout)
-    if progress:
-        verb = "started" if launch.launched else "was already started"
-        progress(f"run {run_id} {verb} on {host.name} (pid {launch.pid})")
-    return launch
+    return layout, code_dir, data, python
 
 
 def _run_path(layout: HostLayout, run: str) -> str:

@@ -162,6 +162,7 @@ def _aws(doing: str) -> Iterator[None]:
         ReadTimeoutError,
         WaiterError,
     )
+    from botocore.parsers import ResponseParserError
 
     try:
         yield
@@ -188,6 +189,8 @@ def _aws(doing: str) -> Iterator[None]:
         raise Ec2Error(f"{doing}: {exc}") from exc
     except BotoCoreError as exc:
         raise Ec2Error(f"{doing}: {exc}") from exc
+    except ResponseParserError as exc:  # e.g. an endpoint's HTML error page (a 500)
+        raise Ec2Error(f"{doing}: the EC2 endpoint's answer is not EC2's: {exc}") from exc
 
 
 # -- clients and instances --------------------------------------------------------------------

@@ -162,6 +162,7 @@ class Sampler:
         self._gpu_failures = 0
         self._proc_cpu: tuple[float, float] | None = None
         self._proc: Any = None
+        self._children: dict[int, Any] = {}
         if psutil is not None:
             psutil.cpu_percent(None)  # the first call only starts the measurement
         else:
@@ -217,11 +218,19 @@ class Sampler:
             if self._proc is None or self._proc.pid != pid:
                 self._proc = psutil.Process(pid)
                 self._proc.cpu_percent(None)
-            with self._proc.oneshot():
-                return {
-                    "proc_cpu_percent": self._proc.cpu_percent(None),
-                    "proc_rss": self._proc.memory_info().rss,
-                }
+                self._children = {}
+            cpu, rss = self._proc.cpu_percent(None), self._proc.memory_info().rss
+            # Under torchrun the run's pid is the launcher; the ranks are its children.
+            # Each child keeps its Process object so its cpu_percent has a previous call.
+            alive: dict[int, Any] = {}
+            for child in self._proc.children(recursive=True):
+                known = self._children.get(child.pid, child)
+                with contextlib.suppress(psutil.Error):
+                    cpu += known.cpu_percent(None)
+                    rss += known.memory_info().rss
+                    alive[child.pid] = known
+            self._children = alive
+            return {"proc_cpu_percent": cpu, "proc_rss": rss, "procs": 1 + len(alive)}
         except (psutil.Error, KeyError):
             return {}
 
