@@ -13,6 +13,11 @@ So the estimator keeps three separate rates:
   val event;
 * per-epoch overhead: the rest of each finished epoch's wall time.
 
+Every run ends with one more evaluation after its last epoch: the engine loads
+the best checkpoint and predicts the validation and the test split again
+(``trainers.engine.trainer._finish``). That is about two validation passes
+which no epoch shows, so both bounds include ``final_eval_passes`` of them.
+
 It reports two bounds: ``to_max_epochs`` (the run goes the distance) and
 ``to_earliest_stop`` (the first epoch early stopping could end it, given its
 patience and the last improvement, which the engine writes into every val
@@ -25,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STEP_SMOOTHING = 0.1  # EWMA weight of the newest step interval
+# The closing evaluation with the best checkpoint: val and test, each about one val pass.
+FINAL_EVAL_PASSES = 2.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class EtaEstimator:
     """Feed it events in seq order (``update``), ask ``estimate(now)`` at any time."""
 
     smoothing: float = STEP_SMOOTHING
+    final_eval_passes: float = FINAL_EVAL_PASSES
     epochs: int = 0
     steps_per_epoch: int = 0
     epoch: int = 0
@@ -139,7 +147,7 @@ class EtaEstimator:
                 # Time already spent since the last step event counts against the next one.
                 current = max(0.0, current - (now - self._last_step_time))
         remaining_epochs = max(0, last_epoch - self.epoch)
-        return current + remaining_epochs * per_epoch
+        return current + remaining_epochs * per_epoch + self.final_eval_passes * val_s
 
     def estimate(self, now: float | None = None) -> Estimate:
         earliest = self.earliest_stop_epoch

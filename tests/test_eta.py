@@ -17,7 +17,9 @@ def timeline(
     stop_after: int | None = None,
     patience: int | None = None,
 ):
-    """Events of a synthetic run: (epoch_start, steps, val) per epoch with exact times."""
+    """Events of a synthetic run: (epoch_start, steps, val) per epoch with exact times. The
+    returned end time includes the engine's closing evaluation (val and test with the best
+    checkpoint: two val passes), which writes no event an estimator could see coming."""
     t = 1000.0
     events = []
     last = stop_after or epochs
@@ -34,7 +36,7 @@ def timeline(
         if patience is not None:
             val["earliest_stop_epoch"] = 1 + patience  # best stays epoch 1
         events.append(val)
-    return events, t
+    return events, t + 2 * val_s
 
 
 def feed(events):
@@ -73,9 +75,9 @@ def test_early_stopping_bound_is_reported_beside_max_epochs():
     eta = feed(events)
     est = eta.estimate(events[-1]["time"])
     assert est.earliest_stop_epoch == 11
-    per_epoch = 10 * 1.0 + 2.0
-    assert est.to_earliest_stop == pytest.approx((11 - 4) * per_epoch, rel=1e-6)
-    assert est.to_max_epochs == pytest.approx((50 - 4) * per_epoch, rel=1e-6)
+    per_epoch, closing = 10 * 1.0 + 2.0, 2 * 2.0
+    assert est.to_earliest_stop == pytest.approx((11 - 4) * per_epoch + closing, rel=1e-6)
+    assert est.to_max_epochs == pytest.approx((50 - 4) * per_epoch + closing, rel=1e-6)
 
 
 def test_finished_run_has_no_time_left_and_unknown_rate_says_so():
@@ -83,6 +85,21 @@ def test_finished_run_has_no_time_left_and_unknown_rate_says_so():
     events, _ = timeline(epochs=2, steps=3, step_s=1.0, val_s=1.0)
     eta = feed([*events, {"type": "status", "status": "completed", "time": 2000.0}])
     assert eta.estimate().to_max_epochs == 0.0
+
+
+def test_the_closing_evaluation_is_counted_after_the_last_epoch():
+    """After the last epoch's val the engine still evaluates val and test with the best
+    checkpoint. Replayed from a real run's shape (bench/eta.py): 10 s of it after a 5 s val,
+    where the estimator used to say 0 s left."""
+    events, end = timeline(epochs=3, steps=10, step_s=1.0, val_s=5.0)
+    eta = feed(events)
+    now = events[-1]["time"]
+    assert end - now == pytest.approx(10.0)
+    assert eta.estimate(now).to_max_epochs == pytest.approx(10.0)
+    without = EtaEstimator(final_eval_passes=0)
+    for event in events:
+        without.update(event)
+    assert without.estimate(now).to_max_epochs == pytest.approx(0.0)
 
 
 def test_format_duration():
