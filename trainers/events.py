@@ -38,7 +38,8 @@ class EventType(StrEnum):
 
 class RunStatus(StrEnum):
     """A run's lifecycle. ``crashed`` is never written by the run itself: the
-    watcher infers it when the process is gone without a terminal status."""
+    watcher infers it when the process is gone without a terminal status, and
+    the torchrun launcher writes it when a rank was killed (trainers.launch)."""
 
     STARTING = "starting"
     PREPARING = "preparing"  # indexing/decoding data before the first epoch
