@@ -485,7 +485,7 @@ def main() -> int:
                   f"{walls['python -c pass']:.3f} s (+{extra:.3f} s); "
                   f"-X importtime self total {imports['self_s']:.3f} s")  # fmt: skip
             print(
-                "  largest top-level imports: "
+                "  largest direct imports of emoconsole.dashboard.app: "
                 + ", ".join(f"{n} {us / 1000:.0f} ms" for us, n in imports["top"])
             )
             print(f"  torch/paramiko/boto3 imported: {imports['heavy'] or 'none'}")
