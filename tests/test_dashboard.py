@@ -300,7 +300,8 @@ async def test_stop_run_asks_first_then_stops(workdir):
 
 @sync
 async def test_a_failing_worker_is_a_notification_not_a_crash(workdir):
-    app = Dashboard(open_run=("local", "no-such-run"), **FAST)
+    # No wait for the run to appear (the run view waits for one that is still starting).
+    app = Dashboard(open_run=("local", "no-such-run"), wait_run_s=0, **FAST)
     async with app.run_test(notifications=True) as pilot:
 
         def messages() -> list[str]:

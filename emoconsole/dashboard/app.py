@@ -39,15 +39,18 @@ class Dashboard(App[None]):
         refresh_s: float = 5.0,
         interval: float | None = None,
         open_run: tuple[str, str] | None = None,
+        wait_run_s: float | None = None,
     ) -> None:
         """``hosts`` replaces the configured hosts (tests, a demo); ``open_run``
         (host, run id) opens that run's view at once; ``interval``: seconds between
-        the watcher's system samples and heartbeats."""
+        the watcher's system samples and heartbeats; ``wait_run_s``: how long a run view
+        waits for a run directory that does not exist yet (default: RunScreen's)."""
         super().__init__()
         self.hosts = hosts
         self.refresh_s = refresh_s
         self.interval = interval
         self.open_run = open_run
+        self.wait_run_s = wait_run_s
         self.started = time.perf_counter()
         self.first_paint_s: float | None = None
 
@@ -62,7 +65,8 @@ class Dashboard(App[None]):
         self.first_paint_s = time.perf_counter() - self.started
 
     def run_screen(self, host: str, run_id: str) -> RunScreen:
-        return RunScreen(host, run_id, hosts=self.hosts, interval=self.interval)
+        extra = {} if self.wait_run_s is None else {"wait_run_s": self.wait_run_s}
+        return RunScreen(host, run_id, hosts=self.hosts, interval=self.interval, **extra)
 
     # -- the command palette ----------------------------------------------------------------
 
@@ -73,6 +77,12 @@ class Dashboard(App[None]):
             yield SystemCommand("Filter runs", "Filter the runs table", screen.action_filter)
             yield SystemCommand("Sort runs", "Sort by the next column", screen.action_sort)
             yield SystemCommand("Refresh runs", "List every host again", screen.action_refresh)
+            yield SystemCommand("New run", "Launch a model on a host (a form)",
+                                screen.action_new_run)  # fmt: skip
+            yield SystemCommand("Mark run", "Mark the selected run for compare", screen.action_mark)
+            yield SystemCommand(
+                "Compare marked runs", "Both runs' val curves on one chart", screen.action_compare
+            )
         if isinstance(screen, RunScreen):
             yield SystemCommand("Back to runs", "Leave this run's view", screen.action_back)
             yield SystemCommand(
@@ -82,6 +92,17 @@ class Dashboard(App[None]):
                 "Stop run", "SIGTERM the run (checkpoint saved), after a confirm",
                 screen.action_stop_run,
             )  # fmt: skip
+            yield SystemCommand(
+                "Resume run", "Continue a stopped or crashed run from its last checkpoint",
+                screen.action_resume_run,
+            )  # fmt: skip
+            yield SystemCommand(
+                "Download run", "Fetch the run's files here, SHA-256 checked",
+                screen.action_download,
+            )  # fmt: skip
+            yield SystemCommand(
+                "TensorBoard", "Serve the run's tb/ and show the URL", screen.action_tensorboard
+            )
             yield SystemCommand(
                 "Search log", "Show only log lines containing text", screen.action_search_log
             )

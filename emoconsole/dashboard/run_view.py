@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections import deque
+from pathlib import PurePosixPath
 from typing import Any
 
 from rich.table import Table
@@ -21,14 +23,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import (
-    Button,
     DataTable,
     Footer,
     Header,
     Input,
-    Label,
     Log,
     ProgressBar,
     Sparkline,
@@ -39,11 +38,15 @@ from textual.widgets import (
 from textual.worker import get_current_worker
 
 from emoconsole.dashboard.base import DashboardScreen
+from emoconsole.dashboard.cost import RunCost, cost_text, run_cost
+from emoconsole.dashboard.dialogs import ConfirmDialog
 from emoconsole.dashboard.state import LEVELS, LogFilter, RunState, line_level
 from emoconsole.monitor_view import system_line
-from remote.watch import Backoff, HeartbeatItem
+from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem
 
 LOG_MAX_LINES = 20_000
+WAIT_RUN_S = 120.0  # a run's process imports torch before it writes run.json
+PRICE_REFRESH_S = 300.0  # an EC2 price and uptime, asked again every 5 minutes
 DRAIN_S = 0.25
 SPARKS = (
     ("cpu", "CPU %"),
@@ -55,33 +58,6 @@ SPARKS = (
 )
 
 
-class ConfirmDialog(ModalScreen[bool]):
-    """Yes/no, returned as a bool to the caller's callback."""
-
-    BINDINGS = [  # noqa: RUF012
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
-    ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm"):
-            yield Label(self.question)
-            with Horizontal():
-                yield Button("Yes (y)", id="yes", variant="error")
-                yield Button("No (n)", id="no", variant="primary")
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
-
-
 class RunScreen(DashboardScreen):
     BINDINGS = [  # noqa: RUF012
         Binding("escape,b", "back", "Back"),
@@ -89,6 +65,9 @@ class RunScreen(DashboardScreen):
         Binding("slash", "search_log", "Search log"),
         Binding("v", "cycle_level", "Log level"),
         Binding("x", "stop_run", "Stop run"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("d", "download", "Download"),
+        Binding("t", "tensorboard", "TensorBoard"),
         Binding("l", "tab('log')", "Log", show=False),
         Binding("m", "tab('metrics')", "Metrics", show=False),
         Binding("c", "tab('curves')", "Curves", show=False),
@@ -104,11 +83,21 @@ class RunScreen(DashboardScreen):
         *,
         hosts: dict[str, Any] | None = None,
         interval: float | None = None,
+        wait_run_s: float = WAIT_RUN_S,
     ) -> None:
+        """``wait_run_s``: how long to wait for a run directory that is not there yet
+        (a run still starting) before saying that there is no such run."""
         super().__init__()
         self.host_name, self.run_id = host, run_id
         self.hosts_override = hosts
         self.interval = interval
+        self.wait_run_s = wait_run_s
+        # Where the stream got to (written by the follow worker): a follow restarted
+        # after a resume continues from here, nothing shown twice.
+        self.after_seq = 0
+        self.log_offset = 0
+        self.cost: RunCost | None = None
+        self._price: tuple[float, float] | None = None  # (USD/h, uptime s at the time)
         self.state = RunState(run=run_id, host=host, log_lines=1)
         self.queue: deque[object] = deque()
         self.lock = threading.Lock()
@@ -165,6 +154,7 @@ class RunScreen(DashboardScreen):
         self.query_one("#log-search", Input).display = False
         self.set_interval(DRAIN_S, self.drain)
         self.follow_run()
+        self.price_worker()
 
     # -- the worker ---------------------------------------------------------------------------
 
@@ -183,6 +173,8 @@ class RunScreen(DashboardScreen):
             run_dir = self.run_id if "/" in self.run_id else None
             if run_dir is None:
                 run_dir = f"{resolve_layout(host).runs}/{self.run_id}"
+            if not self._wait_for_run(host, run_dir):
+                return
             manifest = host.run(["cat", f"{run_dir}/run.json"], timeout=30)
             if manifest.ok:
                 # Half-written JSON: the config tab stays empty, the stream still works.
@@ -200,12 +192,34 @@ class RunScreen(DashboardScreen):
                 for item in items:
                     if worker.is_cancelled:
                         return
+                    if isinstance(item, EventItem):
+                        self.after_seq = max(self.after_seq, item.seq)
+                    elif isinstance(item, LogItem):
+                        self.log_offset = max(self.log_offset, item.offset)
                     if not isinstance(item, HeartbeatItem):
                         self._put(item)
             finally:
                 items.close()
         finally:
             host.close()
+
+    def _wait_for_run(self, host: Any, run_dir: str) -> bool:
+        """Until run.json exists (a run opened while its process still imports torch),
+        at most ``wait_run_s``; the header says what it waits for. False: cancelled.
+        After the wait the watcher is asked anyway: it names what is missing."""
+        worker = get_current_worker()
+        deadline = time.monotonic() + self.wait_run_s
+        probe = ["test", "-f", f"{run_dir}/run.json"]
+        waited = False
+        while not host.run(probe, timeout=30).ok and time.monotonic() < deadline:
+            if not waited:
+                waited = True
+                self._put({"waiting": run_dir})
+            if worker.cancelled_event.wait(min(1.0, self.interval or 1.0)):
+                return False
+        if waited:
+            self._put({"waiting": None})
+        return True
 
     def _put(self, item: object) -> None:
         with self.lock:
@@ -218,7 +232,12 @@ class RunScreen(DashboardScreen):
             items = list(self.queue)
             self.queue.clear()
         for item in items:
-            if isinstance(item, dict) and "manifest" in item:
+            if isinstance(item, dict) and "waiting" in item:
+                self.state.status = (
+                    f"waiting for run {item['waiting']} ..." if item["waiting"] else "waiting"
+                )
+                self.state.version += 1
+            elif isinstance(item, dict) and "manifest" in item:
                 self.state.config = item["manifest"]
                 self.state.run_dir = item["run_dir"]
                 if not self.state.model:
@@ -254,6 +273,9 @@ class RunScreen(DashboardScreen):
         text.append("  log: " + ("following" if self.following else "paused"), style="dim")
         if self.log_filter.active:
             text.append(f" (showing {self.log_filter.describe()})", style="bold magenta")
+        cost = self._cost()
+        if cost is not None:
+            text.append(f"\n{cost_text(cost)}", style="bold")
         return text
 
     def _add_log_lines(self, lines: list[str]) -> None:
@@ -350,27 +372,21 @@ class RunScreen(DashboardScreen):
     def _plot_curves(self) -> None:
         from textual_plotext import PlotextPlot
 
-        s = self.state
-        epochs = [int(ev.get("epoch") or 0) for ev in s.history]
-        loss_plot = self.query_one("#plot-loss", PlotextPlot)
-        plt = loss_plot.plt
-        plt.clear_data()
-        plt.title("loss")
-        for key, label in (("train_loss", "train"), ("loss", "val")):
-            ys = [ev.get(key) for ev in s.history]
-            if epochs and all(isinstance(y, (int, float)) for y in ys):
-                plt.plot(epochs, ys, label=label, marker="braille")
-        loss_plot.refresh()
-        score_plot = self.query_one("#plot-scores", PlotextPlot)
-        plt = score_plot.plt
-        plt.clear_data()
-        plt.title("val scores")
-        for key, label in (("accuracy", "acc"), ("uar", "UAR"), ("macro_f1", "macro F1"),
-                           ("weighted_f1", "w F1")):  # fmt: skip
-            ys = [ev.get(key) for ev in s.history]
-            if epochs and all(isinstance(y, (int, float)) for y in ys):
-                plt.plot(epochs, ys, label=label, marker="braille")
-        score_plot.refresh()
+        from emoconsole.dashboard.plots import draw, metric_series
+
+        history = self.state.history
+        draw(
+            self.query_one("#plot-loss", PlotextPlot),
+            "loss",
+            [metric_series(history, "train_loss", "train"), metric_series(history, "loss", "val")],
+        )
+        draw(
+            self.query_one("#plot-scores", PlotextPlot),
+            "val scores",
+            [metric_series(history, key, label) for key, label in
+             (("accuracy", "acc"), ("uar", "UAR"), ("macro_f1", "macro F1"),
+              ("weighted_f1", "w F1"))],
+        )  # fmt: skip
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -404,6 +420,7 @@ class RunScreen(DashboardScreen):
             self.query_one("#run-log", Log).focus()
             return
         self.workers.cancel_group(self, "follow")
+        self.workers.cancel_group(self, "price")
         self.app.pop_screen()
 
     def action_toggle_follow(self) -> None:
@@ -446,6 +463,92 @@ class RunScreen(DashboardScreen):
         else:
             msg = f"{self.run_id} was not running (status {answer.get('status')})"
         self.app.call_from_thread(self.notify, msg)
+
+    def action_resume_run(self) -> None:
+        from remote.resume import RESUMABLE
+
+        if self.state.status not in RESUMABLE:
+            self.notify(
+                f"{self.run_id} is {self.state.status}: only a stopped, crashed or failed run "
+                "can be resumed",
+                severity="warning",
+            )
+            return
+        self.notify(f"resuming {self.run_id} on {self.host_name}...")
+        self.resume_worker()
+
+    @work(thread=True, exclusive=True, group="resume", name="resume run", exit_on_error=False)
+    def resume_worker(self) -> None:
+        from remote.config import get_host
+        from remote.resume import resume_run
+
+        host = get_host(self.host_name, self.hosts_override)
+        try:
+            resumed = resume_run(host, PurePosixPath(self.run_id).name)
+        finally:
+            host.close()
+        self.app.call_from_thread(self._resumed, resumed.pid)
+
+    def _resumed(self, pid: int) -> None:
+        """The stream had ended with the run; follow the resumed process from where it was."""
+        self.state.crashed_log = []
+        self._crash_written = False
+        self.state.version += 1
+        self.notify(f"{self.run_id}: resumed (pid {pid})")
+        self.follow_run()
+
+    def action_download(self) -> None:
+        from emoconsole.dashboard.transfers import DownloadDialog
+
+        self.app.push_screen(DownloadDialog(self.host_name, self.run_id, hosts=self.hosts_override))
+
+    def action_tensorboard(self) -> None:
+        from emoconsole.dashboard.transfers import TensorBoardDialog
+
+        if not self.state.run_dir:
+            self.notify("the run directory is not known yet", severity="warning")
+            return
+        self.app.push_screen(
+            TensorBoardDialog(self.host_name, self.state.run_dir, hosts=self.hosts_override)
+        )
+
+    # -- cost on EC2 --------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="price", name="ec2 price", exit_on_error=False)
+    def price_worker(self) -> None:
+        """An EC2 host's hourly price and the instance's uptime, now and then; nothing
+        for other hosts (boto3 is imported only for an EC2 host)."""
+        from remote.config import get_host_config
+
+        cfg = get_host_config(self.host_name, self.hosts_override)
+        if cfg.kind != "ec2" or cfg.ec2 is None:
+            return
+        from remote.ec2 import hourly_price, profile_client, running_instance
+
+        worker = get_current_worker()
+        client = profile_client(cfg.ec2)
+        while not worker.is_cancelled:
+            instance = running_instance(client, cfg.ec2)
+            price = hourly_price(client, instance)
+            uptime = instance.uptime()
+            if price.usd_per_hour is not None and uptime is not None:
+                self.app.call_from_thread(
+                    self.set_price, price.usd_per_hour, uptime.total_seconds()
+                )
+            worker.cancelled_event.wait(PRICE_REFRESH_S)
+
+    def set_price(self, usd_per_hour: float, uptime_s: float) -> None:
+        """The instance's price and uptime as of now; the header counts on from here."""
+        self._price = (usd_per_hour, uptime_s - time.monotonic())
+        self.query_one("#run-header", Static).update(self._header_text())
+
+    def _cost(self) -> RunCost | None:
+        if self._price is None:
+            return None
+        usd, uptime_base = self._price
+        remaining = self.state.eta.estimate(time.time()).to_max_epochs
+        self.cost = run_cost(usd, uptime_base + time.monotonic(), remaining)
+        return self.cost
 
 
 def confusion_table(title: str, classes: list[str], matrix: list[list[int]]) -> Table:

@@ -36,6 +36,9 @@ class RunsScreen(DashboardScreen):
         Binding("slash", "filter", "Filter"),
         Binding("o", "sort", "Sort"),
         Binding("r", "refresh", "Refresh"),
+        Binding("n", "new_run", "New run"),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare marked"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -48,6 +51,9 @@ class RunsScreen(DashboardScreen):
         self.sort_reverse = True  # run ids start with their start time: newest first
         self.needle = ""
         self.rows: list[RunRow] = []
+        self.shown: dict[str, tuple[str, ...]] = {}  # key -> cells on screen
+        self.marked: list[str] = []  # keys of the runs marked for compare, in marking order
+        self.select_when_listed: str | None = None  # a run just launched: put the cursor on it
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -124,20 +130,31 @@ class RunsScreen(DashboardScreen):
         wanted = [r.key for r in rows]
         if [r.key for r in self.rows] != wanted:
             table.clear()
+            self.shown = {}
             for row in rows:
-                table.add_row(*row.cells(), key=row.key)
+                self.shown[row.key] = self._cells(row)
+                table.add_row(*self.shown[row.key], key=row.key)
             if selected is not None and selected.key in wanted:
                 table.move_cursor(row=wanted.index(selected.key))
         else:
-            for row, old in zip(rows, self.rows, strict=True):
-                if row.cells() != old.cells():
-                    for col, (new, before) in zip(
-                        COLUMNS, zip(row.cells(), old.cells(), strict=True), strict=True
-                    ):
-                        if new != before:
-                            table.update_cell(row.key, col, new)
+            for row in rows:
+                cells, old = self._cells(row), self.shown.get(row.key, ())
+                for col, new, before in zip(COLUMNS, cells, old, strict=False):
+                    if new != before:
+                        table.update_cell(row.key, col, new)
+                self.shown[row.key] = cells
         self.rows = rows
-        self.sub_title = f"{len(rows)} runs, sorted by {self.sort_column}"
+        if self.select_when_listed in wanted:
+            table.move_cursor(row=wanted.index(self.select_when_listed))
+            self.select_when_listed = None
+        marked = f", {len(self.marked)} marked" if self.marked else ""
+        self.sub_title = f"{len(rows)} runs, sorted by {self.sort_column}{marked}"
+
+    def _cells(self, row: RunRow) -> tuple[str, ...]:
+        cells = row.cells()
+        if row.key in self.marked:
+            return (f"✓ {cells[0]}", *cells[1:])
+        return cells
 
     def selected_row(self) -> RunRow | None:
         table = self.query_one(DataTable)
@@ -198,6 +215,41 @@ class RunsScreen(DashboardScreen):
 
     def action_refresh(self) -> None:
         self.list_hosts()
+
+    def action_new_run(self) -> None:
+        """The new-run form; a launched run is listed at once, with the cursor on it."""
+        from emoconsole.dashboard.dialogs import NewRunDialog
+
+        def launched(result: tuple[str, str] | None) -> None:
+            if result is not None:
+                host, run_id = result
+                self.notify(f"launched {run_id} on {host}")
+                self.select_when_listed = f"{host}/{run_id}"
+                self.list_hosts()
+
+        self.app.push_screen(NewRunDialog(self.hosts_override), launched)
+
+    def action_mark(self) -> None:
+        """Mark (or unmark) the selected run for compare; the two latest marks count."""
+        row = self.selected_row()
+        if row is None or row.id == "-":
+            return
+        if row.key in self.marked:
+            self.marked.remove(row.key)
+        else:
+            self.marked.append(row.key)
+        self.rebuild()
+
+    def action_compare(self) -> None:
+        chosen = [r for key in self.marked[-2:] for r in self.rows if r.key == key]
+        if len(chosen) < 2:
+            self.notify("mark two runs first (space)", severity="warning")
+            return
+        from emoconsole.dashboard.compare import CompareScreen
+
+        self.app.push_screen(
+            CompareScreen([(r.host, r.id) for r in chosen], hosts=self.hosts_override)
+        )
 
 
 def _one_line(exc: BaseException) -> str:
