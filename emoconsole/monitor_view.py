@@ -40,6 +40,7 @@ class MonitorState:
     history: list[dict[str, Any]] = field(default_factory=list)
     test: dict[str, Any] | None = None
     sys: dict[str, Any] | None = None
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # a multi-node job's samples
     eta: EtaEstimator = field(default_factory=EtaEstimator)
     log: deque[str] = field(default_factory=deque)
     _partial: str = ""
@@ -57,6 +58,8 @@ class MonitorState:
                 self.log.popleft()
         elif isinstance(item, SysItem):
             self.sys = item.sample
+            if "node" in item.sample:
+                self.nodes[str(item.sample["node"])] = item.sample
             self.connection = "live"
         elif isinstance(item, ConnectionItem):
             self.connection = {
@@ -73,6 +76,8 @@ class MonitorState:
         kind = event.get("type")
         if kind == "status":
             self.status = str(event.get("status"))
+            if event.get("last_log"):  # the torchrun launcher's report of a dead rank
+                self.crashed_log = [f"rank {event.get('rank')}:", *event["last_log"]]
         elif kind == "epoch_start":
             self.epoch, self.epochs = event["epoch"], event.get("epochs", self.epochs)
             self.steps, self.step = event.get("steps", 0), 0
@@ -129,7 +134,10 @@ class MonitorState:
                     style="bold green",
                 )
             )
-        if self.sys is not None:
+        if len(self.nodes) > 1:
+            for node, sample in sorted(self.nodes.items()):
+                parts.append(Text(f"{node:<12} " + system_line(sample), style="cyan"))
+        elif self.sys is not None:
             parts.append(Text(system_line(self.sys), style="cyan"))
         log = "\n".join(self.crashed_log or self.log) or "(no log yet)"
         title = "last log lines before the crash" if self.crashed_log else "log"
@@ -150,7 +158,8 @@ def system_line(sample: dict[str, Any]) -> str:
             f"{gpu.get('temp_c')}C {gpu.get('power_w')}W"
         )
     alive = {True: "alive", False: "gone", None: "?"}[sample.get("alive")]
-    parts.append(f"process {alive}")
+    procs = sample.get("procs", 1)
+    parts.append(f"process {alive}" + (f" ({procs} processes)" if procs > 1 else ""))
     return "system: " + "  ".join(parts)
 
 

@@ -228,8 +228,9 @@ def _deploy_nodes(
         for target in targets:
             target.close()
     first = job.nodes[primary]
+    nodes_rows = [{"host": n.host, "run_dir": n.run_dir, "pid": n.pid} for n in job.nodes]
     ledger.record(job.run_id, first.host, first.run_dir, model, pid=first.pid,
-                  nodes=[n.host for n in job.nodes])  # fmt: skip
+                  nodes=nodes_rows, rdzv_endpoint=job.rdzv_endpoint)  # fmt: skip
     typer.echo(job.run_id)
     typer.echo(
         f"{len(job.nodes)} nodes x {gpus} processes, rendezvous {job.rdzv_endpoint}; rank 0 "
@@ -242,6 +243,55 @@ def _is_local(host: Any) -> bool:
     from remote.deploy import is_this_checkout
 
     return is_this_checkout(host)
+
+
+def _nodes_of(run: str) -> list[dict[str, Any]] | None:
+    from remote import ledger
+
+    row = ledger.lookup(run)
+    return row.get("nodes") if row and isinstance(row.get("nodes"), list) else None
+
+
+def _monitor_nodes(run: str, nodes: list[dict[str, Any]], interval: float, lines: int) -> None:
+    """A multi-node job: the primary node's stream with every node's system line."""
+    from rich.live import Live
+
+    from emoconsole.monitor_view import MonitorState
+    from remote.config import get_host
+    from remote.deploy import Launch
+    from remote.nodes import NodesLaunch, follow_nodes, primary_node
+
+    targets = [get_host(n["host"]) for n in nodes]
+    job = NodesLaunch(
+        run_id=run,
+        nodes=[
+            Launch(
+                run_id=run,
+                host=n["host"],
+                run_dir=n["run_dir"],
+                pid=n.get("pid"),
+                launched=True,
+                code_dir="",
+                python="",
+            )
+            for n in nodes
+        ],
+        rdzv_endpoint="",
+    )
+    state = MonitorState(run=run, host=",".join(n["host"] for n in nodes), log_lines=lines)
+    try:
+        primary = primary_node(targets, job)
+        with Live(state.render(), refresh_per_second=4, transient=False) as live:
+            for item in follow_nodes(targets, job, primary, interval=interval):
+                state.add(item)
+                live.update(state.render())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    finally:
+        for target in targets:
+            target.close()
+    if state.status in ("failed", "crashed"):
+        raise typer.Exit(1)
 
 
 def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -328,6 +378,11 @@ def monitor(
     from remote.deploy import resolve_layout
     from remote.watch import follow
 
+    nodes = _nodes_of(run) if host is None else None
+    if nodes:
+        with _known_errors():
+            _monitor_nodes(run, nodes, interval, log_lines)
+        return
     name, run_ref = _host_for(run, host)
     with _known_errors():
         target = get_host(name)

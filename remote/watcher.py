@@ -395,6 +395,8 @@ class Watcher:
                 if alive is not True or now - terminal_since >= self.grace:
                     self.pump_events()
                     self.pump_log()
+                    if next_sample == 0.0:  # a run that ended before we came: one sample
+                        self.emit("sys", **sampler.sample(_read_manifest(self.run)))
                     self.emit("end", status=str(self.status))
                     self.emit.flush()
                     return 0

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,6 @@ import torch
 
 from remote.deploy import deploy
 from remote.local import LocalHost
-from remote.nodes import deploy_nodes, follow_nodes, primary_node
 from remote.watch import follow
 from tests.conftest import SMALL_MODEL, run_trainers, trainers_cmd
 from tests.sshd import free_port
@@ -280,41 +281,40 @@ def test_deploy_gpus_restarts_a_dead_rank_and_the_stream_follows_it(
 def test_two_loopback_nodes_train_one_job_through_the_console(
     make_sshd, ssh_env, tmp_path, small_corpus, feature_cache
 ):
-    """Two sshd "hosts" on this machine, one rank each: one world of 2 through the
-    console's multi-node path (ship, check, torchrun --nnodes 2 with the c10d
-    rendezvous on the first), followed with both nodes' system samples."""
+    """Two sshd "hosts" on this machine, one rank each, as a researcher types it:
+    `emoconsole deploy --host node0,node1 --gpus 1` ships to both, starts torchrun
+    --nnodes 2 with the c10d rendezvous on node0, and `emoconsole monitor` follows
+    the job with a system line per node."""
     servers = [make_sshd(), make_sshd()]
-    for server in servers:
+    hosts_toml = ""
+    for i, server in enumerate(servers):
         ssh_env.trust(server)
-    hosts = [
-        server.ssh_host(f"node{i}", workdir=str(tmp_path / f"node{i}"))
-        for i, server in enumerate(servers)
-    ]
-    try:
-        job = deploy_nodes(
-            hosts,
-            "hybrid-attention",
-            data=str(small_corpus),
-            overrides=[*SMALL_MODEL, f"data.cache_dir={feature_cache}", "train.epochs=2"],
-            run_id="pair",
-            env="host",
-            gpus=1,
-            rdzv_port=free_port(),
+        hosts_toml += (
+            f"[hosts.node{i}]\nkind = 'ssh'\nhost = '127.0.0.1'\nport = {server.port}\n"
+            f"user = '{server.user}'\nidentity_file = '{server.client_key}'\n"
+            f"python = '{sys.executable}'\nworkdir = '{tmp_path / f'node{i}'}'\n"
         )
-        assert job.rdzv_endpoint.startswith("127.0.0.1:")
-        primary = primary_node(hosts, job)
-        items = list(follow_nodes(hosts, job, primary, interval=0.5))
-    finally:
-        for host in hosts:
-            host.close()
-    statuses = [
-        i.event["status"] for i in items if i.kind == "event" and i.event["type"] == "status"
-    ]
-    assert statuses[-1] == "completed", statuses
-    started = next(i.event for i in items if i.kind == "event" and i.event.get("world_size"))
-    assert started["world_size"] == 2
-    assert {i.sample["node"] for i in items if i.kind == "sys"} == {"node0", "node1"}
+    (ssh_env.config_dir / "emoconsole" / "hosts.toml").write_text(hosts_toml)
+    env = {**os.environ, "EMOCONSOLE_STATE": str(tmp_path / "state")}
+    sets = [f"--set={item}" for item in
+            [*SMALL_MODEL, f"data.cache_dir={feature_cache}", "train.epochs=2"]]  # fmt: skip
+    deployed = _console(
+        "deploy", "hybrid-attention", "--host", "node0,node1", "--gpus", "1",
+        "--remote-data", str(small_corpus), "--env", "host", "--run-id", "pair",
+        "--rdzv-port", str(free_port()), *sets, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    assert deployed.stdout.strip() == "pair"
+    assert "rendezvous 127.0.0.1:" in deployed.stderr
+
+    followed = _console("monitor", "pair", "--interval", "0.5", env=env, cwd=tmp_path)
+    assert followed.returncode == 0, followed.stderr[-3000:]
+    assert "completed" in followed.stdout and "test: accuracy" in followed.stdout
+    for node in ("node0", "node1"):  # a system line per node
+        assert re.search(rf"^{node}\s+system: cpu", followed.stdout, re.M), followed.stdout
+
     runs = [tmp_path / f"node{i}" / "runs" / "pair" for i in range(2)]
+    primary = next(i for i, r in enumerate(runs) if (r / "events.jsonl").exists())
     summary = json.loads((runs[primary] / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs_run"] == 2
     other = runs[1 - primary]
@@ -325,3 +325,10 @@ def test_two_loopback_nodes_train_one_job_through_the_console(
         assert time.monotonic() < deadline, (other / "run.json").read_text()
         time.sleep(0.2)
     assert "epoch 2 val" in (other / "ranks" / "rank1.log").read_text()
+
+
+def _console(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "emoconsole", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
