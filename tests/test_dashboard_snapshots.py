@@ -124,11 +124,13 @@ def finished_run(tmp_path, monkeypatch) -> Path:
     return write_finished_run(tmp_path / "runs")
 
 
-async def until(pilot: Pilot, cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+async def until(
+    pilot: Pilot, cond: Callable[[], bool], what: str | Callable[[], str], timeout: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await pilot.pause(0.05)
 
 
@@ -147,7 +149,7 @@ def run_view_ready(tab_key: str | None) -> Callable[[Pilot], Awaitable[None]]:
             follow = [w for w in screen.workers if w.group == "follow"]
             return (
                 screen.state.status == "completed"
-                and bool(follow)
+                # A finished worker leaves the screen's list: gone or done, never running.
                 and all(w.state == WorkerState.SUCCESS for w in follow)
                 and not screen.queue
                 and screen._painted == screen.state.version
@@ -155,7 +157,15 @@ def run_view_ready(tab_key: str | None) -> Callable[[Pilot], Awaitable[None]]:
                 and len(log.lines) >= 20
             )
 
-        await until(pilot, done, "the finished run drained")
+        await until(
+            pilot,
+            done,
+            lambda: (
+                f"the finished run drained (status {screen.state.status}, follow "
+                f"{[w.state.name for w in screen.workers if w.group == 'follow']}, queue "
+                f"{len(screen.queue)}, {len(log.lines)} log lines)"
+            ),
+        )
         if tab_key is not None:
             await pilot.press(tab_key)
         await pilot.pause(0.2)
