@@ -25,6 +25,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -55,6 +56,7 @@ class Resumed:
     pid: int
     python: str
     code_dir: str
+    output: str  # the process's stdout and stderr, on the host
 
 
 def _read_json(host: Host, path: str) -> Any:
@@ -85,9 +87,12 @@ def _origin(
     return python, code_dir
 
 
-def resume_run(host: Host, run_id: str, *, started_timeout: float = 180.0) -> Resumed:
+def resume_run(host: Host, run_id: str, *, timeout: float = 180.0) -> Resumed:
     """Start ``trainers resume`` for ``run_id`` (an id under the host's runs/) and
-    return once the new process has taken the run over (its pid in run.json)."""
+    return once the new process has registered the resume (its entry in run.json's
+    ``resumes``: the run directory and its config checked out). It takes the run
+    over (its pid in run.json, its events) only after building the model and the
+    data, which can take minutes on a cold feature cache: :func:`wait_taken_over`."""
     layout = resolve_layout(host)
     row = next((r for r in list_runs(host) if r.get("id") == run_id), None)
     if row is None:
@@ -100,7 +105,6 @@ def resume_run(host: Host, run_id: str, *, started_timeout: float = 180.0) -> Re
     run_dir = layout.run_dir(run_id)
     manifest = _read_json(host, f"{run_dir}/run.json") or {}
     python, code_dir = _origin(host, layout, run_id, manifest)
-    old_pid = manifest.get("pid")
     launch_id = f"{run_id}.resume-{int(time.time())}"
     argv = [python, "-m", "trainers", "resume", run_dir]
     answer = hostctl(
@@ -109,35 +113,44 @@ def resume_run(host: Host, run_id: str, *, started_timeout: float = 180.0) -> Re
         ["launch", "--runs", layout.runs, "--run-id", launch_id, "--cwd", layout.root,
          "--pythonpath", code_dir, "--", *argv],
     )  # fmt: skip
-    pid = int(answer.get("pid") or 0)
-    _wait_taken_over(host, layout, run_dir, launch_id, pid, old_pid, started_timeout)
-    return Resumed(run_id, host.name, run_dir, pid, python, code_dir)
+    resumed = Resumed(run_id, host.name, run_dir, int(answer.get("pid") or 0), python, code_dir,
+                      f"{layout.runs}/.launches/{launch_id}/output.log")  # fmt: skip
+    _wait(host, resumed, timeout, _registered, "registered the resume")
+    return resumed
 
 
-def _wait_taken_over(
+def wait_taken_over(host: Host, resumed: Resumed, timeout: float = 1800.0) -> None:
+    """Until the resumed process names itself in run.json (``pid``): from then on the
+    watcher follows it; before, it would take the old, dead pid for a crash."""
+    _wait(host, resumed, timeout, lambda m, pid: m.get("pid") == pid, "took the run over")
+
+
+def _registered(manifest: dict[str, Any], pid: int) -> bool:
+    entries = manifest.get("resumes") or []
+    return bool(entries) and isinstance(entries[-1], dict) and entries[-1].get("pid") == pid
+
+
+def _wait(
     host: Host,
-    layout: HostLayout,
-    run_dir: str,
-    launch_id: str,
-    pid: int,
-    old_pid: Any,
+    resumed: Resumed,
     timeout: float,
+    done: Callable[[dict[str, Any], int], bool],
+    what: str,
 ) -> None:
-    """Until run.json names the new process; a process that died first is reported
-    with its output (a checkpoint that no longer loads, a missing data set)."""
+    """Poll run.json until ``done``; a process that died first is reported with its
+    output (a checkpoint that no longer loads, a missing data set)."""
     deadline = time.monotonic() + timeout
-    alive = f"kill -0 {pid} 2>/dev/null && echo alive || echo dead"
+    alive = f"kill -0 {resumed.pid} 2>/dev/null && echo alive || echo dead"
     while True:
-        manifest = _read_json(host, f"{run_dir}/run.json") or {}
-        if manifest.get("pid") == pid and pid != old_pid:
+        manifest = _read_json(host, f"{resumed.run_dir}/run.json") or {}
+        if done(manifest, resumed.pid):
             return
         state = host.run(alive, timeout=60).stdout.strip()
         if state == "dead" or time.monotonic() > deadline:
-            log = f"{layout.runs}/.launches/{launch_id}/output.log"
-            out = host.run(["tail", "-n", "20", log], timeout=60).stdout.strip()
-            why = "exited" if state == "dead" else f"did not take over within {timeout:.0f} s"
+            out = host.run(["tail", "-n", "20", resumed.output], timeout=60).stdout.strip()
+            why = "exited" if state == "dead" else f"had not {what} after {timeout:.0f} s"
             raise ResumeError(
-                f"{host.name}: resume of {PurePosixPath(run_dir).name} {why}; its output "
-                f"({shlex.quote(log)}):\n{out or '(none)'}"
+                f"{host.name}: resume of {resumed.run_id} {why}; its output "
+                f"({shlex.quote(resumed.output)}):\n{out or '(none)'}"
             )
         time.sleep(0.3)

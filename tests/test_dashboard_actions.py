@@ -146,7 +146,7 @@ async def test_new_run_form_shows_errors_and_launches_nothing(workdir):
 async def test_new_run_launches_then_stop_and_resume(workdir, small_corpus, feature_cache):
     overrides = "\n".join([*SMALL_MODEL, "train.epochs=3", f"data.cache_dir={feature_cache}"])
     app = Dashboard(**FAST)
-    run_id = None
+    first_pid = resumed_pid = None
     try:
         async with app.run_test(size=(160, 45), notifications=True) as pilot:
             await pilot.press("n")
@@ -175,16 +175,17 @@ async def test_new_run_launches_then_stop_and_resume(workdir, small_corpus, feat
             os.killpg(first_pid, signal.SIGKILL)
             await wait_for(pilot, lambda: view.state.status == "crashed", what="the crash")
             await pilot.press("r")
-            await wait_for(
-                pilot, lambda: view.state.status in ("starting", "running", "resumed"),
-                timeout=90, what=f"the resumed run streaming (status {view.state.status})",
-            )  # fmt: skip
+            await wait_for(pilot, lambda: view.state.status.startswith("resuming"), timeout=60,
+                           what=f"the resume (status {view.state.status})")  # fmt: skip
             manifest = json.loads((workdir / "runs" / run_id / "run.json").read_text())
-            assert manifest["pid"] != first_pid and len(manifest["resumes"]) == 1
+            (entry,) = manifest["resumes"]
+            assert entry["pid"] != first_pid and entry["argv"][-1].endswith(run_id)
+            os.kill(entry["pid"], 0)  # alive
+            assert f"pid {entry['pid']}" in text_of(view, "#run-header")
             assert "crashed" not in text_of(view, "#run-warnings")
+            resumed_pid = entry["pid"]
     finally:
-        if run_id is not None:
-            pid = json.loads((workdir / "runs" / run_id / "run.json").read_text()).get("pid")
+        for pid in (first_pid, resumed_pid):
             with contextlib.suppress(ProcessLookupError, TypeError):
                 os.killpg(pid, signal.SIGKILL)  # its own session: workers go with it
 

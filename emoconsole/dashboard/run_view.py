@@ -421,6 +421,7 @@ class RunScreen(DashboardScreen):
             return
         self.workers.cancel_group(self, "follow")
         self.workers.cancel_group(self, "price")
+        self.workers.cancel_group(self, "resume")
         self.app.pop_screen()
 
     def action_toggle_follow(self) -> None:
@@ -479,23 +480,31 @@ class RunScreen(DashboardScreen):
 
     @work(thread=True, exclusive=True, group="resume", name="resume run", exit_on_error=False)
     def resume_worker(self) -> None:
+        """Start the resume, then wait for the new process to take the run over before
+        following it again (until then the watcher would see the old pid, dead)."""
         from remote.config import get_host
-        from remote.resume import resume_run
+        from remote.resume import resume_run, wait_taken_over
 
+        worker = get_current_worker()
         host = get_host(self.host_name, self.hosts_override)
         try:
             resumed = resume_run(host, PurePosixPath(self.run_id).name)
+            self.app.call_from_thread(self._resuming, resumed.pid)
+            wait_taken_over(host, resumed)
         finally:
             host.close()
-        self.app.call_from_thread(self._resumed, resumed.pid)
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self.follow_run)
 
-    def _resumed(self, pid: int) -> None:
-        """The stream had ended with the run; follow the resumed process from where it was."""
+    def _resuming(self, pid: int) -> None:
         self.state.crashed_log = []
         self._crash_written = False
+        self.state.status = f"resuming (pid {pid}: building the model and data)"
         self.state.version += 1
+        self._painted = self.state.version
+        self._paint()  # now, not at the next drain: the crash warning goes at once
+        self.query_one("#run-header", Static).update(self._header_text())
         self.notify(f"{self.run_id}: resumed (pid {pid})")
-        self.follow_run()
 
     def action_download(self) -> None:
         from emoconsole.dashboard.transfers import DownloadDialog
