@@ -14,7 +14,6 @@ import json
 import threading
 import time
 from collections import deque
-from pathlib import PurePosixPath
 from typing import Any
 
 from rich.table import Table
@@ -38,15 +37,15 @@ from textual.widgets import (
 from textual.worker import get_current_worker
 
 from emoconsole.dashboard.base import DashboardScreen
-from emoconsole.dashboard.cost import RunCost, cost_text, run_cost
+from emoconsole.dashboard.cost import RunCost, cost_text
 from emoconsole.dashboard.dialogs import ConfirmDialog
+from emoconsole.dashboard.run_actions import RunActions
 from emoconsole.dashboard.state import LEVELS, LogFilter, RunState, line_level
 from emoconsole.monitor_view import system_line
 from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem
 
 LOG_MAX_LINES = 20_000
 WAIT_RUN_S = 120.0  # a run's process imports torch before it writes run.json
-PRICE_REFRESH_S = 300.0  # an EC2 price and uptime, asked again every 5 minutes
 DRAIN_S = 0.25
 SPARKS = (
     ("cpu", "CPU %"),
@@ -58,7 +57,7 @@ SPARKS = (
 )
 
 
-class RunScreen(DashboardScreen):
+class RunScreen(RunActions, DashboardScreen):
     BINDINGS = [  # noqa: RUF012
         Binding("escape,b", "back", "Back"),
         Binding("f", "toggle_follow", "Pause/follow log"),
@@ -464,100 +463,6 @@ class RunScreen(DashboardScreen):
         else:
             msg = f"{self.run_id} was not running (status {answer.get('status')})"
         self.app.call_from_thread(self.notify, msg)
-
-    def action_resume_run(self) -> None:
-        from remote.resume import RESUMABLE
-
-        if self.state.status not in RESUMABLE:
-            self.notify(
-                f"{self.run_id} is {self.state.status}: only a stopped, crashed or failed run "
-                "can be resumed",
-                severity="warning",
-            )
-            return
-        self.notify(f"resuming {self.run_id} on {self.host_name}...")
-        self.resume_worker()
-
-    @work(thread=True, exclusive=True, group="resume", name="resume run", exit_on_error=False)
-    def resume_worker(self) -> None:
-        """Start the resume, then wait for the new process to take the run over before
-        following it again (until then the watcher would see the old pid, dead)."""
-        from remote.config import get_host
-        from remote.resume import resume_run, wait_taken_over
-
-        worker = get_current_worker()
-        host = get_host(self.host_name, self.hosts_override)
-        try:
-            resumed = resume_run(host, PurePosixPath(self.run_id).name)
-            self.app.call_from_thread(self._resuming, resumed.pid)
-            wait_taken_over(host, resumed)
-        finally:
-            host.close()
-        if not worker.is_cancelled:
-            self.app.call_from_thread(self.follow_run)
-
-    def _resuming(self, pid: int) -> None:
-        self.state.crashed_log = []
-        self._crash_written = False
-        self.state.status = f"resuming (pid {pid}: building the model and data)"
-        self.state.version += 1
-        self._painted = self.state.version
-        self._paint()  # now, not at the next drain: the crash warning goes at once
-        self.query_one("#run-header", Static).update(self._header_text())
-        self.notify(f"{self.run_id}: resumed (pid {pid})")
-
-    def action_download(self) -> None:
-        from emoconsole.dashboard.transfers import DownloadDialog
-
-        self.app.push_screen(DownloadDialog(self.host_name, self.run_id, hosts=self.hosts_override))
-
-    def action_tensorboard(self) -> None:
-        from emoconsole.dashboard.transfers import TensorBoardDialog
-
-        if not self.state.run_dir:
-            self.notify("the run directory is not known yet", severity="warning")
-            return
-        self.app.push_screen(
-            TensorBoardDialog(self.host_name, self.state.run_dir, hosts=self.hosts_override)
-        )
-
-    # -- cost on EC2 --------------------------------------------------------------------------
-
-    @work(thread=True, exclusive=True, group="price", name="ec2 price", exit_on_error=False)
-    def price_worker(self) -> None:
-        """An EC2 host's hourly price and the instance's uptime, now and then; nothing
-        for other hosts (boto3 is imported only for an EC2 host)."""
-        from remote.config import get_host_config
-
-        cfg = get_host_config(self.host_name, self.hosts_override)
-        if cfg.kind != "ec2" or cfg.ec2 is None:
-            return
-        from remote.ec2 import hourly_price, profile_client, running_instance
-
-        worker = get_current_worker()
-        client = profile_client(cfg.ec2)
-        while not worker.is_cancelled:
-            instance = running_instance(client, cfg.ec2)
-            price = hourly_price(client, instance)
-            uptime = instance.uptime()
-            if price.usd_per_hour is not None and uptime is not None:
-                self.app.call_from_thread(
-                    self.set_price, price.usd_per_hour, uptime.total_seconds()
-                )
-            worker.cancelled_event.wait(PRICE_REFRESH_S)
-
-    def set_price(self, usd_per_hour: float, uptime_s: float) -> None:
-        """The instance's price and uptime as of now; the header counts on from here."""
-        self._price = (usd_per_hour, uptime_s - time.monotonic())
-        self.query_one("#run-header", Static).update(self._header_text())
-
-    def _cost(self) -> RunCost | None:
-        if self._price is None:
-            return None
-        usd, uptime_base = self._price
-        remaining = self.state.eta.estimate(time.time()).to_max_epochs
-        self.cost = run_cost(usd, uptime_base + time.monotonic(), remaining)
-        return self.cost
 
 
 def confusion_table(title: str, classes: list[str], matrix: list[list[int]]) -> Table:
