@@ -161,8 +161,11 @@ def _start_ssh(host: Host, logdir: str, timeout: float) -> TensorBoard:
             "deploy with --env uv, or install tensorboard in the host's python"
         )
     python, remote_port = lines[0], int(lines[1])
-    out = f"{layout.root}/.tensorboard-{remote_port}.log"
+    # Beside the launch records: the tool's own corner of the host's runs/.
+    out = f"{layout.runs}/.launches/tensorboard-{remote_port}.log"
     started = host.run(
+        # ";" not "&&": "a && b &" backgrounds a subshell that keeps the channel open.
+        f"mkdir -p {shlex.quote(layout.runs)}/.launches; "
         f"nohup {shlex.quote(python)} -m tensorboard.main --logdir {shlex.quote(logdir)} "
         f"--port {remote_port} --host 127.0.0.1 > {shlex.quote(out)} 2>&1 < /dev/null & echo $!",
         timeout=60,
@@ -175,7 +178,12 @@ def _start_ssh(host: Host, logdir: str, timeout: float) -> TensorBoard:
         ) from None
 
     def stop_server() -> None:
-        host.run(f"kill {pid} 2>/dev/null; rm -f {shlex.quote(out)}", timeout=30)
+        # Up to 5 s for TensorBoard to exit on SIGTERM, then SIGKILL: nothing left behind.
+        host.run(
+            f"kill {pid} 2>/dev/null; for i in $(seq 50); do kill -0 {pid} 2>/dev/null || break; "
+            f"sleep 0.1; done; kill -9 {pid} 2>/dev/null; rm -f {shlex.quote(out)}",
+            timeout=30,
+        )
 
     forward = PortForward(host, remote_port)
     board = TensorBoard(
@@ -224,7 +232,8 @@ class PortForward:
         except Exception:
             conn.close()
             return
-        with contextlib.closing(conn), contextlib.closing(chan):
+        # A reset from either end is how a browser or a stopped server ends a connection.
+        with contextlib.closing(conn), contextlib.closing(chan), contextlib.suppress(OSError):
             while not self._closed.is_set():
                 ready, _, _ = select.select([conn, chan], [], [], 0.5)
                 if conn in ready:
