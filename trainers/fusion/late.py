@@ -267,6 +267,7 @@ def write_fused_run(
             },
             "device": "cpu",
             "amp": "off",
+            "world_size": 1,
             "fusion": {"method": method, "weights": [float(w) for w in weights], **info}
             | {"sources": sources},
         }
