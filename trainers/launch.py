@@ -76,6 +76,11 @@ def launch(
     print("torchrun " + " ".join(argv), flush=True)
     args = get_args_parser().parse_args(argv)
     os.environ[SUPERVISED_ENV] = "1"
+    # The ranks' process group gets a store of its own rather than sharing the
+    # rendezvous store: shared, a restarted rank can read the previous attempt's
+    # addresses and its gloo/NCCL set-up hangs (pytorch/pytorch#135712; seen here
+    # as both ranks stuck in ProcessGroupGloo's constructor after --max-restarts).
+    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     try:
         torchrun(args)
     except ChildFailedError as exc:
