@@ -1,3 +1,3 @@
-from emoconsole.cli import main
+from emoconsole.entry import main
 
 main()

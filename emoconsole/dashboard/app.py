@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from emoconsole.dashboard.run_view import RunScreen
 from emoconsole.dashboard.runs_table import RunsScreen
+
+if TYPE_CHECKING:
+    # The run view (plots, dialogs, actions) loads when a run opens, not before the
+    # first paint: about 0.13 s of imports.
+    from emoconsole.dashboard.run_view import RunScreen
 
 
 class Dashboard(App[None]):
@@ -65,12 +69,16 @@ class Dashboard(App[None]):
         self.first_paint_s = time.perf_counter() - self.started
 
     def run_screen(self, host: str, run_id: str) -> RunScreen:
+        from emoconsole.dashboard.run_view import RunScreen
+
         extra = {} if self.wait_run_s is None else {"wait_run_s": self.wait_run_s}
         return RunScreen(host, run_id, hosts=self.hosts, interval=self.interval, **extra)
 
     # -- the command palette ----------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from emoconsole.dashboard.run_view import RunScreen
+
         yield from super().get_system_commands(screen)
         if isinstance(screen, RunsScreen):
             yield SystemCommand("Open run", "Open the selected run", screen.action_open_run)
