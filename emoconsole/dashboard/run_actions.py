@@ -13,7 +13,6 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from textual import work
-from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from emoconsole.dashboard.cost import RunCost, run_cost
@@ -84,7 +83,7 @@ class RunActions:
         self.state.version += 1
         self._painted = self.state.version
         self._paint()  # now, not at the next drain: the crash warning goes at once
-        self.query_one("#run-header", Static).update(self._header_text())
+        self._set("#run-header", self._header_text())
         self.notify(f"{self.run_id}: resumed (pid {pid})")
 
     def action_download(self) -> None:
@@ -130,7 +129,7 @@ class RunActions:
     def set_price(self, usd_per_hour: float, uptime_s: float) -> None:
         """The instance's price and uptime as of now; the header counts on from here."""
         self._price = (usd_per_hour, uptime_s - time.monotonic())
-        self.query_one("#run-header", Static).update(self._header_text())
+        self._set("#run-header", self._header_text())
 
     def _cost(self) -> RunCost | None:
         if self._price is None:

@@ -47,6 +47,9 @@ from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem
 LOG_MAX_LINES = 20_000
 WAIT_RUN_S = 120.0  # a run's process imports torch before it writes run.json
 DRAIN_S = 0.25
+# A drain works this long at most, then lets key presses through and goes on after
+# them: at 10,000 events/s one tick's backlog takes longer than a key may wait.
+DRAIN_SLICE_S = 0.012
 SPARKS = (
     ("cpu", "CPU %"),
     ("ram", "RAM %"),
@@ -106,6 +109,8 @@ class RunScreen(RunActions, DashboardScreen):
         self._last_level = LEVELS.index("INFO")
         self._painted = -1
         self._epochs_shown = 0
+        self._shown: dict[str, str] = {}  # what each Static shows, for _set
+        self._last_paint = 0.0
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -149,7 +154,7 @@ class RunScreen(RunActions, DashboardScreen):
         epochs = self.query_one("#epochs", DataTable)
         for name in ("epoch", "train loss", "val loss", "acc", "UAR", "macro F1", "w F1", "s"):
             epochs.add_column(name, key=name)
-        self.query_one("#run-header", Static).update(self._header_text())
+        self._set("#run-header", self._header_text())
         self.query_one("#log-search", Input).display = False
         self.set_interval(DRAIN_S, self.drain)
         self.follow_run()
@@ -227,9 +232,27 @@ class RunScreen(RunActions, DashboardScreen):
     # -- painting -----------------------------------------------------------------------------
 
     def drain(self) -> None:
-        with self.lock:
-            items = list(self.queue)
-            self.queue.clear()
+        slice_end = time.perf_counter() + DRAIN_SLICE_S
+        more = True
+        while more and time.perf_counter() < slice_end:
+            with self.lock:
+                items = [self.queue.popleft() for _ in range(min(256, len(self.queue)))]
+                more = bool(self.queue)
+            self._apply(items)
+        self._add_log_lines(self.state.take_log_lines())
+        if more:
+            self.call_later(self.drain)  # after the input already waiting
+            if time.perf_counter() - self._last_paint < DRAIN_S:
+                return
+        self._last_paint = time.perf_counter()
+        # The header's ETA counts down between events, so it is repainted on every tick.
+        self._set("#run-header", self._header_text())
+        if self.state.version == self._painted:
+            return
+        self._painted = self.state.version
+        self._paint()
+
+    def _apply(self, items: list[object]) -> None:
         for item in items:
             if isinstance(item, dict) and "waiting" in item:
                 self.state.status = (
@@ -244,13 +267,25 @@ class RunScreen(RunActions, DashboardScreen):
                 self.state.version += 1
             else:
                 self.state.add(item)
-        self._add_log_lines(self.state.take_log_lines())
-        # The header's ETA counts down between events, so it is repainted on every tick.
-        self.query_one("#run-header", Static).update(self._header_text())
-        if self.state.version == self._painted:
+
+    def _set(self, selector: str, content: Text | str) -> None:
+        """Update a Static only when its text changed, and lay the screen out again only
+        when its height did: at 10,000 events/s every update is a full relayout, and
+        relayouts are what delayed key presses while a run streamed."""
+        plain = content.plain if isinstance(content, Text) else content
+        shown = self._shown.get(selector)
+        if shown == plain:
             return
-        self._painted = self.state.version
-        self._paint()
+        self._shown[selector] = plain
+        widget = self.query_one(selector, Static)
+        width = widget.content_size.width
+
+        def rows(text: str) -> tuple[int, bool]:
+            lines = text.split("\n")
+            return len(lines), max(len(line) for line in lines) < width
+
+        same_height = shown is not None and rows(shown) == rows(plain) and rows(plain)[1]
+        widget.update(content, layout=not same_height)
 
     def _header_text(self) -> Text:
         s = self.state
@@ -298,7 +333,7 @@ class RunScreen(RunActions, DashboardScreen):
             [line for level, line in self.all_log if self.log_filter.keeps(level, line)],
             scroll_end=self.following,
         )
-        self.query_one("#run-header", Static).update(self._header_text())
+        self._set("#run-header", self._header_text())
 
     def _paint(self) -> None:
         s = self.state
@@ -308,20 +343,23 @@ class RunScreen(RunActions, DashboardScreen):
         warnings = s.warnings()
         if s.crashed_log:
             warnings.insert(0, "the process is gone without a final status: crashed")
-        self.query_one("#run-warnings", Static).update(
-            Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow") if warnings else ""
+        self._set(
+            "#run-warnings",
+            Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow") if warnings else "",
         )
         if s.crashed_log and not getattr(self, "_crash_written", False):
             self._crash_written = True
             self._add_log_lines(["ERROR --- last log lines before the crash ---", *s.crashed_log])
         self._paint_epochs()
-        if s.sys is not None:
-            self.query_one("#sys-line", Static).update(system_line(s.sys))
+        if s.sys is not None and s.sys is not getattr(self, "_sys_shown", None):
+            # A new sample comes every few seconds; events, many times a second.
+            self._sys_shown = s.sys
+            self._set("#sys-line", system_line(s.sys))
             for key, label in SPARKS:
                 data = list(s.sys_history.get(key, ()))
                 self.query_one(f"#spark-{key}", Sparkline).data = data
                 last = f"{data[-1]:.0f}" if data else "n/a"
-                self.query_one(f"#label-{key}", Static).update(f"{label}: {last}")
+                self._set(f"#label-{key}", f"{label}: {last}")
         confusion = s.best_confusion()
         if confusion is not None and confusion != getattr(self, "_confusion_shown", None):
             self._confusion_shown = confusion
@@ -429,7 +467,7 @@ class RunScreen(RunActions, DashboardScreen):
         log.auto_scroll = self.following
         if self.following:
             log.scroll_end(animate=False)
-        self.query_one("#run-header", Static).update(self._header_text())
+        self._set("#run-header", self._header_text())
         self.notify("log: following" if self.following else "log: paused")
 
     def action_tab(self, tab: str) -> None:
