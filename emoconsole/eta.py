@@ -78,6 +78,8 @@ class EtaEstimator:
             self.epochs = int(event.get("epochs") or self.epochs)
             self.steps_per_epoch = int(event.get("steps") or self.steps_per_epoch)
             self.step = 0
+            if event.get("earliest_stop_epoch") is not None:  # known before the first val
+                self.earliest_stop_epoch = int(event["earliest_stop_epoch"])
             self._epoch_start_time = t
             self._last_step_time = None
             self._step_events_this_epoch = 0

@@ -107,3 +107,15 @@ def test_format_duration():
     assert format_duration(59.4) == "59s"
     assert format_duration(61) == "1m01s"
     assert format_duration(3 * 3600 + 5 * 60) == "3h05m"
+
+
+def test_the_early_stopping_bound_is_known_before_the_first_validation():
+    """epoch_start carries the bound (the first val always counts as an improvement)."""
+    eta = EtaEstimator()
+    eta.update({"type": "epoch_start", "time": 100.0, "epoch": 1, "epochs": 50, "steps": 10,
+                "earliest_stop_epoch": 11})  # fmt: skip
+    eta.update({"type": "step", "time": 105.0, "epoch": 1, "step": 5, "steps": 10})
+    est = eta.estimate(105.0)
+    assert est.earliest_stop_epoch == 11
+    assert est.to_earliest_stop is not None and est.to_max_epochs is not None
+    assert est.to_earliest_stop < est.to_max_epochs

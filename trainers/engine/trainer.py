@@ -478,6 +478,13 @@ class Trainer:
             batches=total_batches,
             lr=current_lr(self.optimizer),
             global_step=self.global_step,
+            # Before any validation the first one counts as an improvement, so the bound
+            # is known from the first epoch on (the console's ETA shows it beside max).
+            earliest_stop_epoch=max(
+                self.stopper.min_epochs,
+                (self.stopper.best_epoch if self.stopper.best_epoch >= 1 else epoch)
+                + self.stopper.patience,
+            ),
         )
         self.model.train()
         # Augmenting data sets draw from (seed, epoch, index), never from a shared stream,
