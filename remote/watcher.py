@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from trainers.events import EventCursor, EventType, RunStatus, read_new_raw
-from trainers.rundir import RunDir
+from trainers.rundir import RunDir, tail_lines
 
 try:  # optional: richer samples where installed; /proc and os otherwise
     import psutil
@@ -94,18 +94,8 @@ class LogTail:
         return text
 
 
-def last_lines(path: Path, n: int = LAST_LOG_LINES, max_bytes: int = 256 * 1024) -> list[str]:
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except FileNotFoundError:
-        return []
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if size > max_bytes and lines:
-        lines = lines[1:]  # the first line is probably cut
-    return lines[-n:]
+def last_lines(path: Path, n: int = LAST_LOG_LINES) -> list[str]:
+    return tail_lines(path, n)
 
 
 # -- process liveness and system samples ---------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.events import EventType, EventWriter, RunStatus
-from trainers.rundir import RunDir
+from trainers.rundir import RunDir, tail_lines
 
 # The environment variable that tells a worker a launcher owns the run's final status.
 SUPERVISED_ENV = "TRAINERS_SUPERVISED"
@@ -125,11 +125,7 @@ def record_rank_failure(run: RunDir, rank: int, exitcode: int, message: str) -> 
 def last_lines(run: RunDir, rank: int, n: int = LAST_LINES) -> list[str]:
     """Rank 0's train.log, any other rank's own log: the last ``n`` lines."""
     path = run.train_log if rank == 0 else run.rank_log(rank)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return [f"(no log at {path})"]
-    return text.splitlines()[-n:]
+    return tail_lines(path, n) or [f"(no log at {path})"]
 
 
 def _finish_if_open(run: RunDir, status: RunStatus, **fields: Any) -> None:

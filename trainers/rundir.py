@@ -127,6 +127,21 @@ class RunDir:
         return [json.loads(line) for line in lines if line.strip()]
 
 
+def tail_lines(path: Path, n: int, max_bytes: int = 256 * 1024) -> list[str]:
+    """The last ``n`` lines of a log, reading at most its last ``max_bytes``."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > max_bytes and lines:
+        lines = lines[1:]  # the first line is probably cut
+    return lines[-n:]
+
+
 class BadInputLog:
     """bad_inputs.jsonl: every skipped input once, with its reason."""
 
