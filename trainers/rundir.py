@@ -145,14 +145,19 @@ def tail_lines(path: Path, n: int, max_bytes: int = 256 * 1024) -> list[str]:
 class BadInputLog:
     """bad_inputs.jsonl: every skipped input once, with its reason."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
+        """``path=None`` counts without writing (torchrun ranks other than 0)."""
         self.path = path
-        self._seen: set[str] = {row["path"] for row in RunDir(path.parent).read_bad_inputs()}
+        self._seen: set[str] = (
+            {row["path"] for row in RunDir(path.parent).read_bad_inputs()} if path else set()
+        )
 
     def __call__(self, path: str, reason: str) -> None:
         if path in self._seen:
             return
         self._seen.add(path)
+        if self.path is None:
+            return
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"path": path, "reason": reason, "time": time.time()}) + "\n")
 

@@ -21,16 +21,23 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def step_momentum(bn: _BatchNorm) -> float:
+    """Count one training batch and return the running estimates' momentum for it,
+    as BatchNorm does (``momentum=None``: a cumulative moving average)."""
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return momentum
+
+
 def normalize_global(bn: _BatchNorm, rows: torch.Tensor) -> torch.Tensor:
     """Batch-normalise ``rows`` (N, C) with statistics of every rank's rows; updates
     ``bn``'s running estimates as BatchNorm does (unbiased variance, its momentum)."""
     from torch.distributed.nn.functional import all_reduce
 
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    if bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:  # cumulative moving average, as BatchNorm does
-            momentum = 1.0 / float(bn.num_batches_tracked)
+    momentum = step_momentum(bn)
     rows = rows.float()
     count = torch.full((1,), float(rows.shape[0]), device=rows.device)
     stats = all_reduce(torch.cat([rows.sum(0), (rows * rows).sum(0), count]))

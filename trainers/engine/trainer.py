@@ -278,7 +278,7 @@ class Trainer:
 
         self.logger.emit(EventType.STATUS, status=RunStatus.PREPARING)
         t0 = time.perf_counter()
-        self.bad = BadInputLog(self.run.bad_inputs) if self.dist.is_main else _BadInputCount()
+        self.bad = BadInputLog(self.run.bad_inputs if self.dist.is_main else None)
         self.data = self.entry.data(self.cfg)
         last_report = [0.0]
 
@@ -803,19 +803,6 @@ class Trainer:
         if self.dist.is_main:
             write_json_atomic(self.run.summary, summary)
         return summary
-
-
-class _BadInputCount:
-    """Ranks other than 0 count skipped inputs; rank 0 alone writes bad_inputs.jsonl."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-
-    def __call__(self, path: str, reason: str) -> None:
-        self._seen.add(path)
-
-    def __len__(self) -> int:
-        return len(self._seen)
 
 
 def _timed(loader: DataLoader) -> Iterator[tuple[dict[str, Any], float]]:

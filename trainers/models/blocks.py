@@ -48,7 +48,9 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
             return self._synced(x, mask)
         if mask is None or not self.training or x.dim() != 3:
             return super().forward(x)
-        momentum = self._momentum()
+        from trainers.engine.sync_bn import step_momentum
+
+        momentum = step_momentum(self)
         real = x.transpose(1, 2)[mask]  # (N, C): the real frames of every item
         normed = F.batch_norm(
             real,
@@ -64,14 +66,6 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         out = normed.new_zeros(x.shape[0], x.shape[2], x.shape[1])
         out[mask] = normed
         return out.transpose(1, 2)
-
-    def _momentum(self) -> float:
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average, as BatchNorm1d does
-                momentum = 1.0 / float(self.num_batches_tracked)
-        return momentum
 
     def _synced(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         from trainers.engine.sync_bn import normalize_global
