@@ -254,7 +254,6 @@ def _nodes_of(run: str) -> list[dict[str, Any]] | None:
 
 def _monitor_nodes(run: str, nodes: list[dict[str, Any]], interval: float, lines: int) -> None:
     """A multi-node job: the primary node's stream with every node's system line."""
-    from rich.live import Live
 
     from emoconsole.monitor_view import MonitorState
     from remote.config import get_host
@@ -281,17 +280,10 @@ def _monitor_nodes(run: str, nodes: list[dict[str, Any]], interval: float, lines
     state = MonitorState(run=run, host=",".join(n["host"] for n in nodes), log_lines=lines)
     try:
         primary = primary_node(targets, job)
-        with Live(state.render(), refresh_per_second=4, transient=False) as live:
-            for item in follow_nodes(targets, job, primary, interval=interval):
-                state.add(item)
-                live.update(state.render())
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        _show_live(state, follow_nodes(targets, job, primary, interval=interval))
     finally:
         for target in targets:
             target.close()
-    if state.status in ("failed", "crashed"):
-        raise typer.Exit(1)
 
 
 def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -371,7 +363,6 @@ def monitor(
 
     Survives dropped connections (it reconnects and resumes). Ctrl-C leaves the run alone.
     """
-    from rich.live import Live
 
     from emoconsole.monitor_view import MonitorState
     from remote.config import get_host
@@ -389,18 +380,26 @@ def monitor(
         try:
             run_dir = run_ref if "/" in run_ref else f"{resolve_layout(target).runs}/{run_ref}"
             state = MonitorState(run=run, host=name, log_lines=log_lines)
-            with Live(state.render(), refresh_per_second=4, transient=False) as live:
-                last = 0.0
-                for item in follow(target, run_dir, interval=interval):
-                    state.add(item)
-                    now = time.monotonic()
-                    if now - last > 0.25:
-                        live.update(state.render())
-                        last = now
-                live.update(state.render())
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            _show_live(state, follow(target, run_dir, interval=interval))
         finally:
             target.close()
+
+
+def _show_live(state: Any, items: Any) -> None:
+    """Render a run's stream live until it ends; exit 1 if it failed, 130 on Ctrl-C."""
+    from rich.live import Live
+
+    try:
+        with Live(state.render(), refresh_per_second=4, transient=False) as live:
+            last = 0.0
+            for item in items:
+                state.add(item)
+                now = time.monotonic()
+                if now - last > 0.25:
+                    live.update(state.render())
+                    last = now
+            live.update(state.render())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
     if state.status in ("failed", "crashed"):
         raise typer.Exit(1)
