@@ -224,14 +224,20 @@ class PortForward:
             threading.Thread(target=self._pipe, args=(conn, peer), daemon=True).start()
 
     def _pipe(self, conn: socket.socket, peer: tuple[str, int]) -> None:
-        try:
-            transport = self.host.transport()  # type: ignore[attr-defined]
-            chan = transport.open_channel(
-                "direct-tcpip", ("127.0.0.1", self.remote_port), peer, timeout=15
-            )
-        except Exception:
-            conn.close()
-            return
+        chan = None
+        for attempt in range(3):  # a refused channel open under load is usually transient
+            try:
+                transport = self.host.transport()  # type: ignore[attr-defined]
+                chan = transport.open_channel(
+                    "direct-tcpip", ("127.0.0.1", self.remote_port), peer, timeout=15
+                )
+                break
+            except Exception:
+                if self._closed.is_set() or attempt == 2:
+                    conn.close()
+                    return
+                time.sleep(0.3 * (attempt + 1))
+        assert chan is not None
         # A reset from either end is how a browser or a stopped server ends a connection.
         with contextlib.closing(conn), contextlib.closing(chan), contextlib.suppress(OSError):
             while not self._closed.is_set():
