@@ -177,6 +177,16 @@ def test_runs_table(snap_compare, finished_run):
     async def before(pilot: Pilot) -> None:
         table = pilot.app.screen.query_one("#runs", DataTable)
         await until(pilot, lambda: table.row_count == 1, "the run's row")
+        # DataTable measures a new row's column widths on its next idle, not in add_row:
+        # a picture taken before then shows every column cut to its label (seen in CI).
+        await until(
+            pilot,
+            lambda: (
+                not (table._new_rows or table._updated_cells or table._require_update_dimensions)
+            ),
+            "the table's column widths",
+        )
+        await pilot.pause(0.1)
 
     assert snap_compare(Dashboard(**FAST), terminal_size=SIZE, run_before=before)
 
