@@ -8,6 +8,7 @@ remote run wrote, the launched process's environment and the CLI's output.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -436,6 +437,8 @@ def test_end_to_end_on_the_loopback_sshd_with_a_canary_secret(
             if isinstance(item, EventItem) and item.event["type"] == "status"
         ]
         assert statuses[-1] == "completed"
+        # The dashboard on this host: the run followed over SSH, the cost from the EC2 API.
+        asyncio.run(_run_view_shows_run_and_cost(Path(launch_.run_dir).name))
         local = tmp_path / "downloaded"
         # scp when there is one: the OpenSSH client must find the key under the instance id.
         method = "scp" if shutil.which("scp") else "auto"
@@ -464,6 +467,34 @@ def test_end_to_end_on_the_loopback_sshd_with_a_canary_secret(
         ["grep", "-rl", canary, str(server.root)], capture_output=True, text=True
     )
     assert leaked.stdout == ""
+
+
+async def _run_view_shows_run_and_cost(run_id: str) -> None:
+    """The run view of a run on the EC2 host "gpu": the stream comes over SSH, and the
+    header's cost line from the price worker, which asks the API (moto) for the
+    instance's type and launch time (g4dn.xlarge: $0.526/h on demand)."""
+    from textual.widgets import Static
+
+    from emoconsole.dashboard.app import Dashboard
+    from emoconsole.dashboard.run_view import RunScreen
+    from tests.test_dashboard import wait_for
+
+    app = Dashboard(open_run=("gpu", run_id), refresh_s=60.0, interval=0.5)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view")
+        view = app.screen
+        assert isinstance(view, RunScreen)
+
+        def header() -> str:
+            return str(view.query_one("#run-header", Static).render())
+
+        await wait_for(pilot, lambda: view.state.status == "completed", timeout=60,
+                       what="the run's stream over SSH")  # fmt: skip
+        await wait_for(pilot, lambda: "cost ~$0.526/h" in header(), timeout=30,
+                       what="the EC2 price in the header")  # fmt: skip
+        assert view.cost is not None and view.cost.usd_per_hour == 0.526
+        # Launched moments ago: cents so far, and nothing left to pay for a finished run.
+        assert 0 <= view.cost.so_far < 0.1 and view.cost.to_finish == 0.0, header()
 
 
 def test_listing_hosts_with_a_profile_loads_no_boto3_and_calls_no_aws(aws):
