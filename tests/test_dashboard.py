@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Input, Log, Static
 from emoconsole.dashboard.app import Dashboard
 from emoconsole.dashboard.run_view import ConfirmDialog, RunScreen
 from emoconsole.dashboard.runs_table import RunsScreen
-from emoconsole.dashboard.state import RunsListing, RunState
+from emoconsole.dashboard.state import COLUMNS, RunsListing, RunState, sort_rows
 from remote.config import LOCAL, HostConfig
 from remote.watch import EventItem, SysItem
 from trainers.events import EventType, EventWriter, RunStatus
@@ -400,6 +400,31 @@ def test_listing_marks_a_dropped_host_and_recovers():
     listing.update("gpu1", [{**run, "epoch": 3}], None)
     (row,) = listing.rows()
     assert row.status_text == "running" and row.epoch_text == "3/5"
+
+
+def test_listing_costs_runs_on_a_priced_host_only():
+    """An EC2 host's runs cost their own hours at its price (the ETA's on top while
+    running); other hosts' runs show none."""
+    now = time.time()
+    running = {"id": "r1", "model": "m", "status": "running", "epoch": 3, "epochs": 5,
+               "started_at": now - 2 * 3600}  # fmt: skip
+    ended = {"id": "r2", "model": "m", "status": "completed", "epoch": 5, "epochs": 5,
+             "started_at": now - 5 * 3600, "ended_at": now - 4 * 3600}  # fmt: skip
+    listing = RunsListing()
+    listing.update("gpu", [running, ended], None, usd_per_hour=0.5)
+    listing.update("local", [running], None)
+    rows = {r.key: r for r in listing.rows()}
+    live = rows["gpu/r1"]
+    # 2 epochs of 5 done in 2 h: 3 h left by the listing's rough ETA.
+    assert live.cost_so_far == pytest.approx(1.0, abs=0.01)
+    assert live.cost_at_end == pytest.approx(2.5, abs=0.01)
+    assert live.cells()[COLUMNS.index("cost")] == "$1.00 → $2.50"
+    assert rows["gpu/r2"].cells()[COLUMNS.index("cost")] == "$0.50"
+    assert rows["local/r1"].cells()[COLUMNS.index("cost")] == "-"
+    # The price is kept across a failed pass, and sorting by cost puts the dearest first.
+    listing.update("gpu", None, "TransportError: reset")
+    ordered = sort_rows(listing.rows(), "cost", reverse=True)
+    assert [r.key for r in ordered] == ["gpu/r1", "gpu/r2", "local/r1"]
 
 
 def test_system_history_for_sparklines():

@@ -473,10 +473,11 @@ async def _run_view_shows_run_and_cost(run_id: str) -> None:
     """The run view of a run on the EC2 host "gpu": the stream comes over SSH, and the
     header's cost line from the price worker, which asks the API (moto) for the
     instance's type and launch time (g4dn.xlarge: $0.526/h on demand)."""
-    from textual.widgets import Static
+    from textual.widgets import DataTable, Static
 
     from emoconsole.dashboard.app import Dashboard
     from emoconsole.dashboard.run_view import RunScreen
+    from emoconsole.dashboard.runs_table import RunsScreen
     from tests.test_dashboard import wait_for
 
     app = Dashboard(open_run=("gpu", run_id), refresh_s=60.0, interval=0.5)
@@ -495,6 +496,21 @@ async def _run_view_shows_run_and_cost(run_id: str) -> None:
         assert view.cost is not None and view.cost.usd_per_hour == 0.526
         # Launched moments ago: cents so far, and nothing left to pay for a finished run.
         assert 0 <= view.cost.so_far < 0.1 and view.cost.to_finish == 0.0, header()
+
+        # Back to the runs table: the run's row on "gpu" has the price and its cost.
+        await pilot.press("escape")
+        runs = app.screen
+        assert isinstance(runs, RunsScreen)
+
+        def row():
+            return next((r for r in runs.rows if r.id == run_id), None)
+
+        await wait_for(pilot, lambda: (r := row()) is not None and r.usd_per_hour is not None,
+                       timeout=60, what="the run's row with its EC2 price")  # fmt: skip
+        listed = row()
+        assert listed is not None and listed.usd_per_hour == 0.526
+        cell = runs.query_one("#runs", DataTable).get_cell(listed.key, "cost")
+        assert cell == f"${listed.cost_so_far:.2f}" and listed.cost_at_end is None  # ended
 
 
 def test_listing_hosts_with_a_profile_loads_no_boto3_and_calls_no_aws(aws):

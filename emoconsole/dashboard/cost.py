@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from emoconsole.eta import format_duration
 
+PRICE_REFRESH_S = 300.0  # an EC2 price (and uptime) is asked again every 5 minutes
+
 
 @dataclass(frozen=True)
 class RunCost:

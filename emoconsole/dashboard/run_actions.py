@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.worker import get_current_worker
 
-from emoconsole.dashboard.cost import RunCost, run_cost
+from emoconsole.dashboard.cost import PRICE_REFRESH_S, RunCost, run_cost
 
 if TYPE_CHECKING:
     from textual.app import App
 
     from emoconsole.dashboard.state import RunState
-
-PRICE_REFRESH_S = 300.0  # an EC2 price and uptime, asked again every 5 minutes
 
 
 class RunActions:

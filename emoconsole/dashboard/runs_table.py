@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from rich.text import Text
@@ -14,15 +15,23 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from emoconsole.dashboard.base import DashboardScreen
+from emoconsole.dashboard.cost import PRICE_REFRESH_S
 from emoconsole.dashboard.state import COLUMNS, RunRow, RunsListing, sort_rows
 
 
 class HostListed(Message):
     """One host's answer (runs, or why it did not answer), posted from the worker."""
 
-    def __init__(self, host: str, runs: list[dict[str, Any]] | None, error: str | None) -> None:
+    def __init__(
+        self,
+        host: str,
+        runs: list[dict[str, Any]] | None,
+        error: str | None,
+        usd_per_hour: float | None = None,
+    ) -> None:
         super().__init__()
         self.host, self.runs, self.error = host, runs, error
+        self.usd_per_hour = usd_per_hour
 
 
 class RunsTable(DataTable):
@@ -68,7 +77,9 @@ class RunsScreen(DashboardScreen):
             table.add_column(name, key=name)
         self.query_one("#filter", Input).display = False
         table.focus()
-        self.list_hosts()
+        # After the first paint: the worker's imports and `hostctl list` would compete
+        # with it for the GIL and the CPUs.
+        self.call_after_refresh(self.list_hosts)
 
     # -- the worker -----------------------------------------------------------------------------
 
@@ -82,6 +93,7 @@ class RunsScreen(DashboardScreen):
 
         worker = get_current_worker()
         live: dict[str, Any] = {}
+        prices: dict[str, tuple[float, float | None]] = {}  # host -> (asked at, USD/h)
         try:
             while not worker.is_cancelled:
                 try:
@@ -104,7 +116,11 @@ class RunsScreen(DashboardScreen):
                         if dead is not None:
                             _close_quietly(dead)
                         continue
-                    self.post_message(HostListed(name, runs, None))
+                    price = _ec2_price(host, prices.get(name))
+                    if price is not None:
+                        prices[name] = price
+                    usd = price[1] if price is not None else None
+                    self.post_message(HostListed(name, runs, None, usd))
                 worker.cancelled_event.wait(self.refresh_s)
         finally:
             for host in live.values():
@@ -112,7 +128,7 @@ class RunsScreen(DashboardScreen):
 
     @on(HostListed)
     def _host_listed(self, message: HostListed) -> None:
-        self.listing.update(message.host, message.runs, message.error)
+        self.listing.update(message.host, message.runs, message.error, message.usd_per_hour)
         self.rebuild()
         errors = self.listing.errors
         status = self.query_one("#hosts-status", Static)
@@ -250,6 +266,26 @@ class RunsScreen(DashboardScreen):
         self.app.push_screen(
             CompareScreen([(r.host, r.id) for r in chosen], hosts=self.hosts_override)
         )
+
+
+def _ec2_price(
+    host: Any, last: tuple[float, float | None] | None
+) -> tuple[float, float | None] | None:
+    """An EC2 host's hourly price, asked of the API at most every PRICE_REFRESH_S (the
+    listing runs every few seconds); None for other hosts. The instance is the one the
+    listing just reached over SSH. A failed price is no reason to hide the runs."""
+    instance = getattr(host, "instance", None)
+    if instance is None or not hasattr(host, "ec2"):
+        return None
+    now = time.monotonic()
+    if last is not None and now - last[0] < PRICE_REFRESH_S:
+        return last
+    from remote.ec2 import hourly_price
+
+    try:
+        return now, hourly_price(host.ec2(), instance).usd_per_hour
+    except Exception:  # an estimate only: keep the last one, or none
+        return last
 
 
 def _one_line(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from emoconsole.dashboard.cost import run_cost
 from emoconsole.eta import format_duration, naive_eta
 from emoconsole.monitor_view import MonitorState
 from remote.watch import EventItem, LogItem, SysItem
@@ -52,6 +53,10 @@ class RunRow:
     eta: str
     reachable: bool = True
     eta_s: float | None = None  # what the ETA column sorts by ("2m03s" > "45s" as text)
+    # EC2 hosts only: the instance's hourly price, and the run's cost so far / at its end.
+    usd_per_hour: float | None = None
+    cost_so_far: float | None = None
+    cost_at_end: float | None = None
 
     @property
     def key(self) -> str:
@@ -80,14 +85,26 @@ class RunRow:
             self.epoch_text,
             self.best_text,
             self.eta,
+            self.cost_text,
         )
+
+    @property
+    def cost_text(self) -> str:
+        """``$0.12 → $0.50`` while running (so far, then at the end by the ETA), ``$0.40``
+        once ended, ``-`` off EC2. The run's own hours at the instance's price: the
+        run view shows what the instance costs."""
+        if self.cost_so_far is None:
+            return "-"
+        if self.cost_at_end is None:
+            return f"${self.cost_so_far:.2f}"
+        return f"${self.cost_so_far:.2f} → ${self.cost_at_end:.2f}"
 
     def matches(self, needle: str) -> bool:
         needle = needle.lower().strip()
         return not needle or any(needle in cell.lower() for cell in self.cells())
 
 
-COLUMNS = ("id", "model", "host", "status", "epoch", "best", "ETA")
+COLUMNS = ("id", "model", "host", "status", "epoch", "best", "ETA", "cost")
 
 
 def rough_eta(row: dict[str, Any], now: float | None = None) -> float | None:
@@ -102,8 +119,24 @@ def rough_eta(row: dict[str, Any], now: float | None = None) -> float | None:
     return naive_eta((now or time.time()) - float(started), done)
 
 
-def to_row(host: str, row: dict[str, Any], reachable: bool = True) -> RunRow:
+def row_cost(
+    row: dict[str, Any], usd_per_hour: float | None, eta_s: float | None, now: float | None = None
+) -> tuple[float | None, float | None]:
+    """(so far, at the end) in USD for a listed run on an instance of ``usd_per_hour``:
+    the run's own hours (start to end, or now), and the ETA's on top while it runs."""
+    started = row.get("started_at")
+    if usd_per_hour is None or not started:
+        return None, None
+    ended = row.get("ended_at") or (now or time.time())
+    cost = run_cost(usd_per_hour, float(ended) - float(started), eta_s)
+    return cost.so_far, cost.at_end
+
+
+def to_row(
+    host: str, row: dict[str, Any], reachable: bool = True, usd_per_hour: float | None = None
+) -> RunRow:
     eta_s = rough_eta(row)
+    so_far, at_end = row_cost(row, usd_per_hour, eta_s)
     return RunRow(
         host=host,
         id=str(row.get("id")),
@@ -116,6 +149,9 @@ def to_row(host: str, row: dict[str, Any], reachable: bool = True) -> RunRow:
         eta=_eta_text(row, eta_s) if reachable else "?",
         reachable=reachable,
         eta_s=eta_s,
+        usd_per_hour=usd_per_hour,
+        cost_so_far=so_far,
+        cost_at_end=at_end,
     )
 
 
@@ -132,8 +168,17 @@ class RunsListing:
 
     by_host: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    prices: dict[str, float] = field(default_factory=dict)  # EC2 hosts: USD per hour
 
-    def update(self, host: str, runs: list[dict[str, Any]] | None, error: str | None) -> None:
+    def update(
+        self,
+        host: str,
+        runs: list[dict[str, Any]] | None,
+        error: str | None,
+        usd_per_hour: float | None = None,
+    ) -> None:
+        if usd_per_hour is not None:
+            self.prices[host] = usd_per_hour
         if error is None:
             self.by_host[host] = list(runs or [])
             self.errors.pop(host, None)
@@ -145,7 +190,8 @@ class RunsListing:
         out: list[RunRow] = []
         for host, runs in self.by_host.items():
             reachable = host not in self.errors
-            out.extend(to_row(host, r, reachable) for r in runs)
+            price = self.prices.get(host)
+            out.extend(to_row(host, r, reachable, price) for r in runs)
             if not reachable and not runs:
                 # No run known there yet: still say the host exists and is down.
                 out.append(
@@ -165,6 +211,7 @@ def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[Ru
             "epoch": row.epoch or 0,
             "best": row.best if row.best is not None else float("-inf"),
             "ETA": row.eta_s if row.eta_s is not None else float("inf"),
+            "cost": row.cost_so_far if row.cost_so_far is not None else float("-inf"),
         }[column]
         return (0, value)
 
