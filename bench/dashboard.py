@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -352,7 +353,18 @@ def app_main(args: argparse.Namespace) -> int:
 
     app = BenchDashboard(refresh_s=60.0, interval=1.0, open_run=("local", args.run))
     results["start"] = time.monotonic()
+    results["gc"] = []  # (generation, start, seconds) of every collection on any thread
+    gc_start: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[:] = [time.monotonic()]
+        elif gc_start:
+            results["gc"].append((info["generation"], gc_start[0], time.monotonic() - gc_start[0]))
+
+    gc.callbacks.append(on_gc)
     app.run()
+    results["tracked"] = [len(gc.get_objects(g)) for g in (0, 1, 2)] + [gc.get_freeze_count()]
     results["first_paint_s"] = app.first_paint_s
     results["peak_rss"] = peak_rss()
     Path(args.out).write_text(json.dumps(results))
@@ -422,9 +434,13 @@ def latency(root: Path, rate: float, presses: int) -> dict[str, Any]:
     # CPU of the UI thread per wall second between the first and last streaming key: how
     # busy the stream keeps it (less sensitive to other load on the machine than latency).
     (_, w0, c0), (_, w1, c1) = pairs[idle], pairs[-1]
+    # Collections while streaming, and the keys whose wait overlapped one.
+    pauses = [(g, t, d) for g, t, d in got["gc"] if w0 <= t <= w1]
+    hit = sum(any(key <= t <= shown for _, t, _ in pauses) for key, shown, _ in pairs[idle:])
     return {"idle_inside": inside[:idle], "idle_e2e": end_to_end[:idle],
             "stream_inside": inside[idle:], "stream_e2e": end_to_end[idle:],
-            "written": written, "got": got, "ui_cpu": (c1 - c0) / (w1 - w0)}  # fmt: skip
+            "written": written, "got": got, "ui_cpu": (c1 - c0) / (w1 - w0),
+            "gc": pauses, "gc_hit": hit, "gc_window": w1 - w0}  # fmt: skip
 
 
 def memory(root: Path, lines: int) -> dict[str, Any]:
@@ -503,6 +519,15 @@ def main() -> int:
             print(f"  streaming key event -> screen  {stats(lat['stream_inside'])}")
             print(f"  streaming send-keys -> screen  {stats(lat['stream_e2e'])}")
             print(f"  UI thread CPU while streaming: {lat['ui_cpu']:.2f} s per s")
+            for gen in (0, 1, 2):
+                ms = [1000 * d for g, _, d in lat["gc"] if g == gen]
+                if ms:
+                    print(f"  GC generation {gen} while streaming: {len(ms)} in "
+                          f"{lat['gc_window']:.0f} s, {sum(ms):.0f} ms in all, "
+                          f"max {max(ms):.1f} ms")  # fmt: skip
+            print(f"  tracked objects at the end, generations 0/1/2 and frozen: {got['tracked']}")
+            held = f"{lat['gc_hit']} of {len(lat['stream_inside'])}"
+            print(f"  keys whose wait held a collection: {held}")
             print(
                 f"  target: < {LATENCY_TARGET_MS:.0f} ms (p95, key event -> screen): "
                 f"{'met' if p95(lat['stream_inside']) < LATENCY_TARGET_MS else 'MISSED'}"

@@ -10,6 +10,7 @@ checks both).
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,11 @@ class Dashboard(App[None]):
 
     def _painted(self) -> None:
         self.first_paint_s = time.perf_counter() - self.started
+        # Everything alive now (Textual, Rich, the modules: most of the objects the
+        # collector tracks) is kept for good: without this, each full collection walks
+        # them all, a 50-150 ms pause that a key pressed meanwhile waits out (measured by
+        # bench/dashboard.py while a run streams). Later garbage is collected as before.
+        gc.freeze()
 
     def run_screen(self, host: str, run_id: str) -> RunScreen:
         from emoconsole.dashboard.run_view import RunScreen

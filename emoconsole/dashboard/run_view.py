@@ -16,6 +16,7 @@ import time
 from collections import deque
 from typing import Any
 
+from rich.highlighter import Highlighter
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -123,7 +124,9 @@ class RunScreen(RunActions, DashboardScreen):
         with TabbedContent(initial="log", id="run-tabs"):
             with TabPane("Log", id="log"):
                 yield Input(placeholder="search the log (Enter: back to the log)", id="log-search")
-                yield Log(id="run-log", max_lines=LOG_MAX_LINES, highlight=True)
+                log = Log(id="run-log", max_lines=LOG_MAX_LINES, highlight=True)
+                log.highlighter = LevelHighlighter()
+                yield log
             with TabPane("Metrics", id="metrics"), VerticalScroll():
                 yield DataTable(id="epochs", zebra_stripes=True, cursor_type="row")
                 yield Static("per-class recall / F1 by epoch", classes="section")
@@ -501,6 +504,23 @@ class RunScreen(RunActions, DashboardScreen):
         else:
             msg = f"{self.run_id} was not running (status {answer.get('status')})"
         self.app.call_from_thread(self.notify, msg)
+
+
+class LevelHighlighter(Highlighter):
+    """Colours a line's level word (WARNING, ERROR) and nothing else. Rich's
+    ReprHighlighter (Log's default) styles every number of every line drawn: at
+    thousands of lines a second those styles were most of the objects the garbage
+    collector walked, and its pauses held up key presses (bench/dashboard.py)."""
+
+    STYLES = (("ERROR", "bold red"), ("WARNING", "yellow"), ("CRITICAL", "bold red"))
+
+    def highlight(self, text: Text) -> None:
+        head = text.plain[:40]  # "YYYY-mm-dd HH:MM:SS LEVEL ..." (trainers.engine.sinks)
+        for word, style in self.STYLES:
+            at = head.find(word)
+            if at >= 0:
+                text.stylize(style, at, at + len(word))
+                return
 
 
 def confusion_table(title: str, classes: list[str], matrix: list[list[int]]) -> Table:
