@@ -186,7 +186,7 @@ def ship_code(host: Host, layout: HostLayout, progress: Progress | None = None) 
 
 # -- the interpreter --------------------------------------------------------------------------
 
-PROBE = "import torch, torchvision, av, librosa; print(torch.__version__)"
+PROBE = "import torch, torchvision, av, soundfile, soxr; print(torch.__version__)"
 
 
 def prepare_python(

@@ -13,9 +13,10 @@ Why it is built this way:
 * Workers start from a forkserver, not by forking the caller: the engine
   process holds torch, maybe CUDA, and threads (event sinks) whose locks a
   fork would copy mid-use. The forkserver imports the decoding stack once
-  (librosa's costs about 3 s), and every worker forks from it ready. Like
-  any non-fork start, a script calling ``setup()`` with workers needs the
-  ``if __name__ == "__main__":`` guard; ``python -m trainers`` needs nothing.
+  (PyAV, OpenCV, soundfile, soxr: about 0.5 s), and every worker forks from
+  it ready. Like any non-fork start, a script calling ``setup()`` with
+  workers needs the ``if __name__ == "__main__":`` guard; ``python -m
+  trainers`` needs nothing.
 * Audio features are standardized per feature dimension with the mean and
   standard deviation of the TRAIN split only (every frame of every train
   recording, padding excluded), then the same statistics are applied to val
@@ -135,8 +136,9 @@ LAYOUTS: dict[str, AVLayout] = {
     "combined": AVLayout(COMBINED_CLASSES, _index_combined, COMBINED_EXPECTED),
 }
 
-# Imported once in the forkserver, so every preparation worker starts with them loaded.
-_WORKER_PRELOAD = ["trainers.data.ravdess", "librosa.feature.spectral"]
+# Imported once in the forkserver, so every preparation worker starts with them loaded
+# (ravdess imports the whole decoding stack: audio, spectral, video, faces).
+_WORKER_PRELOAD = ["trainers.data.ravdess"]
 _STD_FLOOR = 1e-5
 
 
