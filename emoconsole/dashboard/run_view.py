@@ -470,8 +470,9 @@ class RunScreen(RunActions, DashboardScreen):
         log.auto_scroll = self.following
         if self.following:
             log.scroll_end(animate=False)
+        # The header says "log: following/paused"; no toast: mounting one re-arranges
+        # the screen, which doubled the time from this key to the screen while streaming.
         self._set("#run-header", self._header_text())
-        self.notify("log: following" if self.following else "log: paused")
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
