@@ -13,7 +13,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import librosa
 import numpy as np
 import pytest
 
@@ -63,6 +62,8 @@ def _signals(rate: int) -> dict[str, np.ndarray]:
 
 def _librosa_features(signal: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """The previous compute_features, librosa calls with their defaults made explicit."""
+    import librosa  # here, not at the top: every xdist worker collects this file
+
     params = frame_params(cfg)
     if cfg.trim_silence:
         trimmed, _ = librosa.effects.trim(
@@ -113,6 +114,8 @@ def test_features_match_librosa(config: str) -> None:
 
 @pytest.mark.parametrize("config", ["defaults-trim", "22k-wide", "8k-cropped"])
 def test_trim_range_matches_librosa(config: str) -> None:
+    import librosa  # here, not at the top: every xdist worker collects this file
+
     cfg = CONFIGS[config]
     params = frame_params(cfg)
     trimmed_any = False
@@ -142,6 +145,8 @@ def test_all_zero_clip_is_kept_whole() -> None:
 
 @pytest.mark.parametrize(("source", "target"), [(44100, 16000), (8000, 16000), (22050, 16000)])
 def test_resample_matches_librosa(source: int, target: int) -> None:
+    import librosa  # here, not at the top: every xdist worker collects this file
+
     rng = np.random.default_rng(source)
     for n in (source, source + 37, 1001):
         signal = (0.1 * rng.standard_normal(n)).astype(np.float32)
@@ -153,6 +158,8 @@ def test_resample_matches_librosa(source: int, target: int) -> None:
 
 
 def test_mel_filterbank_matches_librosa() -> None:
+    import librosa  # here, not at the top: every xdist worker collects this file
+
     for rate, n_fft, n_mels in [(16000, 512, 64), (22050, 2048, 40), (8000, 256, 32)]:
         reference = librosa.filters.mel(
             sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, htk=False, norm="slaney"
