@@ -59,8 +59,12 @@ class Dashboard(App[None]):
         self.started = time.perf_counter()
         self.first_paint_s: float | None = None
 
+    def get_default_screen(self) -> Screen:
+        # The runs table is the first screen itself: no blank default screen is composed
+        # and laid out before it.
+        return RunsScreen(self.hosts, self.refresh_s)
+
     def on_mount(self) -> None:
-        self.push_screen(RunsScreen(self.hosts, self.refresh_s))
         # After the first refresh the screen is on the terminal: that is the paint time.
         self.call_after_refresh(self._painted)
         if self.open_run is not None:
