@@ -42,6 +42,13 @@ def wait_for(predicate, timeout=120.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _event_type(line: str) -> str | None:
+    try:
+        return json.loads(line).get("type")
+    except ValueError:  # the line being written
+        return None
+
+
 def row_of(host, run_id):
     return next((r for r in list_runs(host) if r["id"] == run_id), None)
 
@@ -181,7 +188,9 @@ def test_deploy_over_ssh_survives_the_console_disconnecting(
 ):
     ssh_env.trust(sshd)
     host = sshd.ssh_host(workdir=str(tmp_path / "remote-work"))
-    overrides = [*TINY, f"data.cache_dir={feature_cache}"]
+    # Long enough to be stopped mid-run (a stop at the first step leaves ~6 epochs).
+    overrides = [*SMALL_MODEL, "train.epochs=6", "train.patience=50",
+                 f"data.cache_dir={feature_cache}"]  # fmt: skip
     # The data travels too (the loopback "host" could read it in place; a real one cannot).
     launch = deploy(host, "hybrid-attention", data="", upload=small_corpus, overrides=overrides,
                     env="host")  # fmt: skip
@@ -190,14 +199,28 @@ def test_deploy_over_ssh_survives_the_console_disconnecting(
 
     host = sshd.ssh_host(workdir=str(tmp_path / "remote-work"))
     try:
+        from remote.resume import resume_run
         from remote.watch import EventItem, follow
 
+        events = f"{launch.run_dir}/events.jsonl"
+
+        def stepped() -> bool:
+            lines = host.run(["cat", events], timeout=30).stdout.splitlines()
+            return any(_event_type(line) == "step" for line in lines)
+
+        wait_for(stepped, timeout=240, what="the first step over SSH")
+        # Stopped and resumed over SSH: the interpreter and code the run started with,
+        # found from its launch record on the host.
+        assert stop_run(host, launch.run_id, grace=60)["status"] == "stopped"
+        resumed = resume_run(host, launch.run_id)
+        assert resumed.python == launch.python and resumed.code_dir == launch.code_dir
         statuses = [
             item.event["status"]
             for item in follow(host, f"runs/{launch.run_id}", interval=0.5)
             if isinstance(item, EventItem) and item.event["type"] == "status"
         ]
         assert statuses[-1] == "completed"
+        assert {"stopped", "resumed"} <= set(statuses), statuses
         assert row_of(host, launch.run_id)["status"] == "completed"
     finally:
         host.close()
