@@ -199,7 +199,7 @@ def test_deploy_over_ssh_survives_the_console_disconnecting(
 
     host = sshd.ssh_host(workdir=str(tmp_path / "remote-work"))
     try:
-        from remote.resume import resume_run
+        from remote.resume import resume_run, wait_taken_over
         from remote.watch import EventItem, follow
 
         events = f"{launch.run_dir}/events.jsonl"
@@ -214,6 +214,8 @@ def test_deploy_over_ssh_survives_the_console_disconnecting(
         assert stop_run(host, launch.run_id, grace=60)["status"] == "stopped"
         resumed = resume_run(host, launch.run_id)
         assert resumed.python == launch.python and resumed.code_dir == launch.code_dir
+        # Followed only once the new process owns the run: before, "stopped" is its end.
+        wait_taken_over(host, resumed, timeout=240)
         statuses = [
             item.event["status"]
             for item in follow(host, f"runs/{launch.run_id}", interval=0.5)
