@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.highlighter import Highlighter
 from rich.table import Table
@@ -41,7 +41,7 @@ from emoconsole.dashboard.base import DashboardScreen
 from emoconsole.dashboard.cost import RunCost, cost_text
 from emoconsole.dashboard.dialogs import ConfirmDialog
 from emoconsole.dashboard.run_actions import RunActions
-from emoconsole.dashboard.state import LEVELS, LogFilter, RunState, line_level
+from emoconsole.dashboard.state import LEVELS, LogFilter, RunState, level_token, line_level
 from emoconsole.monitor_view import system_line
 from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem
 
@@ -508,20 +508,21 @@ class RunScreen(RunActions, DashboardScreen):
 
 
 class LevelHighlighter(Highlighter):
-    """Colours a line's level word (WARNING, ERROR) and nothing else. Rich's
-    ReprHighlighter (Log's default) styles every number of every line drawn: at
+    """Colours a line's level word (WARNING, ERROR and their aliases) and nothing else.
+    Rich's ReprHighlighter (Log's default) styles every number of every line drawn: at
     thousands of lines a second those styles were most of the objects the garbage
     collector walked, and its pauses held up key presses (bench/dashboard.py)."""
 
-    STYLES = (("ERROR", "bold red"), ("WARNING", "yellow"), ("CRITICAL", "bold red"))
+    STYLES: ClassVar[dict[int, str]] = {
+        LEVELS.index("WARNING"): "yellow",
+        LEVELS.index("ERROR"): "bold red",
+    }
 
     def highlight(self, text: Text) -> None:
-        head = text.plain[:40]  # "YYYY-mm-dd HH:MM:SS LEVEL ..." (trainers.engine.sinks)
-        for word, style in self.STYLES:
-            at = head.find(word)
-            if at >= 0:
-                text.stylize(style, at, at + len(word))
-                return
+        found = level_token(text.plain)
+        if found is not None and found[0] in self.STYLES:
+            level, start, end = found
+            text.stylize(self.STYLES[level], start, end)
 
 
 def confusion_table(title: str, classes: list[str], matrix: list[list[int]]) -> Table:

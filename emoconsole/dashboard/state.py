@@ -225,14 +225,24 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LEVEL_ALIASES = {"WARN": "WARNING", "CRITICAL": "ERROR", "FATAL": "ERROR"}
 
 
+def level_token(line: str) -> tuple[int, int, int] | None:
+    """(level index into LEVELS, start, end) of the level word among the line's first
+    three tokens, or None when it names no level."""
+    at = 0
+    for token in line.split(maxsplit=3)[:3]:
+        at = line.index(token, at)
+        name = _LEVEL_ALIASES.get(token, token)
+        if name in LEVELS:
+            return LEVELS.index(name), at, at + len(token)
+        at += len(token)
+    return None
+
+
 def line_level(line: str, previous: int) -> int:
     """The line's level as an index into LEVELS. A line naming none (a traceback's
     continuation, a progress bar) belongs to the line before it."""
-    for token in line.split(maxsplit=3)[:3]:
-        name = _LEVEL_ALIASES.get(token, token)
-        if name in LEVELS:
-            return LEVELS.index(name)
-    return previous
+    found = level_token(line)
+    return previous if found is None else found[0]
 
 
 @dataclass
