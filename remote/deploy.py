@@ -15,7 +15,7 @@ versions. Each run's PYTHONPATH names its own ``code/<digest>``; a later
 deploy only adds a directory and moves ``current``.
 
 Idempotence: the run id is chosen here, before anything starts, and the
-on-host launcher (:mod:`remote.hostctl`) takes an atomic per-id lock, so
+on-host launcher (:mod:`remote.onhost.hostctl`) takes an atomic per-id lock, so
 retrying a deploy whose connection dropped during the launch reports the
 process the first try started instead of starting a second one.
 
@@ -253,7 +253,7 @@ class Launch:
 
 
 def hostctl(host: Host, code_dir: str, args: list[str], timeout: float = 120) -> dict[str, Any]:
-    """Run :mod:`remote.hostctl` on the host with the shipped code; its JSON answer."""
+    """Run :mod:`remote.onhost.hostctl` on the host with the shipped code; its JSON answer."""
     argv = ["env", f"PYTHONPATH={code_dir}", host.python, "-m", "remote.hostctl", *args]
     result = host.run(argv, timeout=timeout)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]

@@ -1,7 +1,7 @@
 """Downloading a run directory: resumable, checked by SHA-256, landed by rename.
 
 ``download_run(host, remote_dir, local_dir)`` asks the host for the run's
-files (:mod:`remote.manifest`, run where the bytes are: sizes at once, then
+files (:mod:`remote.onhost.manifest`, run where the bytes are: sizes at once, then
 each file's SHA-256 as it is computed, so hashing on the host overlaps the
 transfer), then for each file, smallest first:
 
@@ -559,7 +559,7 @@ class _Session:
         """Start the host's ``remote.manifest --lines`` and a thread feeding
         :attr:`feed` from it; the listing is waited for by the caller."""
         if isinstance(self.host, LocalHost):
-            from remote.manifest import iter_manifest
+            from remote.onhost.manifest import iter_manifest
 
             path = Path(os.path.expanduser(run_dir))
             if self.host.workdir and not path.is_absolute():
@@ -608,7 +608,7 @@ class _Session:
     def rehash(self, path: str) -> tuple[int, str] | None:
         """Ask the host again for one file's hash: it changed while fetched."""
         if isinstance(self.host, LocalHost):
-            from remote.manifest import manifest
+            from remote.onhost.manifest import manifest
 
             doc = manifest(Path(self.root), [path])
         else:

@@ -21,7 +21,7 @@ The safety rules, and where each is enforced:
   IMDSv2 is required (hop limit 1), user data holds only the shutdown timer,
   and nothing here reads, passes or prints the caller's credentials: boto3
   finds them itself. (The on-host launcher also scrubs ``AWS_*`` from a run's
-  environment: :mod:`remote.hostctl`.)
+  environment: :mod:`remote.onhost.hostctl`.)
 - **Max lifetime on the instance itself.** User data runs ``shutdown -h
   +MINUTES`` now and installs the same line as a cloud-init per-boot script,
   so a restarted instance is timed again. ``InstanceInitiatedShutdownBehavior``

@@ -3,7 +3,7 @@
 ``python -m trainers resume RUN_DIR`` continues from ``checkpoints/last.pt``
 (from scratch when the run stopped before its first checkpoint). This module
 starts that command through the same on-host launcher as
-:func:`remote.deploy.deploy` (:mod:`remote.hostctl`), so the resumed process
+:func:`remote.deploy.deploy` (:mod:`remote.onhost.hostctl`), so the resumed process
 also gets its own session and survives the console going away.
 
 Which interpreter and code: the ones the run was started with, when the host

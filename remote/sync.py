@@ -1,6 +1,6 @@
 """Upload a local directory (a data set) to a host, sending only what differs.
 
-Both sides are listed with sizes and SHA-256 (:mod:`remote.manifest`, on the
+Both sides are listed with sizes and SHA-256 (:mod:`remote.onhost.manifest`, on the
 host where the bytes are), so a re-deploy of the same data sends nothing and
 a changed or half-sent file is sent again. The bytes travel as one tar stream
 through the OpenSSH client with the console's own host-key settings
@@ -24,7 +24,7 @@ from pathlib import Path
 from remote.errors import RemoteError
 from remote.host import Host
 from remote.local import LocalHost
-from remote.manifest import manifest
+from remote.onhost.manifest import manifest
 
 
 class UploadError(RemoteError):

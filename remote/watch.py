@@ -1,4 +1,4 @@
-"""Following a run from the console: the client side of :mod:`remote.watcher`.
+"""Following a run from the console: the client side of :mod:`remote.onhost.watcher`.
 
 ``follow`` starts the watcher on the host through ``host.stream`` (a
 subprocess locally, one exec channel over SSH) and turns its JSON lines into

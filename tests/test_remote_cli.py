@@ -103,7 +103,9 @@ def test_layering_remote_stays_headless():
         assert out.returncode == 0, out.stderr
         return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    light = loaded("import remote.config, remote.host, remote.local, remote.watch, remote.watcher")
+    light = loaded(
+        "import remote.config, remote.host, remote.local, remote.watch, remote.onhost.watcher"
+    )
     assert not {"paramiko", "torch", "typer", "textual", "boto3"} & light
     ssh = loaded("import remote.ssh")
     assert "paramiko" in ssh and not {"torch", "typer", "textual", "numpy"} & ssh

@@ -24,6 +24,7 @@ from remote.errors import (
     WatchError,
 )
 from remote.local import LocalHost
+from remote.onhost.watcher import LogTail
 from remote.watch import (
     Backoff,
     ConnectionItem,
@@ -35,7 +36,6 @@ from remote.watch import (
     WatchItem,
     follow,
 )
-from remote.watcher import LogTail
 from trainers.events import EventType, EventWriter, RunStatus
 from trainers.rundir import write_json_atomic
 
