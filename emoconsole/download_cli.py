@@ -56,8 +56,8 @@ def download(
     )
 
     from emoconsole.runs_cli import _host_for
-    from remote.config import get_host
     from remote.download import DownloadProgress, download_run, remote_run_dir
+    from remote.hosts import get_host
     from remote.report import write_report
 
     # No --host: the host this console deployed the run to (its ledger), else local.

@@ -70,7 +70,7 @@ def check_host(
 ) -> None:
     """Connect and run the host's python: shows an unknown host key's fingerprint
     (to verify out of band, then `hosts trust`) or confirms the host is usable."""
-    from remote.config import get_host
+    from remote.hosts import get_host
 
     with _known_errors():
         host = get_host(name)
@@ -104,7 +104,7 @@ def trust_host(
     The key is recorded in emoconsole's own known_hosts (~/.ssh is never written).
     """
     from remote.config import known_hosts_path
-    from remote.ssh import trust_host_key
+    from remote.hosts import trust_host_key
 
     with _known_errors():
         host, key = trust_host_key(name, fingerprint)
@@ -126,7 +126,7 @@ def watch(
 
     Exits 0 when the run completed or was stopped, 1 when it failed or crashed.
     """
-    from remote.config import get_host
+    from remote.hosts import get_host
     from remote.watch import (
         ConnectionItem,
         CrashedItem,

@@ -97,9 +97,9 @@ def deploy(
     Example: emoconsole deploy slowfast-r50 --host aws --nodes 2 --gpus 1 --data demo-data/ravdess
     """
     from remote import ledger
-    from remote.config import get_host
     from remote.deploy import deploy as do_deploy
     from remote.deploy import is_this_checkout
+    from remote.hosts import get_host
 
     if (data is None) == (remote_data is None):
         typer.secho("error: give exactly one of --data or --remote-data", fg="red", err=True)
@@ -168,7 +168,8 @@ def _deploy_nodes(
 ) -> None:
     """``deploy --nodes K`` / ``--host a,b``: one torchrun job over several machines."""
     from remote import ledger
-    from remote.config import get_host, get_host_config
+    from remote.config import get_host_config
+    from remote.hosts import get_host
     from remote.nodes import deploy_nodes, primary_node
 
     def fail(message: str) -> None:
@@ -256,8 +257,8 @@ def _monitor_nodes(run: str, nodes: list[dict[str, Any]], interval: float, lines
     """A multi-node job: the primary node's stream with every node's system line."""
 
     from emoconsole.monitor_view import MonitorState
-    from remote.config import get_host
     from remote.deploy import Launch
+    from remote.hosts import get_host
     from remote.nodes import NodesLaunch, follow_nodes, primary_node
 
     targets = [get_host(n["host"]) for n in nodes]
@@ -290,8 +291,9 @@ def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] 
     """List runs on a host (every configured host with no --host): status, epoch, best."""
     import json
 
-    from remote.config import get_host, load_hosts
+    from remote.config import load_hosts
     from remote.deploy import list_runs
+    from remote.hosts import get_host
 
     names = [host] if host else list(load_hosts())
     rows: list[dict[str, Any]] = []
@@ -334,8 +336,8 @@ def stop(
 
     Continue it later with: python -m trainers resume RUN_DIR (on its host).
     """
-    from remote.config import get_host
     from remote.deploy import stop_run
+    from remote.hosts import get_host
 
     name, run_ref = _host_for(run, host)
     with _known_errors():
@@ -365,8 +367,8 @@ def monitor(
     """
 
     from emoconsole.monitor_view import MonitorState
-    from remote.config import get_host
     from remote.deploy import resolve_layout
+    from remote.hosts import get_host
     from remote.watch import follow
 
     nodes = _nodes_of(run) if host is None else None

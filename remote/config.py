@@ -29,7 +29,8 @@ same name whole (merging keys would mix two machines' settings). ``local``
 always exists. Each ``[ec2.NAME]`` profile is also a host ``NAME`` of kind
 ``ec2``: it names the running tagged instance of that profile, found when the
 host is first used (``emoconsole hosts launch NAME`` starts one). This module
-imports neither paramiko nor boto3: listing hosts must stay cheap.
+parses and checks; it builds no host (:mod:`remote.hosts` does) and imports
+neither paramiko nor boto3: listing hosts must stay cheap.
 """
 
 from __future__ import annotations
@@ -40,12 +41,9 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from remote.errors import ConfigError
-
-if TYPE_CHECKING:
-    from remote.host import Host
 
 HostKind = Literal["local", "ssh", "ec2"]
 PROJECT_FILE = "emoconsole.toml"
@@ -351,31 +349,3 @@ def get_host_config(name: str, hosts: dict[str, HostConfig] | None = None) -> Ho
         where = user_config_path()
         raise ConfigError(f"no host named {name!r} (known: {known}); hosts are defined in {where}")
     return hosts[name]
-
-
-def host_from_config(cfg: HostConfig) -> Host:
-    if cfg.kind == "local":
-        from remote.local import LocalHost
-
-        return LocalHost(cfg.name, python=cfg.python, workdir=cfg.workdir)
-    if cfg.kind == "ec2":
-        assert cfg.ec2 is not None
-        from remote.ec2 import Ec2Host  # boto3 and paramiko only when an EC2 host is used
-
-        return Ec2Host(cfg.ec2)
-    from remote.ssh import SSHHost  # paramiko only when an SSH host is used
-
-    return SSHHost(
-        cfg.name,
-        cfg.host,
-        user=cfg.user,
-        port=cfg.port,
-        identity_file=cfg.identity_file,
-        python=cfg.python or "python3",
-        workdir=cfg.workdir,
-    )
-
-
-def get_host(name: str, hosts: dict[str, HostConfig] | None = None) -> Host:
-    """The :class:`~remote.host.Host` for a configured name (``local`` always works)."""
-    return host_from_config(get_host_config(name, hosts))

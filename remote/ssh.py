@@ -602,30 +602,6 @@ class SSHHost:
         return match
 
 
-def ssh_host_named(name: str) -> SSHHost:
-    """A configured SSH host, or else an ~/.ssh/config alias or hostname: the name
-    a HostKeyError shows may be a ProxyJump hop that hosts.toml never lists."""
-    from remote.config import host_from_config, load_hosts
-
-    hosts = load_hosts()
-    if name in hosts:
-        if hosts[name].kind == "local":
-            raise ConfigError(f"host {name!r} is this machine; it has no host key to trust")
-        host = host_from_config(hosts[name])
-        assert isinstance(host, SSHHost)
-        return host
-    return SSHHost(name)
-
-
-def trust_host_key(name: str | SSHHost, typed_fingerprint: str) -> tuple[SSHHost, paramiko.PKey]:
-    """``emoconsole hosts trust NAME --fingerprint SHA256:...``: see SSHHost.trust_host_key."""
-    host = name if isinstance(name, SSHHost) else ssh_host_named(name)
-    try:
-        return host, host.trust_host_key(typed_fingerprint)
-    finally:
-        host.close()
-
-
 def _record_host_key(path: Path, name: str, key: paramiko.PKey) -> None:
     """Replace whatever emoconsole had on record for ``name``: trusting a key says
     this is the host's key now."""

@@ -28,7 +28,7 @@ import pytest
 from typer.testing import CliRunner
 
 from emoconsole.cli import app
-from remote.config import get_host, load_ec2_profiles
+from remote.config import load_ec2_profiles
 from remote.ec2 import (
     CALLER_IP_ENV,
     MANAGED_TAG,
@@ -48,6 +48,7 @@ from remote.ec2 import (
     terminate,
 )
 from remote.errors import ConfigError
+from remote.hosts import get_host
 from tests.conftest import SMALL_MODEL
 
 pytest_plugins = ["tests.sshd"]
@@ -518,7 +519,8 @@ def test_listing_hosts_with_a_profile_loads_no_boto3_and_calls_no_aws(aws):
     only when the host is first used."""
     aws.write(endpoint_url="http://127.0.0.1:9")  # nothing listens: any AWS call would fail
     code = (
-        "import sys, json; from remote.config import load_hosts, get_host; "
+        "import sys, json; from remote.config import load_hosts; "
+        "from remote.hosts import get_host; "
         "hosts = load_hosts(); get_host('gpu'); "
         "print(json.dumps(['boto3' in sys.modules, hosts['gpu'].kind]))"
     )

@@ -77,7 +77,7 @@ class CompareScreen(DashboardScreen):
 
     @work(thread=True, exclusive=True, group="compare", name="read runs", exit_on_error=False)
     def load(self) -> None:
-        from remote.config import get_host
+        from remote.hosts import get_host
 
         open_hosts: dict[str, Any] = {}
         try:

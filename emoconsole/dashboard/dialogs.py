@@ -152,8 +152,8 @@ class NewRunDialog(ModalScreen[tuple[str, str] | None]):
         """The host's answers: its data directory, then deploy (which checks the config
         before anything starts). A known failure goes back to the form, under its field."""
         from remote import ledger
-        from remote.config import get_host
         from remote.deploy import DeployError, deploy
+        from remote.hosts import get_host
 
         def status(message: str) -> None:
             self.app.call_from_thread(self.query_one("#form-status", Static).update, message)

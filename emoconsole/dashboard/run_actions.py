@@ -60,7 +60,7 @@ class RunActions:
     def resume_worker(self) -> None:
         """Start the resume, then wait for the new process to take the run over before
         following it again (until then the watcher would see the old pid, dead)."""
-        from remote.config import get_host
+        from remote.hosts import get_host
         from remote.resume import resume_run, wait_taken_over
 
         worker = get_current_worker()

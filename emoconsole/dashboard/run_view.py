@@ -170,8 +170,8 @@ class RunScreen(RunActions, DashboardScreen):
         """Resolve the run directory, read run.json once (the config tab), then follow the
         stream until the run ends or the screen goes. Cancellation is seen at least once
         per watcher heartbeat (every ``interval``)."""
-        from remote.config import get_host
         from remote.deploy import resolve_layout
+        from remote.hosts import get_host
         from remote.watch import follow
 
         worker = get_current_worker()
@@ -492,8 +492,8 @@ class RunScreen(RunActions, DashboardScreen):
 
     @work(thread=True, group="stop", name="stop run", exit_on_error=False)
     def stop_worker(self) -> None:
-        from remote.config import get_host
         from remote.deploy import stop_run
+        from remote.hosts import get_host
 
         host = get_host(self.host_name, self.hosts_override)
         try:

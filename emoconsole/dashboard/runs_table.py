@@ -88,8 +88,9 @@ class RunsScreen(DashboardScreen):
         """Every few seconds: list_runs on every configured host. Blocking I/O stays here;
         only HostListed messages reach the UI. Host objects are kept between passes (an
         SSH connection is expensive) and dropped after a failure so the next pass retries."""
-        from remote.config import host_from_config, load_hosts
+        from remote.config import load_hosts
         from remote.deploy import list_runs
+        from remote.hosts import host_from_config
 
         worker = get_current_worker()
         live: dict[str, Any] = {}

@@ -60,8 +60,8 @@ class DownloadDialog(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="download", name="download run", exit_on_error=False)
     def download(self) -> None:
-        from remote.config import get_host
         from remote.download import DownloadProgress, download_run, remote_run_dir
+        from remote.hosts import get_host
 
         worker = get_current_worker()
         last = [0.0]
@@ -138,7 +138,7 @@ class TensorBoardDialog(ModalScreen[None]):
     @work(thread=True, exclusive=True, group="tensorboard", name="tensorboard",
           exit_on_error=False)  # fmt: skip
     def start(self) -> None:
-        from remote.config import get_host
+        from remote.hosts import get_host
         from remote.tensorboard import start_tensorboard
 
         host = get_host(self.host_name, self.hosts_override)
