@@ -1,4 +1,4 @@
-"""The console: a Typer CLI (and, later, a Textual dashboard) over runs.
+"""The console: a Textual dashboard and a Typer CLI over runs on every host.
 
 Never imports torch: it reads run directories (trainers.events, trainers.rundir
 are stdlib-only) and launches training as separate processes.

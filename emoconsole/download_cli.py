@@ -1,7 +1,7 @@
 """``emoconsole download``: a run's files, checked by SHA-256, then its summary.md.
 
 Thin: resolve the host and the run, call :func:`remote.download.download_run`
-with a progress bar, call :func:`remote.report.write_report`, print. rich,
+with a progress bar, call :func:`emoconsole.report.write_report`, print. rich,
 paramiko and matplotlib are imported inside the command, so ``emoconsole
 --help`` pays for none of them.
 """
@@ -55,10 +55,11 @@ def download(
         TransferSpeedColumn,
     )
 
+    from emoconsole.report import write_report
     from emoconsole.runs_cli import _host_for
-    from remote.download import DownloadProgress, download_run, remote_run_dir
+    from remote.download import DownloadProgress, download_run
     from remote.hosts import get_host
-    from remote.report import write_report
+    from remote.layout import remote_run_dir
 
     # No --host: the host this console deployed the run to (its ledger), else local.
     host, run = _host_for(run, host)

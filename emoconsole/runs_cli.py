@@ -98,8 +98,8 @@ def deploy(
     """
     from remote import ledger
     from remote.deploy import deploy as do_deploy
-    from remote.deploy import is_this_checkout
     from remote.hosts import get_host
+    from remote.layout import is_this_checkout
 
     if (data is None) == (remote_data is None):
         typer.secho("error: give exactly one of --data or --remote-data", fg="red", err=True)
@@ -241,7 +241,7 @@ def _deploy_nodes(
 
 
 def _is_local(host: Any) -> bool:
-    from remote.deploy import is_this_checkout
+    from remote.layout import is_this_checkout
 
     return is_this_checkout(host)
 
@@ -367,8 +367,8 @@ def monitor(
     """
 
     from emoconsole.monitor_view import MonitorState
-    from remote.deploy import resolve_layout
     from remote.hosts import get_host
+    from remote.layout import resolve_layout
     from remote.watch import follow
 
     nodes = _nodes_of(run) if host is None else None
@@ -380,7 +380,7 @@ def monitor(
     with _known_errors():
         target = get_host(name)
         try:
-            run_dir = run_ref if "/" in run_ref else f"{resolve_layout(target).runs}/{run_ref}"
+            run_dir = resolve_layout(target).run_dir(run_ref)
             state = MonitorState(run=run, host=name, log_lines=log_lines)
             _show_live(state, follow(target, run_dir, interval=interval))
         finally:

@@ -1,11 +1,31 @@
-"""Hosts and the watch stream: where runs go and how the console follows them.
+"""Hosts and what the console does with them: where runs go and how they come back.
+
+Three roles, kept apart:
+
+Transports and their settings (the laptop side of a connection):
 
 - :mod:`remote.host`: the ``Host`` interface and ``Result``;
-  :mod:`remote.local` (``LocalHost``) and :mod:`remote.ssh` (``SSHHost``, paramiko).
-- :mod:`remote.config`: named hosts from hosts.toml / ./emoconsole.toml; ``get_host``.
-- :mod:`remote.watcher`: the on-host watcher (stdlib + optional psutil; shipped with
-  the run's code); :mod:`remote.watch`: ``follow``, the reconnecting client.
+  :mod:`remote.local` (``LocalHost``), :mod:`remote.ssh` (``SSHHost``, paramiko),
+  :mod:`remote.ec2` (a tagged instance, then an ``SSHHost``) and
+  :mod:`remote.ec2_cluster` (K instances for one torchrun job).
+- :mod:`remote.config`: hosts.toml and ./emoconsole.toml parsed and checked;
+  :mod:`remote.hosts`: the one factory from a name to a ``Host``.
+- :mod:`remote.openssh`: the OpenSSH client with an ``SSHHost``'s settings (bulk bytes).
 - :mod:`remote.errors`: the one error hierarchy.
+
+Operations the console runs against a host:
+
+- :mod:`remote.layout`: where code, data and runs live on a host, and the
+  ``python -m`` command that finds the shipped code there.
+- :mod:`remote.deploy` (ship, prepare Python, check the config, start detached),
+  :mod:`remote.nodes` (one job over several hosts), :mod:`remote.resume`,
+  :mod:`remote.sync` (data upload), :mod:`remote.download`,
+  :mod:`remote.watch` (``follow``, the reconnecting stream client),
+  :mod:`remote.tensorboard`, :mod:`remote.ledger` (which host each run is on).
+
+Programs that run on the training host (standard library only):
+:mod:`remote.onhost` (watcher, hostctl, manifest), started by the stable names
+``python -m remote.watcher``, ``remote.hostctl``, ``remote.manifest``.
 
 Nothing is imported here, so that importing one module (the watcher on a GPU
 host, the config in ``emoconsole hosts list``) never loads paramiko.

@@ -1,13 +1,7 @@
 """Deploy: ship the code (and data) to a host, prepare its Python, start a run detached.
 
-Layout on a host (``HostLayout``), under its workdir (``~/emoconsole`` by
-default over SSH)::
-
-    code/<digest>/     one directory per shipped source tree, never modified
-    code/current       symlink to the last one shipped (what the watcher imports)
-    venv/              the uv environment, when the host has no interpreter of its own
-    data/<name>/       data sets uploaded by deploy
-    runs/<run-id>/     run directories; runs/.launches/<run-id>/ the launch records
+The host's layout (``code/<digest>``, ``code/current``, ``venv``, ``data``,
+``runs``) is :mod:`remote.layout`'s.
 
 Why versioned code directories: a run imports some modules lazily, hours after
 it started, so replacing files under a running process could mix two
@@ -18,9 +12,6 @@ Idempotence: the run id is chosen here, before anything starts, and the
 on-host launcher (:mod:`remote.onhost.hostctl`) takes an atomic per-id lock, so
 retrying a deploy whose connection dropped during the launch reports the
 process the first try started instead of starting a second one.
-
-On this machine (the ``local`` host without a workdir) nothing is shipped:
-runs start from this checkout with this interpreter, under ``./runs``.
 """
 
 from __future__ import annotations
@@ -39,13 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from remote.errors import CommandError, RemoteError
-from remote.host import Host, Result
-from remote.local import LocalHost
+from remote.host import Host, Result, describe
+from remote.layout import (
+    PROJECT_ROOT,
+    HostLayout,
+    is_this_checkout,
+    python_module,
+    resolve_layout,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("trainers", "remote", "emoconsole")
 TOP_FILES = ("pyproject.toml", "uv.lock", "README.md")
-DEFAULT_WORKDIR = "~/emoconsole"
 
 Progress = Callable[[str], None]
 
@@ -54,60 +49,11 @@ class DeployError(RemoteError):
     """A deploy step failed; the message says which and what to do."""
 
 
-@dataclass(frozen=True)
-class HostLayout:
-    root: str  # absolute path on the host
-
-    def code(self, digest: str) -> str:
-        return f"{self.root}/code/{digest}"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/code/current"
-
-    @property
-    def runs(self) -> str:
-        return f"{self.root}/runs"
-
-    @property
-    def venv(self) -> str:
-        return f"{self.root}/venv"
-
-    def data(self, name: str) -> str:
-        return f"{self.root}/data/{name}"
-
-    def run_dir(self, run_id: str) -> str:
-        return f"{self.runs}/{run_id}"
-
-
-def is_this_checkout(host: Host) -> bool:
-    """The local host without a workdir runs from this source tree: nothing to ship."""
-    return isinstance(host, LocalHost) and not host.workdir
-
-
-def _q(path: str) -> str:
-    """Quote a host path for its shell, leaving a leading ~ to expand there."""
-    if path == "~":
-        return "~"
-    if path.startswith("~/"):
-        return "~/" + shlex.quote(path[2:])
-    return shlex.quote(path)
-
-
 def _run(host: Host, cmd: str | list[str], what: str, timeout: float | None = 600) -> Result:
     result = host.run(cmd, timeout=timeout)
     if not result.ok:
         raise DeployError(f"{host.name}: {what} failed (exit {result.exit_code}):\n{result.tail()}")
     return result
-
-
-def resolve_layout(host: Host) -> HostLayout:
-    """The host's workdir as an absolute path, created if missing."""
-    if is_this_checkout(host):
-        return HostLayout(str(Path.cwd()))
-    workdir = host.workdir or DEFAULT_WORKDIR
-    out = _run(host, f"mkdir -p {_q(workdir)} && cd {_q(workdir)} && pwd", "creating the workdir")
-    return HostLayout(out.stdout.strip().splitlines()[-1])
 
 
 # -- the code ---------------------------------------------------------------------------------
@@ -254,11 +200,11 @@ class Launch:
 
 def hostctl(host: Host, code_dir: str, args: list[str], timeout: float = 120) -> dict[str, Any]:
     """Run :mod:`remote.onhost.hostctl` on the host with the shipped code; its JSON answer."""
-    argv = ["env", f"PYTHONPATH={code_dir}", host.python, "-m", "remote.hostctl", *args]
+    argv = python_module(host, "remote.hostctl", args, code_dir=code_dir)
     result = host.run(argv, timeout=timeout)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
-        raise CommandError(shlex.join(argv), result.exit_code, result.tail())
+        raise CommandError(describe(argv), result.exit_code, result.tail())
     answer = json.loads(lines[-1])
     if "error" in answer:
         raise DeployError(f"{host.name}: {answer['error']}")
@@ -267,9 +213,10 @@ def hostctl(host: Host, code_dir: str, args: list[str], timeout: float = 120) ->
 
 def check_config(host: Host, python: str, code_dir: str, model: str, overrides: list[str]) -> None:
     """Resolve the config on the host before anything starts: a wrong key stops here."""
-    argv = ["env", f"PYTHONPATH={code_dir}", python, "-m", "trainers", "config", model]
+    args = ["config", model]
     for item in overrides:
-        argv += ["--set", item]
+        args += ["--set", item]
+    argv = python_module(host, "trainers", args, code_dir=code_dir, python=python)
     result = host.run(argv, timeout=300)
     if result.exit_code == 2:  # a config or usage error: the CLI's last line names the key
         message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
@@ -350,7 +297,7 @@ def wait_started(
         if state == "started":
             return
         if state == "dead" or time.monotonic() > deadline:
-            log = f"{layout.runs}/.launches/{launch.run_id}/output.log"
+            log = f"{layout.launches}/{launch.run_id}/output.log"
             out = host.run(["tail", "-n", "20", log], timeout=60).stdout.strip()
             why = "exited" if state == "dead" else f"wrote no run.json within {timeout:.0f} s"
             raise DeployError(
@@ -391,7 +338,7 @@ def deploy(
     if stop_first:
         # Only now, with the new run's config known to be good: a typo must not cost
         # the run it was meant to replace.
-        answer = hostctl(host, code_dir, ["stop", _run_path(layout, stop_first)], timeout=180)
+        answer = hostctl(host, code_dir, ["stop", layout.run_dir(stop_first)], timeout=180)
         if progress:
             progress(f"stopped {stop_first}: {answer.get('status')}")
     launch = launch_run(
@@ -424,15 +371,11 @@ def prepare_host(
     return layout, code_dir, data, python
 
 
-def _run_path(layout: HostLayout, run: str) -> str:
-    return run if run.startswith("/") else layout.run_dir(run)
-
-
 def stop_run(host: Host, run: str, grace: float = 30.0) -> dict[str, Any]:
     layout = resolve_layout(host)
     code = str(PROJECT_ROOT) if is_this_checkout(host) else layout.current
     return hostctl(
-        host, code, ["stop", _run_path(layout, run), "--grace", str(grace)], timeout=grace + 60
+        host, code, ["stop", layout.run_dir(run), "--grace", str(grace)], timeout=grace + 60
     )
 
 

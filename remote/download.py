@@ -44,7 +44,6 @@ through a generated ssh config file that the jump hosts see too.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import json
 import os
@@ -62,56 +61,27 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from remote.errors import RemoteError, TransportError
 from remote.host import Command, Host
+from remote.layout import python_module
 from remote.local import LocalHost
+from remote.openssh import TARGET_ALIAS, openssh_config
 
 if TYPE_CHECKING:
     import paramiko
 
-    from remote.ssh import SSHHost
 
 METHODS: tuple[str, ...] = ("auto", "rsync", "scp", "sftp", "copy")
 BULK_MIN_BYTES = 8 << 20  # auto: smaller files travel over SFTP on the open connection
 PART_SUFFIX = ".part"
-RUNS_SUBDIR = "runs"
 CHUNK = 1 << 20
 FOLLOW_READ = 4 << 20  # bytes hashed per read while following a writer process
 POLL_S = 0.02
 MAX_ATTEMPTS = 3
 MANIFEST_SILENCE_S = 60.0  # the host's hasher reports at least every 5 s
-TARGET_ALIAS = "emoconsole-target"
-CONTROL_PERSIST_S = 30  # the shared connection outlives a crashed download by this much
-# Hardware AES (every x86-64 and ARMv8 server) runs AES-GCM faster than OpenSSH's
-# default first choice, chacha20-poly1305: scp of 1 GiB on loopback took 1.6-2.0 s
-# instead of 2.0-3.7 s. OpenSSH's default set, reordered (not the "^" prefix
-# syntax, which older clients reject): a server without AES-GCM still agrees.
-CIPHERS = (
-    "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,"
-    "aes128-ctr,aes192-ctr,aes256-ctr"
-)
-_DEFAULT_KEYS = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")  # what paramiko looks for
 
 
 class DownloadError(RemoteError):
     """A run could not be downloaded: no such run, a method that cannot be used
     here, a transfer program that failed, or a file that never matched its hash."""
-
-
-def remote_run_dir(host: Host, run: str) -> str:
-    """The run directory on ``host`` for ``run``: a path as given, or a run id
-    looked up where :mod:`remote.deploy` puts runs: ``<workdir>/runs/<id>``
-    (workdir default ``~/emoconsole``), or ``./runs/<id>`` for this checkout
-    (the local host without a workdir)."""
-    from remote.deploy import DEFAULT_WORKDIR, is_this_checkout
-
-    run = run.strip()
-    if not run:
-        raise DownloadError("no run given: pass a run id or a run directory path")
-    if "/" in run or run.startswith(("~", ".")):
-        return run
-    if is_this_checkout(host):
-        return str(Path.cwd() / RUNS_SUBDIR / run)
-    base = (host.workdir or DEFAULT_WORKDIR).rstrip("/") or "/"
-    return f"{base}/{RUNS_SUBDIR}/{run}"
 
 
 # -- what a download reports --------------------------------------------------------------------
@@ -271,29 +241,9 @@ def _safe_relpath(path: str) -> str:
     return pure.as_posix()
 
 
-def _quote_dir(path: str) -> str:
-    # Leave a leading ~ to the remote shell, which is what makes it the remote home.
-    if path == "~":
-        return "~"
-    if path.startswith("~/"):
-        return "~/" + shlex.quote(path[2:])
-    return shlex.quote(path)
-
-
 def manifest_command(host: Host, run_dir: str, *args: str) -> Command:
-    """``python -m remote.manifest`` on the host, found as the watcher is found:
-    in this checkout, or in the workdir (a checkout, or code deployed under
-    ``code/current`` by :mod:`remote.deploy`)."""
-    from remote.deploy import DEFAULT_WORKDIR, is_this_checkout
-
-    argv = [host.python, "-m", "remote.manifest", run_dir, *args]
-    if is_this_checkout(host):
-        return argv
-    workdir = _quote_dir(host.workdir or DEFAULT_WORKDIR)
-    return (
-        f"cd {workdir} && PYTHONPATH=code/current${{PYTHONPATH:+:$PYTHONPATH}} "
-        f"exec {shlex.join(argv)}"
-    )
+    """``python -m remote.manifest`` on the host, found as the watcher is found."""
+    return python_module(host, "remote.manifest", [run_dir, *args])
 
 
 # -- hashing and writing ----------------------------------------------------------------------
@@ -413,76 +363,6 @@ def _follow_process(
             last = f": {lines[-1]}" if lines else ""
             raise DownloadError(f"{argv[0]} exited with {proc.returncode}{last}")
     return digest
-
-
-# -- the OpenSSH client with SSHHost's settings ------------------------------------------------
-
-
-def _cfg_value(value: str) -> str:
-    # ssh_config expands %-tokens in paths and commands; a literal % is %%.
-    return '"' + value.replace("%", "%%") + '"'
-
-
-def openssh_config(host: SSHHost, control_path: str | None = None) -> str:
-    """An ssh_config with the settings ``host`` connects with (see the module
-    docstring): ``ssh -F FILE emoconsole-target`` reaches the same server with
-    the same host-key policy. ``ssh -F`` hands the file to ProxyJump hops, so
-    they are checked strictly too; paths come expanded from this process, since
-    ssh reads ``~`` from the password database, not ``$HOME``.
-
-    ``control_path``: share one connection between the many scp/rsync/ssh runs
-    of a download (one handshake, through every jump, instead of one per file).
-    The mux client hands its file descriptors to the master, so the bytes are
-    not copied through one more process."""
-    target = host.resolve()
-    block = [
-        f"Host {TARGET_ALIAS}",
-        f"  HostName {target.hostname}",
-        f"  Port {target.port}",
-        f"  User {target.user or getpass.getuser()}",
-    ]
-    block += [f"  IdentityFile {_cfg_value(path)}" for path in target.identity_files]
-    if target.identities_only:
-        block.append("  IdentitiesOnly yes")
-    if target.proxy_jump:
-        block.append(f"  ProxyJump {target.proxy_jump}")
-    elif target.proxy_command:
-        block.append(f"  ProxyCommand {target.proxy_command.replace('%', '%%')}")
-    if target.host_key_alias:
-        block.append(f"  HostKeyAlias {target.host_key_alias}")
-    if control_path:
-        block += [
-            "  ControlMaster auto",
-            f"  ControlPath {_cfg_value(control_path)}",
-            f"  ControlPersist {CONTROL_PERSIST_S}",
-        ]
-    known = [str(host.trusted_known_hosts), *target.known_hosts]
-    block += [
-        "Host *",
-        "  BatchMode yes",
-        "  StrictHostKeyChecking yes",
-        "  UpdateHostKeys no",
-        "  UserKnownHostsFile " + " ".join(_cfg_value(p) for p in known),
-        # paramiko never reads the system-wide file: a key the console refuses must
-        # not be accepted on the bulk path.
-        "  GlobalKnownHostsFile /dev/null",
-        f"  ConnectTimeout {max(1, round(host.connect_timeout))}",
-        f"  ServerAliveInterval {max(1, round(host.keepalive))}",
-        "  ServerAliveCountMax 3",
-        f"  Ciphers {CIPHERS}",
-    ]
-    if not host.allow_agent:
-        block.append("  IdentityAgent none")
-    if not target.identities_only:
-        home_ssh = Path(os.path.expanduser("~/.ssh"))
-        block += [
-            f"  IdentityFile {_cfg_value(str(home_ssh / name))}"
-            for name in _DEFAULT_KEYS
-            if (home_ssh / name).is_file()
-        ]
-    if host.ssh_config_path.is_file():
-        block.append(f"  Include {_cfg_value(str(host.ssh_config_path))}")
-    return "\n".join(block) + "\n"
 
 
 def _exit_master(config: Path) -> None:

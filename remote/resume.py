@@ -30,16 +30,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from remote.deploy import (
-    PROJECT_ROOT,
-    DeployError,
-    HostLayout,
-    hostctl,
-    is_this_checkout,
-    list_runs,
-    resolve_layout,
-)
+from remote.deploy import DeployError, hostctl, list_runs
 from remote.host import Host
+from remote.layout import PROJECT_ROOT, HostLayout, is_this_checkout, resolve_layout
 
 RESUMABLE = ("stopped", "crashed", "failed")
 
@@ -76,7 +69,7 @@ def _origin(
     if is_this_checkout(host):
         return sys.executable, str(PROJECT_ROOT)
     python, code_dir = host.python, layout.current
-    argv = _read_json(host, f"{layout.runs}/.launches/{run_id}/argv.json")
+    argv = _read_json(host, f"{layout.launches}/{run_id}/argv.json")
     if isinstance(argv, list) and argv and isinstance(argv[0], str):
         python = argv[0]
     main = (manifest.get("argv") or [""])[0]
@@ -114,7 +107,7 @@ def resume_run(host: Host, run_id: str, *, timeout: float = 180.0) -> Resumed:
          "--pythonpath", code_dir, "--", *argv],
     )  # fmt: skip
     resumed = Resumed(run_id, host.name, run_dir, int(answer.get("pid") or 0), python, code_dir,
-                      f"{layout.runs}/.launches/{launch_id}/output.log")  # fmt: skip
+                      f"{layout.launches}/{launch_id}/output.log")  # fmt: skip
     _wait(host, resumed, timeout, _registered, "registered the resume")
     return resumed
 

@@ -4,7 +4,7 @@ Both sides are listed with sizes and SHA-256 (:mod:`remote.onhost.manifest`, on 
 host where the bytes are), so a re-deploy of the same data sends nothing and
 a changed or half-sent file is sent again. The bytes travel as one tar stream
 through the OpenSSH client with the console's own host-key settings
-(:func:`remote.download.openssh_config`) when ``ssh`` is installed, else file
+(:mod:`remote.openssh`) when ``ssh`` is installed, else file
 by file over SFTP; afterwards the host re-hashes what was sent, so a transfer
 cut short is detected rather than trusted.
 """
@@ -23,8 +23,10 @@ from pathlib import Path
 
 from remote.errors import RemoteError
 from remote.host import Host
+from remote.layout import python_module
 from remote.local import LocalHost
 from remote.onhost.manifest import manifest
+from remote.openssh import TARGET_ALIAS, openssh_config
 
 
 class UploadError(RemoteError):
@@ -41,9 +43,7 @@ class UploadReport:
 
 def remote_listing(host: Host, remote: str) -> dict[str, tuple[int, str]]:
     """{relative path: (size, sha256)} of the host's directory; empty when it is missing."""
-    from remote.download import manifest_command
-
-    result = host.run(manifest_command(host, remote), timeout=3600)
+    result = host.run(python_module(host, "remote.manifest", [remote]), timeout=3600)
     if not result.ok:
         if "no run directory" in result.stderr:
             return {}
@@ -93,8 +93,6 @@ def upload_dir(
 
 
 def _send_tar(host: Host, local: Path, remote: str, paths: list[str]) -> None:
-    from remote.download import TARGET_ALIAS, openssh_config
-
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "ssh_config"
         config.write_text(openssh_config(host))  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from remote.errors import RemoteError
 from remote.host import Host
+from remote.layout import resolve_layout
 from remote.local import LocalHost
 
 READY_TIMEOUT_S = 60.0
@@ -143,8 +144,6 @@ def _start_local(name: str, logdir: str, timeout: float) -> TensorBoard:
 
 
 def _start_ssh(host: Host, logdir: str, timeout: float) -> TensorBoard:
-    from remote.deploy import resolve_layout
-
     layout = resolve_layout(host)
     # The interpreter that trains there has tensorboard (the engine's sink needs it):
     # deploy's venv when it built one, else the host's configured python.
@@ -162,7 +161,7 @@ def _start_ssh(host: Host, logdir: str, timeout: float) -> TensorBoard:
         )
     python, remote_port = lines[0], int(lines[1])
     # Beside the launch records: the tool's own corner of the host's runs/.
-    out = f"{layout.runs}/.launches/tensorboard-{remote_port}.log"
+    out = f"{layout.launches}/tensorboard-{remote_port}.log"
     started = host.run(
         # ";" not "&&": "a && b &" backgrounds a subshell that keeps the channel open.
         f"mkdir -p {shlex.quote(layout.runs)}/.launches; "

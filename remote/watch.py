@@ -30,6 +30,7 @@ from remote.errors import (
     WatchError,
 )
 from remote.host import Command, Host
+from remote.layout import python_module
 from trainers.events import EventType, RunStatus
 
 try:  # 4x json.loads: at 100,000 events/s, decoding is most of the client's time
@@ -140,15 +141,6 @@ class ResumePoint:
     finished: bool = field(default=False)  # a terminal status or a crash was yielded
 
 
-def _quote_dir(path: str) -> str:
-    # Leave a leading ~ to the remote shell, which is what makes it the remote home.
-    if path == "~":
-        return "~"
-    if path.startswith("~/"):
-        return "~/" + shlex.quote(path[2:])
-    return shlex.quote(path)
-
-
 def watcher_command(
     host: Host,
     run_dir: str,
@@ -156,10 +148,7 @@ def watcher_command(
     interval: float,
     poll: float | None = None,
 ) -> Command:
-    argv = [
-        host.python,
-        "-m",
-        "remote.watcher",
+    args = [
         str(run_dir),
         "--after-seq",
         str(point.seq),
@@ -169,18 +158,8 @@ def watcher_command(
         repr(float(interval)),
     ]
     if poll is not None:
-        argv += ["--poll", repr(float(poll))]
-    from remote.deploy import DEFAULT_WORKDIR, is_this_checkout
-
-    if is_this_checkout(host):
-        return argv
-    # The workdir holds either a checkout (``-m`` finds it in the cwd) or deployed code
-    # under code/current (see remote.deploy); exec: the watcher is what the stream reaches.
-    workdir = _quote_dir(host.workdir or DEFAULT_WORKDIR)
-    return (
-        f"cd {workdir} && PYTHONPATH=code/current${{PYTHONPATH:+:$PYTHONPATH}} "
-        f"exec {shlex.join(argv)}"
-    )
+        args += ["--poll", repr(float(poll))]
+    return python_module(host, "remote.watcher", args)
 
 
 def _parse(line: str) -> dict[str, Any] | None:

@@ -19,10 +19,10 @@ from remote.deploy import (
     deploy,
     list_runs,
     project_archive,
-    resolve_layout,
     ship_code,
     stop_run,
 )
+from remote.layout import resolve_layout
 from remote.local import LocalHost
 from tests.conftest import SMALL_MODEL
 

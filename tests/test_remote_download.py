@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from emoconsole.report import CONFUSION_PNG, LEARNING_CURVES_PNG, write_report
 from remote.download import (
     BULK_MIN_BYTES,
-    TARGET_ALIAS,
     DownloadError,
     DownloadProgress,
     _safe_relpath,
     download_run,
-    openssh_config,
-    remote_run_dir,
 )
+from remote.errors import RemoteError
+from remote.layout import remote_run_dir
 from remote.local import LocalHost
-from remote.report import CONFUSION_PNG, LEARNING_CURVES_PNG, write_report
+from remote.openssh import TARGET_ALIAS, openssh_config
 from trainers.events import EventType, EventWriter, RunStatus
 
 pytest_plugins = ["tests.sshd"]
@@ -172,7 +172,7 @@ def test_run_ids_resolve_where_deploy_puts_runs(tmp_path, monkeypatch):
     assert remote_run_dir(LocalHost(), "r1") == str(tmp_path / "runs" / "r1")
     assert remote_run_dir(SSHHost("gpu"), "/data/runs/r1") == "/data/runs/r1"
     assert remote_run_dir(LocalHost(), "runs/r1") == "runs/r1"
-    with pytest.raises(DownloadError):
+    with pytest.raises(RemoteError, match="no run given"):
         remote_run_dir(LocalHost(), "  ")
 
 

@@ -11,13 +11,13 @@ import pytest
 
 from remote.config import (
     ConfigError,
-    get_host,
     known_hosts_path,
     load_hosts,
     user_config_path,
 )
 from remote.errors import CommandError, CommandTimeoutError, StreamSilentError
 from remote.host import Host, Result
+from remote.hosts import get_host
 from remote.local import LocalHost
 
 pytest_plugins = ["tests.sshd"]

@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from emoconsole.download_cli import download
-from remote.report import CONFUSION_PNG, LEARNING_CURVES_PNG, epoch_metrics, write_report
+from emoconsole.report import CONFUSION_PNG, LEARNING_CURVES_PNG, epoch_metrics, write_report
 from tests.conftest import SMALL_MODEL, run_trainers
 from trainers.events import EventType, EventWriter, RunStatus, read_events
 from trainers.rundir import RunDir

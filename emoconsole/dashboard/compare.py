@@ -24,10 +24,10 @@ METRICS = (("loss", "val loss"), ("macro_f1", "val macro F1"), ("accuracy", "val
 
 def read_val_events(host: Any, run: str) -> list[dict[str, Any]]:
     """The run's validation events (split "val") in order, read on its host."""
-    from remote.deploy import resolve_layout
     from remote.errors import RemoteError
+    from remote.layout import resolve_layout
 
-    run_dir = run if "/" in run else f"{resolve_layout(host).runs}/{run}"
+    run_dir = resolve_layout(host).run_dir(run)
     # The engine writes compact JSON (no spaces), so this is every val event and few others.
     result = host.run(["grep", "-F", '"type":"val"', f"{run_dir}/events.jsonl"], timeout=120)
     if result.exit_code not in (0, 1):  # 1: no val event yet; 2: no such file

@@ -170,8 +170,8 @@ class RunScreen(RunActions, DashboardScreen):
         """Resolve the run directory, read run.json once (the config tab), then follow the
         stream until the run ends or the screen goes. Cancellation is seen at least once
         per watcher heartbeat (every ``interval``)."""
-        from remote.deploy import resolve_layout
         from remote.hosts import get_host
+        from remote.layout import resolve_layout
         from remote.watch import follow
 
         worker = get_current_worker()
@@ -179,7 +179,7 @@ class RunScreen(RunActions, DashboardScreen):
         try:
             run_dir = self.run_id if "/" in self.run_id else None
             if run_dir is None:
-                run_dir = f"{resolve_layout(host).runs}/{self.run_id}"
+                run_dir = resolve_layout(host).run_dir(self.run_id)
             if not self._wait_for_run(host, run_dir):
                 return
             manifest = host.run(["cat", f"{run_dir}/run.json"], timeout=30)

@@ -60,8 +60,9 @@ class DownloadDialog(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="download", name="download run", exit_on_error=False)
     def download(self) -> None:
-        from remote.download import DownloadProgress, download_run, remote_run_dir
+        from remote.download import DownloadProgress, download_run
         from remote.hosts import get_host
+        from remote.layout import remote_run_dir
 
         worker = get_current_worker()
         last = [0.0]

@@ -647,7 +647,7 @@ def build_meld_slowfast(cfg: MeldSlowFastConfig, num_classes: int) -> SlowFast:
     BN-GELU MLP head, focal loss (gamma 2, inverse-sqrt class weights), AdamW 1e-3,
     OneCycle with 30% warm-up, accumulation 4, clipping 1.0 and progressive unfreezing.
 
-    Until the MELD loader exists it trains on the RAVDESS layout like the other video
-    models (8 classes there; the class count always comes from the data).
+    Reads MELD (``data.layout=meld``) by default, as the note does, or any other
+    audio-visual layout; the class count always comes from the data.
     """
     return SlowFast(cfg.model, num_classes)
