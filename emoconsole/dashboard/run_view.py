@@ -1,7 +1,8 @@
 """One run: header, progress, warnings and tabs (log, metrics, curves, system, confusion,
 config), fed by ``remote.watch.follow`` in a thread worker.
 
-The worker only appends items to a queue; a 4 Hz timer on the UI thread drains
+The worker only appends items to a queue (the watcher's items, and the two of its own
+below); a 4 Hz timer on the UI thread drains
 it into :class:`RunState` and repaints what changed. A burst of thousands of log
 lines or step events therefore costs one repaint, not thousands (the coalescing
 toolong does for log files).
@@ -14,6 +15,7 @@ import json
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.highlighter import Highlighter
@@ -43,7 +45,7 @@ from emoconsole.dashboard.dialogs import ConfirmDialog
 from emoconsole.dashboard.run_actions import RunActions
 from emoconsole.dashboard.state import LEVELS, LogFilter, RunState, level_token, line_level
 from emoconsole.monitor_view import system_line
-from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem
+from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem, WatchItem
 
 LOG_MAX_LINES = 20_000
 WAIT_RUN_S = 120.0  # a run's process imports torch before it writes run.json
@@ -59,6 +61,26 @@ SPARKS = (
     ("gpu_temp", "GPU temp °C"),
     ("gpu_power", "GPU power W"),
 )
+
+
+@dataclass(frozen=True)
+class WaitingForRun:
+    """The follow worker waits for the run's run.json (a run still starting); ``run_dir``
+    None: the wait is over."""
+
+    run_dir: str | None
+
+
+@dataclass(frozen=True)
+class ManifestRead:
+    """run.json as read once before following: the config tab, the model's name."""
+
+    manifest: dict[str, Any]
+    run_dir: str
+
+
+# What the follow worker queues for the drain: the watcher's items and its own.
+QueueItem = WatchItem | WaitingForRun | ManifestRead
 
 
 class RunScreen(RunActions, DashboardScreen):
@@ -102,7 +124,7 @@ class RunScreen(RunActions, DashboardScreen):
         self.cost: RunCost | None = None
         self._price: tuple[float, float] | None = None  # (USD/h, uptime s at the time)
         self.state = RunState(run=run_id, host=host, log_lines=1)
-        self.queue: deque[object] = deque()
+        self.queue: deque[QueueItem] = deque()
         self.lock = threading.Lock()
         self.following = True
         self.log_filter = LogFilter()
@@ -186,7 +208,7 @@ class RunScreen(RunActions, DashboardScreen):
             if manifest.ok:
                 # Half-written JSON: the config tab stays empty, the stream still works.
                 with contextlib.suppress(ValueError):
-                    self._put({"manifest": json.loads(manifest.stdout), "run_dir": run_dir})
+                    self._put(ManifestRead(json.loads(manifest.stdout), run_dir))
             interval = self.interval or 1.0
             items = follow(
                 host,
@@ -221,14 +243,14 @@ class RunScreen(RunActions, DashboardScreen):
         while not host.run(probe, timeout=30).ok and time.monotonic() < deadline:
             if not waited:
                 waited = True
-                self._put({"waiting": run_dir})
+                self._put(WaitingForRun(run_dir))
             if worker.cancelled_event.wait(min(1.0, self.interval or 1.0)):
                 return False
         if waited:
-            self._put({"waiting": None})
+            self._put(WaitingForRun(None))
         return True
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: QueueItem) -> None:
         with self.lock:
             self.queue.append(item)
 
@@ -255,18 +277,18 @@ class RunScreen(RunActions, DashboardScreen):
         self._painted = self.state.version
         self._paint()
 
-    def _apply(self, items: list[object]) -> None:
+    def _apply(self, items: list[QueueItem]) -> None:
         for item in items:
-            if isinstance(item, dict) and "waiting" in item:
+            if isinstance(item, WaitingForRun):
                 self.state.status = (
-                    f"waiting for run {item['waiting']} ..." if item["waiting"] else "waiting"
+                    f"waiting for run {item.run_dir} ..." if item.run_dir else "waiting"
                 )
                 self.state.version += 1
-            elif isinstance(item, dict) and "manifest" in item:
-                self.state.config = item["manifest"]
-                self.state.run_dir = item["run_dir"]
+            elif isinstance(item, ManifestRead):
+                self.state.config = item.manifest
+                self.state.run_dir = item.run_dir
                 if not self.state.model:
-                    self.state.model = str(item["manifest"].get("model") or "")
+                    self.state.model = str(item.manifest.get("model") or "")
                 self.state.version += 1
             else:
                 self.state.add(item)
