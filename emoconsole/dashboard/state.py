@@ -1,9 +1,11 @@
 """The dashboard's data layer: no Textual here, so every rule is testable on plain items.
 
-Two things live here:
+Three things live here:
 
-* :class:`RunRow` and :func:`runs_table_rows`: what the runs table shows, built
-  from ``remote.deploy.list_runs`` answers, including hosts that did not answer;
+* :class:`RunRow` and :class:`RunsListing`: what the runs table shows, built (by
+  :meth:`RunsListing.rows`, one :func:`to_row` each) from ``remote.deploy.list_runs``
+  answers, including hosts that did not answer;
+* :class:`LogFilter` and :func:`line_level`: which log lines the log pane shows;
 * :class:`RunState`: one run as the watch stream describes it. It extends
   :class:`~emoconsole.monitor_view.MonitorState` (the headless ``monitor``
   command's state) with what only the dashboard shows: whole log lines for the
