@@ -25,6 +25,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import (
     DataTable,
     Footer,
@@ -43,7 +44,16 @@ from emoconsole.dashboard.base import DashboardScreen
 from emoconsole.dashboard.cost import RunCost, cost_text
 from emoconsole.dashboard.dialogs import ConfirmDialog
 from emoconsole.dashboard.run_actions import RunActions
-from emoconsole.dashboard.state import LEVELS, LogFilter, RunState, level_token, line_level
+from emoconsole.dashboard.state import (
+    GPU_SERIES,
+    HOST_SERIES,
+    LEVELS,
+    LogFilter,
+    RunState,
+    gpu_key,
+    level_token,
+    line_level,
+)
 from emoconsole.monitor_view import system_line
 from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem, WatchItem
 
@@ -53,14 +63,6 @@ DRAIN_S = 0.25
 # A drain works this long at most, then lets key presses through and goes on after
 # them: at 10,000 events/s one tick's backlog takes longer than a key may wait.
 DRAIN_SLICE_S = 0.012
-SPARKS = (
-    ("cpu", "CPU %"),
-    ("ram", "RAM %"),
-    ("gpu_util", "GPU util %"),
-    ("gpu_mem", "GPU memory %"),
-    ("gpu_temp", "GPU temp °C"),
-    ("gpu_power", "GPU power W"),
-)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class RunScreen(RunActions, DashboardScreen):
         self._painted = -1
         self._epochs_shown = 0
         self._shown: dict[str, str] = {}  # what each Static shows, for _set
+        self._gpu_rows: set[int] = set()  # the GPUs the System tab has rows for
         self._last_paint = 0.0
 
     # -- layout -------------------------------------------------------------------------------
@@ -155,11 +158,12 @@ class RunScreen(RunActions, DashboardScreen):
                 yield DataTable(id="per-class", zebra_stripes=True)
             with TabPane("Curves", id="curves"), Horizontal():
                 yield from self._plots()
-            with TabPane("System", id="system"), VerticalScroll():
+            with TabPane("System", id="system"), VerticalScroll(id="system-pane"):
                 yield Static(id="sys-line")
-                for key, label in SPARKS:
-                    yield Static(label, classes="spark-label", id=f"label-{key}")
-                    yield Sparkline([], id=f"spark-{key}")
+                for key, label in HOST_SERIES:
+                    yield from spark_row(key, label)
+                # Replaced by one row per GPU once a sample names one (see _paint_gpus).
+                yield Static("GPUs: no system sample yet", id="gpu-note", classes="spark-label")
             with TabPane("Confusion", id="confusion"), VerticalScroll():
                 yield Static(id="confusion-grid")
             with TabPane("Config", id="config"), VerticalScroll():
@@ -380,11 +384,9 @@ class RunScreen(RunActions, DashboardScreen):
             # A new sample comes every few seconds; events, many times a second.
             self._sys_shown = s.sys
             self._set("#sys-line", system_line(s.sys))
-            for key, label in SPARKS:
-                data = list(s.sys_history.get(key, ()))
-                self.query_one(f"#spark-{key}", Sparkline).data = data
-                last = f"{data[-1]:.0f}" if data else "n/a"
-                self._set(f"#label-{key}", f"{label}: {last}")
+            for key, label in HOST_SERIES:
+                self._paint_spark(key, label)
+            self._paint_gpus()
         confusion = s.best_confusion()
         if confusion is not None and confusion != getattr(self, "_confusion_shown", None):
             self._confusion_shown = confusion
@@ -398,6 +400,36 @@ class RunScreen(RunActions, DashboardScreen):
             self.query_one("#config-text", Static).update(
                 Text(json.dumps(cfg, indent=2, default=str))
             )
+
+    def _paint_spark(self, key: str, label: str) -> None:
+        data = list(self.state.sys_history.get(key, ()))
+        self.query_one(f"#spark-{key}", Sparkline).data = data
+        last = f"{data[-1]:.0f}" if data else "n/a"
+        self._set(f"#label-{key}", f"{label}: {last}")
+
+    def _paint_gpus(self) -> None:
+        """What the host has: a title and four sparklines per GPU any sample named, or
+        one line saying there is none (not four flat "n/a" sparklines)."""
+        s = self.state
+        if not s.gpus:
+            self._set("#gpu-note", f"no GPU on {s.host} (nvidia-smi absent or not answering)")
+            return
+        new = [index for index in s.gpus if index not in self._gpu_rows]
+        if new:
+            self.query_one("#gpu-note", Static).display = False
+            rows: list[Widget] = []
+            for index in new:
+                name = s.gpus[index]
+                rows.append(Static(f"GPU {index}" + (f": {name}" if name else ""),
+                                   classes="section", id=f"gpu{index}-title"))  # fmt: skip
+                for key, label in GPU_SERIES:
+                    rows.extend(spark_row(gpu_key(index, key), label))
+            # Registered at once (queryable below); laid out on the next refresh.
+            self.query_one("#system-pane").mount_all(rows)
+            self._gpu_rows.update(new)
+        for index in s.gpus:
+            for key, label in GPU_SERIES:
+                self._paint_spark(gpu_key(index, key), label)
 
     def _paint_epochs(self) -> None:
         s = self.state
@@ -545,6 +577,14 @@ class LevelHighlighter(Highlighter):
         if found is not None and found[0] in self.STYLES:
             level, start, end = found
             text.stylize(self.STYLES[level], start, end)
+
+
+def spark_row(key: str, label: str) -> list[Widget]:
+    """A series' label (its last value is added when painted) and its sparkline."""
+    return [
+        Static(label, classes="spark-label", id=f"label-{key}"),
+        Sparkline([], id=f"spark-{key}"),
+    ]
 
 
 def confusion_table(title: str, classes: list[str], matrix: list[list[int]]) -> Table:
