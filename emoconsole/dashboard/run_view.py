@@ -136,6 +136,11 @@ class RunScreen(RunActions, DashboardScreen):
         self._epochs_shown = 0
         self._shown: dict[str, str] = {}  # what each Static shows, for _set
         self._gpu_rows: set[int] = set()  # the GPUs the System tab has rows for
+        # What _paint last put on screen, so that each part is redrawn only when it changed.
+        self._crash_written = False
+        self._sys_shown: dict[str, Any] | None = None
+        self._confusion_shown: tuple[str, list[list[int]]] | None = None
+        self._config_shown = False
         self._last_paint = 0.0
 
     # -- layout -------------------------------------------------------------------------------
@@ -376,11 +381,11 @@ class RunScreen(RunActions, DashboardScreen):
             "#run-warnings",
             Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow") if warnings else "",
         )
-        if s.crashed_log and not getattr(self, "_crash_written", False):
+        if s.crashed_log and not self._crash_written:
             self._crash_written = True
             self._add_log_lines(["ERROR --- last log lines before the crash ---", *s.crashed_log])
         self._paint_epochs()
-        if s.sys is not None and s.sys is not getattr(self, "_sys_shown", None):
+        if s.sys is not None and s.sys is not self._sys_shown:
             # A new sample comes every few seconds; events, many times a second.
             self._sys_shown = s.sys
             self._set("#sys-line", system_line(s.sys))
@@ -388,13 +393,13 @@ class RunScreen(RunActions, DashboardScreen):
                 self._paint_spark(key, label)
             self._paint_gpus()
         confusion = s.best_confusion()
-        if confusion is not None and confusion != getattr(self, "_confusion_shown", None):
+        if confusion is not None and confusion != self._confusion_shown:
             self._confusion_shown = confusion
             title, matrix = confusion
             self.query_one("#confusion-grid", Static).update(
                 confusion_table(title, s.classes, matrix)
             )
-        if s.config is not None and not getattr(self, "_config_shown", False):
+        if s.config is not None and not self._config_shown:
             self._config_shown = True
             cfg = s.config.get("config", s.config)
             self.query_one("#config-text", Static).update(
