@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from textual.command import CommandPalette
-from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets import DataTable, Input, Log, Sparkline, Static
 
 from emoconsole.dashboard.app import Dashboard
 from emoconsole.dashboard.run_view import ConfirmDialog, RunScreen
@@ -427,16 +427,94 @@ def test_listing_costs_runs_on_a_priced_host_only():
     assert [r.key for r in ordered] == ["gpu/r1", "gpu/r2", "local/r1"]
 
 
+def gpu_sample(index: int, util: float) -> dict:
+    """One board as the watcher's Sampler reports it (nvidia-smi's fields)."""
+    return {"index": index, "name": "NVIDIA A10G", "util_percent": util, "mem_used_mib": 4000,
+            "mem_total_mib": 16000, "temp_c": 61, "power_w": 140.5}  # fmt: skip
+
+
+def host_sample(cpu: float, gpus: list[dict] | None = None) -> dict:
+    """A watcher sample; ``gpus`` only where nvidia-smi answered, as the Sampler does."""
+    sample = {"cpu_percent": cpu, "ram_percent": 40.0, "disk_free": 75, "disk_total": 100}
+    return sample if gpus is None else {**sample, "gpus": gpus}
+
+
 def test_system_history_for_sparklines():
     state = RunState(run="r", host="h")
-    gpu = {"index": 0, "util_percent": 87, "mem_used_mib": 4000, "mem_total_mib": 16000,
-           "temp_c": 61, "power_w": 140.5}  # fmt: skip
     for cpu in (10.0, 20.0):
-        state.add(SysItem({"cpu_percent": cpu, "ram_percent": 40.0, "gpus": [gpu]}))
+        state.add(SysItem(host_sample(cpu, [gpu_sample(0, 87), gpu_sample(1, 50)])))
     assert list(state.sys_history["cpu"]) == [10.0, 20.0]
-    assert list(state.sys_history["gpu_mem"]) == [25.0, 25.0]
-    assert list(state.sys_history["gpu_power"]) == [140.5, 140.5]
+    assert list(state.sys_history["disk"]) == [25.0, 25.0]
+    assert list(state.sys_history["gpu0_mem"]) == [25.0, 25.0]
+    assert list(state.sys_history["gpu0_power"]) == [140.5, 140.5]
+    assert list(state.sys_history["gpu1_util"]) == [50.0, 50.0]
+    assert state.gpus == {0: "NVIDIA A10G", 1: "NVIDIA A10G"}
     assert state.connection == "live"
+
+
+def test_system_history_without_a_gpu():
+    state = RunState(run="r", host="h")
+    state.add(SysItem(host_sample(10.0)))
+    state.add(SysItem(host_sample(20.0, gpus=[])))  # nvidia-smi there, no board listed
+    assert state.gpus == {}
+    assert sorted(state.sys_history) == ["cpu", "disk", "ram"]
+
+
+def spark_labels(view: RunScreen) -> dict[str, str]:
+    return {
+        str(w.id).removeprefix("label-"): str(w.render())
+        for w in view.query(".spark-label")
+        if w.id and w.id.startswith("label-")
+    }
+
+
+async def open_system_tab(pilot, app: Dashboard) -> RunScreen:
+    """A run view whose run is not there: its worker only waits, so the only samples
+    are the ones a test puts on the view's queue, as the follow worker would."""
+    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="run view")
+    view = app.screen
+    assert isinstance(view, RunScreen)
+    await pilot.press("s")
+    return view
+
+
+@sync
+async def test_system_tab_without_a_gpu_says_so(workdir):
+    app = Dashboard(open_run=("local", RUN_ID), wait_run_s=60, **FAST)
+    async with app.run_test(size=(140, 50)) as pilot:
+        view = await open_system_tab(pilot, app)
+        note = view.query_one("#gpu-note", Static)
+        assert str(note.render()) == "GPUs: no system sample yet"
+        view._put(SysItem(host_sample(12.0)))
+        view._put(SysItem(host_sample(14.0)))
+        await wait_for(pilot, lambda: "no GPU" in str(note.render()), what="the GPU note")
+        assert str(note.render()).startswith("no GPU on local")
+        assert note.display
+        assert spark_labels(view) == {"cpu": "CPU %: 14", "ram": "RAM %: 40",
+                                      "disk": "disk used %: 25"}  # fmt: skip
+        assert len(view.query(Sparkline)) == 3
+        assert view.query_one("#spark-cpu", Sparkline).data == [12.0, 14.0]
+
+
+@sync
+async def test_system_tab_draws_each_gpu(workdir):
+    app = Dashboard(open_run=("local", RUN_ID), wait_run_s=60, **FAST)
+    async with app.run_test(size=(140, 50)) as pilot:
+        view = await open_system_tab(pilot, app)
+        view._put(SysItem(host_sample(12.0, [gpu_sample(0, 87), gpu_sample(1, 50)])))
+        await wait_for(pilot, lambda: bool(view.query("#gpu1-title")), what="the GPU rows")
+        view._put(SysItem(host_sample(14.0, [gpu_sample(0, 90), gpu_sample(1, 55)])))
+        await wait_for(pilot, lambda: spark_labels(view).get("gpu1_util") == "util %: 55",
+                       what="the second sample")  # fmt: skip
+        assert not view.query_one("#gpu-note", Static).display
+        titles = [str(w.render()) for w in view.query(".section") if str(w.id).startswith("gpu")]
+        assert titles == ["GPU 0: NVIDIA A10G", "GPU 1: NVIDIA A10G"]
+        labels = spark_labels(view)
+        assert [labels[f"gpu0_{k}"] for k in ("util", "mem", "temp", "power")] == [
+            "util %: 90", "memory %: 25", "temp °C: 61", "power W: 140"
+        ]  # fmt: skip
+        assert len(view.query(Sparkline)) == 3 + 2 * 4
+        assert view.query_one("#spark-gpu0_util", Sparkline).data == [87.0, 90.0]
 
 
 def test_run_state_rules_on_items():

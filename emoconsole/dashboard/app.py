@@ -1,6 +1,7 @@
 """The dashboard application: its screens and the command palette.
 
-Worker failures are reported by :class:`~emoconsole.dashboard.base.DashboardScreen`.
+Worker failures are reported by :class:`~emoconsole.dashboard.base.ReportsWorkerErrors`,
+which every screen (``DashboardScreen``) and dialog (``DashboardModal``) derives from.
 
 Start-up imports only Textual and the UI-free data layer; remote hosts are
 reached from thread workers and plotext is imported when a run is opened, so the

@@ -1,7 +1,8 @@
 """One run: header, progress, warnings and tabs (log, metrics, curves, system, confusion,
 config), fed by ``remote.watch.follow`` in a thread worker.
 
-The worker only appends items to a queue; a 4 Hz timer on the UI thread drains
+The worker only appends items to a queue (the watcher's items, and the two of its own
+below); a 4 Hz timer on the UI thread drains
 it into :class:`RunState` and repaints what changed. A burst of thousands of log
 lines or step events therefore costs one repaint, not thousands (the coalescing
 toolong does for log files).
@@ -14,6 +15,7 @@ import json
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.highlighter import Highlighter
@@ -23,6 +25,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import (
     DataTable,
     Footer,
@@ -41,9 +44,18 @@ from emoconsole.dashboard.base import DashboardScreen
 from emoconsole.dashboard.cost import RunCost, cost_text
 from emoconsole.dashboard.dialogs import ConfirmDialog
 from emoconsole.dashboard.run_actions import RunActions
-from emoconsole.dashboard.state import LEVELS, LogFilter, RunState, level_token, line_level
+from emoconsole.dashboard.state import (
+    GPU_SERIES,
+    HOST_SERIES,
+    LEVELS,
+    LogFilter,
+    RunState,
+    gpu_key,
+    level_token,
+    line_level,
+)
 from emoconsole.monitor_view import system_line
-from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem
+from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem, WatchItem
 
 LOG_MAX_LINES = 20_000
 WAIT_RUN_S = 120.0  # a run's process imports torch before it writes run.json
@@ -51,14 +63,26 @@ DRAIN_S = 0.25
 # A drain works this long at most, then lets key presses through and goes on after
 # them: at 10,000 events/s one tick's backlog takes longer than a key may wait.
 DRAIN_SLICE_S = 0.012
-SPARKS = (
-    ("cpu", "CPU %"),
-    ("ram", "RAM %"),
-    ("gpu_util", "GPU util %"),
-    ("gpu_mem", "GPU memory %"),
-    ("gpu_temp", "GPU temp °C"),
-    ("gpu_power", "GPU power W"),
-)
+
+
+@dataclass(frozen=True)
+class WaitingForRun:
+    """The follow worker waits for the run's run.json (a run still starting); ``run_dir``
+    None: the wait is over."""
+
+    run_dir: str | None
+
+
+@dataclass(frozen=True)
+class ManifestRead:
+    """run.json as read once before following: the config tab, the model's name."""
+
+    manifest: dict[str, Any]
+    run_dir: str
+
+
+# What the follow worker queues for the drain: the watcher's items and its own.
+QueueItem = WatchItem | WaitingForRun | ManifestRead
 
 
 class RunScreen(RunActions, DashboardScreen):
@@ -102,7 +126,7 @@ class RunScreen(RunActions, DashboardScreen):
         self.cost: RunCost | None = None
         self._price: tuple[float, float] | None = None  # (USD/h, uptime s at the time)
         self.state = RunState(run=run_id, host=host, log_lines=1)
-        self.queue: deque[object] = deque()
+        self.queue: deque[QueueItem] = deque()
         self.lock = threading.Lock()
         self.following = True
         self.log_filter = LogFilter()
@@ -111,6 +135,12 @@ class RunScreen(RunActions, DashboardScreen):
         self._painted = -1
         self._epochs_shown = 0
         self._shown: dict[str, str] = {}  # what each Static shows, for _set
+        self._gpu_rows: set[int] = set()  # the GPUs the System tab has rows for
+        # What _paint last put on screen, so that each part is redrawn only when it changed.
+        self._crash_written = False
+        self._sys_shown: dict[str, Any] | None = None
+        self._confusion_shown: tuple[str, list[list[int]]] | None = None
+        self._config_shown = False
         self._last_paint = 0.0
 
     # -- layout -------------------------------------------------------------------------------
@@ -133,11 +163,12 @@ class RunScreen(RunActions, DashboardScreen):
                 yield DataTable(id="per-class", zebra_stripes=True)
             with TabPane("Curves", id="curves"), Horizontal():
                 yield from self._plots()
-            with TabPane("System", id="system"), VerticalScroll():
+            with TabPane("System", id="system"), VerticalScroll(id="system-pane"):
                 yield Static(id="sys-line")
-                for key, label in SPARKS:
-                    yield Static(label, classes="spark-label", id=f"label-{key}")
-                    yield Sparkline([], id=f"spark-{key}")
+                for key, label in HOST_SERIES:
+                    yield from spark_row(key, label)
+                # Replaced by one row per GPU once a sample names one (see _paint_gpus).
+                yield Static("GPUs: no system sample yet", id="gpu-note", classes="spark-label")
             with TabPane("Confusion", id="confusion"), VerticalScroll():
                 yield Static(id="confusion-grid")
             with TabPane("Config", id="config"), VerticalScroll():
@@ -186,7 +217,7 @@ class RunScreen(RunActions, DashboardScreen):
             if manifest.ok:
                 # Half-written JSON: the config tab stays empty, the stream still works.
                 with contextlib.suppress(ValueError):
-                    self._put({"manifest": json.loads(manifest.stdout), "run_dir": run_dir})
+                    self._put(ManifestRead(json.loads(manifest.stdout), run_dir))
             interval = self.interval or 1.0
             items = follow(
                 host,
@@ -221,14 +252,14 @@ class RunScreen(RunActions, DashboardScreen):
         while not host.run(probe, timeout=30).ok and time.monotonic() < deadline:
             if not waited:
                 waited = True
-                self._put({"waiting": run_dir})
+                self._put(WaitingForRun(run_dir))
             if worker.cancelled_event.wait(min(1.0, self.interval or 1.0)):
                 return False
         if waited:
-            self._put({"waiting": None})
+            self._put(WaitingForRun(None))
         return True
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: QueueItem) -> None:
         with self.lock:
             self.queue.append(item)
 
@@ -255,18 +286,18 @@ class RunScreen(RunActions, DashboardScreen):
         self._painted = self.state.version
         self._paint()
 
-    def _apply(self, items: list[object]) -> None:
+    def _apply(self, items: list[QueueItem]) -> None:
         for item in items:
-            if isinstance(item, dict) and "waiting" in item:
+            if isinstance(item, WaitingForRun):
                 self.state.status = (
-                    f"waiting for run {item['waiting']} ..." if item["waiting"] else "waiting"
+                    f"waiting for run {item.run_dir} ..." if item.run_dir else "waiting"
                 )
                 self.state.version += 1
-            elif isinstance(item, dict) and "manifest" in item:
-                self.state.config = item["manifest"]
-                self.state.run_dir = item["run_dir"]
+            elif isinstance(item, ManifestRead):
+                self.state.config = item.manifest
+                self.state.run_dir = item.run_dir
                 if not self.state.model:
-                    self.state.model = str(item["manifest"].get("model") or "")
+                    self.state.model = str(item.manifest.get("model") or "")
                 self.state.version += 1
             else:
                 self.state.add(item)
@@ -350,32 +381,60 @@ class RunScreen(RunActions, DashboardScreen):
             "#run-warnings",
             Text("\n".join(f"⚠ {w}" for w in warnings), style="bold yellow") if warnings else "",
         )
-        if s.crashed_log and not getattr(self, "_crash_written", False):
+        if s.crashed_log and not self._crash_written:
             self._crash_written = True
             self._add_log_lines(["ERROR --- last log lines before the crash ---", *s.crashed_log])
         self._paint_epochs()
-        if s.sys is not None and s.sys is not getattr(self, "_sys_shown", None):
+        if s.sys is not None and s.sys is not self._sys_shown:
             # A new sample comes every few seconds; events, many times a second.
             self._sys_shown = s.sys
             self._set("#sys-line", system_line(s.sys))
-            for key, label in SPARKS:
-                data = list(s.sys_history.get(key, ()))
-                self.query_one(f"#spark-{key}", Sparkline).data = data
-                last = f"{data[-1]:.0f}" if data else "n/a"
-                self._set(f"#label-{key}", f"{label}: {last}")
+            for key, label in HOST_SERIES:
+                self._paint_spark(key, label)
+            self._paint_gpus()
         confusion = s.best_confusion()
-        if confusion is not None and confusion != getattr(self, "_confusion_shown", None):
+        if confusion is not None and confusion != self._confusion_shown:
             self._confusion_shown = confusion
             title, matrix = confusion
             self.query_one("#confusion-grid", Static).update(
                 confusion_table(title, s.classes, matrix)
             )
-        if s.config is not None and not getattr(self, "_config_shown", False):
+        if s.config is not None and not self._config_shown:
             self._config_shown = True
             cfg = s.config.get("config", s.config)
             self.query_one("#config-text", Static).update(
                 Text(json.dumps(cfg, indent=2, default=str))
             )
+
+    def _paint_spark(self, key: str, label: str) -> None:
+        data = list(self.state.sys_history.get(key, ()))
+        self.query_one(f"#spark-{key}", Sparkline).data = data
+        last = f"{data[-1]:.0f}" if data else "n/a"
+        self._set(f"#label-{key}", f"{label}: {last}")
+
+    def _paint_gpus(self) -> None:
+        """What the host has: a title and four sparklines per GPU any sample named, or
+        one line saying there is none (not four flat "n/a" sparklines)."""
+        s = self.state
+        if not s.gpus:
+            self._set("#gpu-note", f"no GPU on {s.host} (nvidia-smi absent or not answering)")
+            return
+        new = [index for index in s.gpus if index not in self._gpu_rows]
+        if new:
+            self.query_one("#gpu-note", Static).display = False
+            rows: list[Widget] = []
+            for index in new:
+                name = s.gpus[index]
+                rows.append(Static(f"GPU {index}" + (f": {name}" if name else ""),
+                                   classes="section", id=f"gpu{index}-title"))  # fmt: skip
+                for key, label in GPU_SERIES:
+                    rows.extend(spark_row(gpu_key(index, key), label))
+            # Registered at once (queryable below); laid out on the next refresh.
+            self.query_one("#system-pane").mount_all(rows)
+            self._gpu_rows.update(new)
+        for index in s.gpus:
+            for key, label in GPU_SERIES:
+                self._paint_spark(gpu_key(index, key), label)
 
     def _paint_epochs(self) -> None:
         s = self.state
@@ -523,6 +582,14 @@ class LevelHighlighter(Highlighter):
         if found is not None and found[0] in self.STYLES:
             level, start, end = found
             text.stylize(self.STYLES[level], start, end)
+
+
+def spark_row(key: str, label: str) -> list[Widget]:
+    """A series' label (its last value is added when painted) and its sparkline."""
+    return [
+        Static(label, classes="spark-label", id=f"label-{key}"),
+        Sparkline([], id=f"spark-{key}"),
+    ]
 
 
 def confusion_table(title: str, classes: list[str], matrix: list[list[int]]) -> Table:

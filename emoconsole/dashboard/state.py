@@ -1,9 +1,11 @@
 """The dashboard's data layer: no Textual here, so every rule is testable on plain items.
 
-Two things live here:
+Three things live here:
 
-* :class:`RunRow` and :func:`runs_table_rows`: what the runs table shows, built
-  from ``remote.deploy.list_runs`` answers, including hosts that did not answer;
+* :class:`RunRow` and :class:`RunsListing`: what the runs table shows, built (by
+  :meth:`RunsListing.rows`, one :func:`to_row` each) from ``remote.deploy.list_runs``
+  answers, including hosts that did not answer;
+* :class:`LogFilter` and :func:`line_level`: which log lines the log pane shows;
 * :class:`RunState`: one run as the watch stream describes it. It extends
   :class:`~emoconsole.monitor_view.MonitorState` (the headless ``monitor``
   command's state) with what only the dashboard shows: whole log lines for the
@@ -33,6 +35,15 @@ COLLAPSE_FROM = 0.3
 INPUT_BOUND_SHARE = 0.5
 INPUT_BOUND_WINDOW = 20  # step events
 SYS_HISTORY = 120  # samples kept for sparklines (4 minutes at the default 2 s)
+# The System tab's series (key, label): the host's, then each GPU's, keyed by gpu_key.
+# The watcher's samples carry "gpus" only where nvidia-smi answers, one entry a board.
+HOST_SERIES = (("cpu", "CPU %"), ("ram", "RAM %"), ("disk", "disk used %"))
+GPU_SERIES = (("util", "util %"), ("mem", "memory %"), ("temp", "temp °C"), ("power", "power W"))
+
+
+def gpu_key(index: int, series: str) -> str:
+    """The ``sys_history`` key of one GPU's series: ``gpu_key(1, "util") == "gpu1_util"``."""
+    return f"gpu{index}_{series}"
 
 
 # -- the runs table ---------------------------------------------------------------------------
@@ -278,6 +289,8 @@ class RunState(MonitorState):
     config: dict[str, Any] | None = None
     run_dir: str = ""
     sys_history: dict[str, deque[float]] = field(default_factory=dict)
+    # Every GPU a sample ever named, index -> board name, in the order first seen.
+    gpus: dict[int, str] = field(default_factory=dict)
     steps_timing: deque[tuple[float, float]] = field(
         default_factory=lambda: deque(maxlen=INPUT_BOUND_WINDOW)
     )
@@ -312,17 +325,24 @@ class RunState(MonitorState):
             if isinstance(value, (int, float)):
                 self.sys_history.setdefault(name, deque(maxlen=SYS_HISTORY)).append(float(value))
 
+        def share(used: Any, total: Any) -> float | None:
+            if isinstance(used, (int, float)) and isinstance(total, (int, float)) and total:
+                return 100.0 * used / total
+            return None
+
         push("cpu", sample.get("cpu_percent"))
         push("ram", sample.get("ram_percent"))
-        gpus = sample.get("gpus") or []
-        if gpus:
-            gpu = gpus[0]  # the first board; multi-GPU panels are for a later increment
-            push("gpu_util", gpu.get("util_percent"))
-            used, total = gpu.get("mem_used_mib"), gpu.get("mem_total_mib")
-            if isinstance(used, (int, float)) and isinstance(total, (int, float)) and total:
-                push("gpu_mem", 100.0 * used / total)
-            push("gpu_temp", gpu.get("temp_c"))
-            push("gpu_power", gpu.get("power_w"))
+        free, total = sample.get("disk_free"), sample.get("disk_total")
+        if isinstance(free, (int, float)) and isinstance(total, (int, float)):
+            push("disk", share(total - free, total))
+        for position, gpu in enumerate(sample.get("gpus") or []):
+            index = gpu.get("index")
+            index = int(index) if isinstance(index, (int, float)) else position
+            self.gpus.setdefault(index, str(gpu.get("name") or ""))
+            push(gpu_key(index, "util"), gpu.get("util_percent"))
+            push(gpu_key(index, "mem"), share(gpu.get("mem_used_mib"), gpu.get("mem_total_mib")))
+            push(gpu_key(index, "temp"), gpu.get("temp_c"))
+            push(gpu_key(index, "power"), gpu.get("power_w"))
 
     # -- derived views ------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 TensorBoard for the run (started here or on its host, stopped when the dialog closes).
 
 Both do their work in thread workers: ``remote.download.download_run`` and
-``remote.tensorboard.start_tensorboard`` block for as long as they take.
+``remote.tensorboard.start_tensorboard`` block for as long as they take. A worker that
+fails is reported as on every screen (a notification), and in the dialog's body, in
+place of the text that said what was starting; the dialog stays, closable.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Label, ProgressBar, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
+
+from emoconsole.dashboard.base import DashboardModal, worker_error_text
 
 DOWNLOADS = Path("downloads")  # the CLI's default: the run lands in downloads/<run-id>
 PROGRESS_EVERY_S = 0.1  # coalesce byte-level callbacks into at most 10 repaints a second
@@ -28,7 +32,7 @@ class DownloadCancelled(Exception):
     """Raised from the progress callback: download_run stops at once, keeping .part files."""
 
 
-class DownloadDialog(ModalScreen[None]):
+class DownloadDialog(DashboardModal[None]):
     """``emoconsole download`` in a dialog: every file checked by SHA-256, a bar for
     the bytes. Closing it mid-way stops the transfer; partial files are kept and the
     next download of the run continues them."""
@@ -105,13 +109,19 @@ class DownloadDialog(ModalScreen[None]):
             + (f"; vanished on the host: {', '.join(report.missing)}" if report.missing else "")
         )
 
+    def worker_failed(self, worker: Worker[Any], error: BaseException) -> None:
+        self.query_one("#download-bar", ProgressBar).display = False  # it would pulse on
+        self.query_one("#download-file", Static).update(
+            Text(f"download failed: {worker_error_text(error)}", style="bold red")
+        )
+
     @on(Button.Pressed, "#close")
     def action_close(self) -> None:
         self.workers.cancel_group(self, "download")
         self.dismiss(None)
 
 
-class TensorBoardDialog(ModalScreen[None]):
+class TensorBoardDialog(DashboardModal[None]):
     """TensorBoard on the run's ``tb/``: its URL here, and stopped when this closes
     (or when the app does: unmounting the dialog stops it)."""
 
@@ -163,6 +173,11 @@ class TensorBoardDialog(ModalScreen[None]):
         self.url = url
         where = "" if self.host_name == "local" else f" (forwarded from {self.host_name})"
         self.query_one("#tb-url", Static).update(f"TensorBoard: {url}{where}")
+
+    def worker_failed(self, worker: Worker[Any], error: BaseException) -> None:
+        self.query_one("#tb-url", Static).update(
+            Text(f"TensorBoard did not start: {worker_error_text(error)}", style="bold red")
+        )
 
     def _stop(self) -> None:
         with self._board_lock:
