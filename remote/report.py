@@ -19,8 +19,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from trainers.events import EventType, RunStatus, read_events
+from trainers.events import read_events
 from trainers.rundir import RunDir
+from trainers.runlog import RunLog
 
 SUMMARY_MD = "summary.md"
 LEARNING_CURVES_PNG = "learning_curves.png"
@@ -37,22 +38,12 @@ class VerifiedFile(Protocol):
 
 
 def epoch_metrics(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per epoch from the per-epoch ``val`` events, as the run ended up.
-
-    A resumed run repeats the epochs after its checkpoint: ``status: resumed``
-    drops what was held for epochs after ``from_epoch``, and a repeated epoch's
-    later event replaces the earlier one.
-    """
-    rows: dict[int, dict[str, Any]] = {}
-    for event in events:
-        etype = event.get("type")
-        if etype == EventType.STATUS and event.get("status") == RunStatus.RESUMED:
-            keep = int(event.get("from_epoch", 0))
-            rows = {e: row for e, row in rows.items() if e <= keep}
-        elif etype == EventType.VAL and event.get("split") == "val":
-            epoch = int(event["epoch"])
-            rows[epoch] = {"epoch": epoch, **{k: event.get(k) for k in CURVE_KEYS}}
-    return [rows[e] for e in sorted(rows)]
+    """One row per epoch from the per-epoch ``val`` events, as the run ended up
+    (the resume rule is :class:`trainers.runlog.RunLog`'s)."""
+    return [
+        {"epoch": int(row["epoch"]), **{k: row.get(k) for k in CURVE_KEYS}}
+        for row in RunLog.from_events(events).rows
+    ]
 
 
 def _plt():
