@@ -57,6 +57,8 @@ def _plt():
 
 def plot_learning_curves(rows: Sequence[dict[str, Any]], best_epoch: int | None, out: Path) -> Path:
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     try:
@@ -71,6 +73,7 @@ def plot_learning_curves(rows: Sequence[dict[str, Any]], best_epoch: int | None,
             ax_metric.plot(epochs, [_nan(r[key]) for r in rows], marker="o", ms=3, label=label)
         ax_metric.set(xlabel="epoch", ylabel="validation score", title="Validation", ylim=(0, 1))
         for ax in (ax_loss, ax_metric):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: 1, 2, 3, not 1.2
             if best_epoch is not None:
                 ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best ({best_epoch})")
             ax.grid(alpha=0.3)
