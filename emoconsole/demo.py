@@ -23,6 +23,7 @@ from rich.table import Table
 
 from trainers.events import EventCursor, EventType, RunStatus, read_new_events
 from trainers.rundir import RunDir, new_run_id
+from trainers.runlog import RunLog
 
 MODEL = "hybrid-attention"
 # The recipe's defaults, capped at 30 epochs: about 6 minutes on 2 CPU cores for the
@@ -85,7 +86,11 @@ class RunView:
         self.prep = self.progress.add_task("prepare", total=None, info="")
         self.epochs = self.progress.add_task("epochs", total=None, info="", visible=False)
         self.steps = self.progress.add_task("steps", total=None, info="", visible=False)
-        self.rows: list[dict[str, Any]] = []
+        self.runlog = RunLog()  # the epochs' rows, as the run ends up (resumes applied)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.runlog.rows
 
     def poll(self) -> list[dict[str, Any]]:
         events = read_new_events(self.run.events, self.cursor)
@@ -94,6 +99,7 @@ class RunView:
         return events
 
     def apply(self, e: dict[str, Any]) -> None:
+        self.runlog.add(e)
         etype = e["type"]
         if etype == EventType.STATUS:
             self.status = e["status"]
@@ -101,8 +107,6 @@ class RunView:
                 self.progress.update(self.prep, completed=e["done"], total=e["total"])
             if e["status"] == RunStatus.RUNNING:
                 self.progress.update(self.prep, visible=False)
-            if e["status"] == RunStatus.RESUMED:
-                self.rows = [r for r in self.rows if r["epoch"] <= e["from_epoch"]]
         elif etype == EventType.EPOCH_START:
             self.progress.update(
                 self.epochs, visible=True, total=e["epochs"], completed=e["epoch"] - 1
@@ -111,7 +115,6 @@ class RunView:
         elif etype == EventType.STEP:
             self.progress.update(self.steps, completed=e["step"], info=f"loss {e['loss']:.3f}")
         elif etype == EventType.VAL and e["split"] == "val":
-            self.rows.append(e)
             self.progress.update(
                 self.epochs, completed=e["epoch"], info=f"best {e['monitor']} {e['best']:.3f}"
             )

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from emoconsole.eta import EtaEstimator, format_duration
 from remote.watch import ConnectionItem, CrashedItem, EventItem, LogItem, SysItem
+from trainers.runlog import RunLog
 
 
 @dataclass
@@ -42,6 +43,9 @@ class MonitorState:
     sys: dict[str, Any] | None = None
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # a multi-node job's samples
     eta: EtaEstimator = field(default_factory=EtaEstimator)
+    # The epochs' rows, best and final evaluation as the run ends up (resumes applied):
+    # ``history``, ``best``, ``best_epoch``, ``monitor_metric`` and ``test`` mirror it.
+    runlog: RunLog = field(default_factory=RunLog)
     log: deque[str] = field(default_factory=deque)
     _partial: str = ""
 
@@ -73,22 +77,23 @@ class MonitorState:
 
     def _event(self, event: dict[str, Any]) -> None:
         self.eta.update(event)
+        log = self.runlog
+        if log.add(event):
+            self.history = log.rows
+            self.best, self.best_epoch = log.best, log.best_epoch
+            self.monitor_metric = log.monitor or ""
+        self.test = log.test
         kind = event.get("type")
         if kind == "status":
-            self.status = str(event.get("status"))
+            self.status = str(log.status)
             if event.get("last_log"):  # the torchrun launcher's report of a dead rank
                 self.crashed_log = [f"rank {event.get('rank')}:", *event["last_log"]]
-        elif kind == "epoch_start":
-            self.epoch, self.epochs = event["epoch"], event.get("epochs", self.epochs)
-            self.steps, self.step = event.get("steps", 0), 0
+        elif kind == "epoch_start" and log.epoch_start is not None:
+            self.epoch = log.epoch_start["epoch"]
+            self.epochs = log.epoch_start.get("epochs", self.epochs)
+            self.steps, self.step = log.epoch_start.get("steps", 0), 0
         elif kind == "step":
             self.step, self.loss = event.get("step", self.step), event.get("loss")
-        elif kind == "val" and event.get("split") == "val":
-            self.history.append(event)
-            self.best, self.best_epoch = event.get("best"), event.get("best_epoch")
-            self.monitor_metric = event.get("monitor", "")
-        elif kind == "val" and event.get("split") == "test":
-            self.test = event
 
     def render(self) -> Group:
         header = Table.grid(padding=(0, 2))

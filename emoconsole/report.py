@@ -19,8 +19,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from trainers.events import EventType, RunStatus, read_events
+from trainers.events import read_events
 from trainers.rundir import RunDir
+from trainers.runlog import RunLog
 
 SUMMARY_MD = "summary.md"
 LEARNING_CURVES_PNG = "learning_curves.png"
@@ -37,22 +38,12 @@ class VerifiedFile(Protocol):
 
 
 def epoch_metrics(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per epoch from the per-epoch ``val`` events, as the run ended up.
-
-    A resumed run repeats the epochs after its checkpoint: ``status: resumed``
-    drops what was held for epochs after ``from_epoch``, and a repeated epoch's
-    later event replaces the earlier one.
-    """
-    rows: dict[int, dict[str, Any]] = {}
-    for event in events:
-        etype = event.get("type")
-        if etype == EventType.STATUS and event.get("status") == RunStatus.RESUMED:
-            keep = int(event.get("from_epoch", 0))
-            rows = {e: row for e, row in rows.items() if e <= keep}
-        elif etype == EventType.VAL and event.get("split") == "val":
-            epoch = int(event["epoch"])
-            rows[epoch] = {"epoch": epoch, **{k: event.get(k) for k in CURVE_KEYS}}
-    return [rows[e] for e in sorted(rows)]
+    """One row per epoch from the per-epoch ``val`` events, as the run ended up
+    (the resume rule is :class:`trainers.runlog.RunLog`'s)."""
+    return [
+        {"epoch": int(row["epoch"]), **{k: row.get(k) for k in CURVE_KEYS}}
+        for row in RunLog.from_events(events).rows
+    ]
 
 
 def _plt():
@@ -66,6 +57,8 @@ def _plt():
 
 def plot_learning_curves(rows: Sequence[dict[str, Any]], best_epoch: int | None, out: Path) -> Path:
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     try:
@@ -80,6 +73,7 @@ def plot_learning_curves(rows: Sequence[dict[str, Any]], best_epoch: int | None,
             ax_metric.plot(epochs, [_nan(r[key]) for r in rows], marker="o", ms=3, label=label)
         ax_metric.set(xlabel="epoch", ylabel="validation score", title="Validation", ylim=(0, 1))
         for ax in (ax_loss, ax_metric):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: 1, 2, 3, not 1.2
             if best_epoch is not None:
                 ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best ({best_epoch})")
             ax.grid(alpha=0.3)

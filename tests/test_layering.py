@@ -23,8 +23,12 @@ def test_console_cli_does_not_import_torch():
 
 
 def test_run_directory_readers_are_stdlib_only():
-    mods = loaded_after("import trainers.events, trainers.rundir")
+    mods = loaded_after("import trainers.events, trainers.rundir, trainers.runlog")
     assert not {"torch", "numpy", "textual", "typer"} & mods
+    # The events reducer and hostctl run on hosts with nothing but Python installed.
+    mods = loaded_after("import trainers.runlog, remote.hostctl") - loaded_after("pass")
+    outside = {m.split(".")[0] for m in mods} - set(sys.stdlib_module_names)
+    assert outside <= {"trainers", "remote"}, outside
 
 
 def test_trainers_engine_never_imports_the_console():

@@ -16,7 +16,13 @@ import typer
 from typer.testing import CliRunner
 
 from emoconsole.download_cli import download
-from emoconsole.report import CONFUSION_PNG, LEARNING_CURVES_PNG, epoch_metrics, write_report
+from emoconsole.report import (
+    CONFUSION_PNG,
+    LEARNING_CURVES_PNG,
+    epoch_metrics,
+    plot_learning_curves,
+    write_report,
+)
 from tests.conftest import SMALL_MODEL, run_trainers
 from trainers.events import EventType, EventWriter, RunStatus, read_events
 from trainers.rundir import RunDir
@@ -103,6 +109,22 @@ def test_epochs_repeated_after_a_resume_replace_the_killed_ones(tmp_path):
         )  # fmt: skip
     rows = epoch_metrics(read_events(tmp_path / "events.jsonl"))
     assert [(r["epoch"], r["accuracy"]) for r in rows] == [(1, 0.1), (2, 0.9)]
+
+
+def test_learning_curves_tick_whole_epochs(tmp_path, monkeypatch):
+    """Two epochs: matplotlib's default locator would tick 1.0, 1.2, 1.4, ..."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at
+    rows = [{"epoch": e, "train_loss": 1.0, "loss": 1.0, "accuracy": 0.5, "macro_f1": 0.5,
+             "weighted_f1": 0.5} for e in (1, 2)]  # fmt: skip
+    plot_learning_curves(rows, 2, tmp_path / LEARNING_CURVES_PNG)
+    (fig,) = figures
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_a_run_without_summary_gets_curves_and_says_why(real_run, tmp_path):

@@ -1,8 +1,9 @@
 """Two runs side by side: their validation curves on the same charts, and a table of
 what each reached. Opened from the runs table with two runs marked.
 
-Only the val events are read (``grep`` on the host): a long run's events.jsonl
-is mostly step events, and the charts need one point per epoch.
+Only the val events and resumes are read (``grep`` on the host): a long run's
+events.jsonl is mostly step events, and the charts need one point per epoch, as
+:class:`trainers.runlog.RunLog` keeps them (an epoch repeated after a resume once).
 """
 
 from __future__ import annotations
@@ -18,29 +19,34 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
 from emoconsole.dashboard.base import DashboardScreen
+from trainers.runlog import RunLog
 
 METRICS = (("loss", "val loss"), ("macro_f1", "val macro F1"), ("accuracy", "val accuracy"))
 
 
 def read_val_events(host: Any, run: str) -> list[dict[str, Any]]:
-    """The run's validation events (split "val") in order, read on its host."""
+    """The run's validation events (split "val"), one per epoch in epoch order as the
+    run ended up (resumes applied), read on its host."""
     from remote.errors import RemoteError
     from remote.layout import resolve_layout
 
     run_dir = resolve_layout(host).run_dir(run)
-    # The engine writes compact JSON (no spaces), so this is every val event and few others.
-    result = host.run(["grep", "-F", '"type":"val"', f"{run_dir}/events.jsonl"], timeout=120)
+    # The engine writes compact JSON (no spaces), so this is every val event and resume
+    # (which drops the epochs after its checkpoint) and few others.
+    result = host.run(
+        ["grep", "-F", "-e", '"type":"val"', "-e", '"status":"resumed"', f"{run_dir}/events.jsonl"],
+        timeout=120,
+    )
     if result.exit_code not in (0, 1):  # 1: no val event yet; 2: no such file
         raise RemoteError(f"{host.name}: cannot read {run_dir}/events.jsonl: {result.tail(3)}")
-    events = []
+    log = RunLog()
     for line in result.stdout.splitlines():
         try:
             event = json.loads(line)
         except ValueError:  # a line being written as we read
             continue
-        if event.get("type") == "val" and event.get("split", "val") == "val":
-            events.append(event)
-    return events
+        log.add(event)
+    return log.rows
 
 
 class CompareScreen(DashboardScreen):

@@ -134,6 +134,7 @@ class RunScreen(RunActions, DashboardScreen):
         self._last_level = LEVELS.index("INFO")
         self._painted = -1
         self._epochs_shown = 0
+        self._rows_rewrites = 0  # the state's runlog.rewrites the epochs table shows
         self._shown: dict[str, str] = {}  # what each Static shows, for _set
         self._gpu_rows: set[int] = set()  # the GPUs the System tab has rows for
         # What _paint last put on screen, so that each part is redrawn only when it changed.
@@ -438,9 +439,14 @@ class RunScreen(RunActions, DashboardScreen):
 
     def _paint_epochs(self) -> None:
         s = self.state
-        if len(s.history) == self._epochs_shown:
-            return
         table = self.query_one("#epochs", DataTable)
+        if s.runlog.rewrites != self._rows_rewrites:
+            # A resume dropped or replaced epochs already painted: paint them all again.
+            self._rows_rewrites = s.runlog.rewrites
+            table.clear()
+            self._epochs_shown = 0
+        elif len(s.history) == self._epochs_shown:
+            return
         for ev in s.history[self._epochs_shown :]:
             table.add_row(
                 str(ev.get("epoch")) + (" *" if ev.get("is_best") else ""),

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from remote.onhost.proc import pid_alive, run_alive
-from trainers.events import RunStatus, read_events
+from trainers.events import RunStatus
+from trainers.runlog import RunLog
 
 LAUNCHES = ".launches"
 # Environment variables a launched run never inherits: credentials stay with the caller.
@@ -189,12 +190,8 @@ def describe_run(run_dir: Path) -> dict[str, Any] | None:
         "monitor": None,
     }
     with contextlib.suppress(OSError, ValueError):
-        for event in read_events(run_dir / "events.jsonl"):
-            if event.get("type") == "epoch_start":
-                row["epoch"] = event.get("epoch")
-            elif event.get("type") == "val" and event.get("split") == "val":
-                row["best"] = event.get("best")
-                row["monitor"] = event.get("monitor")
+        log = RunLog.read(run_dir / "events.jsonl")
+        row.update(epoch=log.epoch, best=log.best, monitor=log.monitor)
     return row
 
 
