@@ -53,13 +53,21 @@ def test_help_is_fast_and_torch_free():
 
 
 ONHOST = ("remote.onhost.watcher", "remote.onhost.hostctl", "remote.onhost.manifest")
-ONHOST_ALLOWED = {"trainers", "trainers.events", "trainers.rundir", "remote", "psutil"}
+ONHOST_ALLOWED = {
+    "trainers",
+    "trainers.events",
+    "trainers.rundir",
+    "trainers.runlog",
+    "remote",
+    "psutil",
+}
 
 
 def test_onhost_modules_import_the_standard_library_only():
     """What runs on a training host (started with ``python -m`` there, where the
     console's libraries and torch may be missing) imports the standard library,
-    the stdlib-only run-directory modules and, when installed, psutil: each
+    the stdlib-only run-directory modules (events, rundir, runlog) and, when
+    installed, psutil: each
     module in a fresh interpreter, then again with psutil made unimportable."""
     baseline = loaded_after("pass")
     for module in (*ONHOST, "remote.watcher", "remote.hostctl", "remote.manifest"):

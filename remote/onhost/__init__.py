@@ -10,7 +10,8 @@
 
 These modules are shipped with the run's code and started with ``python -m``
 on hosts that may have no paramiko, boto3, textual or torch: they import the
-standard library, ``trainers.events`` and ``trainers.rundir`` only, and psutil
+standard library, ``trainers.events``, ``trainers.rundir`` and ``trainers.runlog``
+only, and psutil
 when it happens to be installed (tests/test_layering.py checks this).
 
 The console starts them by their stable names, ``python -m remote.watcher``,
