@@ -18,7 +18,7 @@ from emoconsole.hosts_cli import _known_errors
 from remote.errors import ConfigError
 
 if TYPE_CHECKING:
-    from remote.ec2 import Instance
+    from remote.ec2.api import Instance
 
 Target = Annotated[
     str, typer.Argument(help="An EC2 profile (all its instances) or one instance id (i-...).")
@@ -44,8 +44,9 @@ def launch(
     the profile's max_hours. A launch that fails half-way removes what it made.
     """
     from remote.config import load_ec2_profiles, user_config_path
-    from remote.ec2 import launch as launch_instance
-    from remote.ec2 import profile_client, profile_price
+    from remote.ec2.api import profile_client
+    from remote.ec2.launch import launch as launch_instance
+    from remote.ec2.prices import profile_price
 
     with _known_errors():
         profiles = load_ec2_profiles()
@@ -98,7 +99,8 @@ def instances(
     from rich.console import Console
     from rich.table import Table
 
-    from remote.ec2 import hourly_price, list_instances
+    from remote.ec2.instances import list_instances
+    from remote.ec2.prices import hourly_price
 
     with _known_errors():
         rows = list_instances(include_ended=all_states)
@@ -153,8 +155,8 @@ def terminate(target: Target, yes: Yes = False) -> None:
 
     Its disk and any run not downloaded are gone. The security group goes too;
     the key pair stays for the next launch."""
-    from remote.ec2 import resolve_targets
-    from remote.ec2 import terminate as terminate_instances
+    from remote.ec2.instances import resolve_targets
+    from remote.ec2.instances import terminate as terminate_instances
 
     with _known_errors():
         targets = resolve_targets(target)
@@ -172,8 +174,8 @@ def stop(target: Target, yes: Yes = False) -> None:
 
     The disk and its runs stay; `hosts launch` starts it again. Spot instances
     cannot stop (terminate them)."""
-    from remote.ec2 import resolve_targets
-    from remote.ec2 import stop as stop_instances
+    from remote.ec2.instances import resolve_targets
+    from remote.ec2.instances import stop as stop_instances
 
     with _known_errors():
         targets = resolve_targets(target)

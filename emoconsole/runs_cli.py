@@ -189,8 +189,8 @@ def _deploy_nodes(
                 f"--nodes {nodes} on host {names[0]!r} ({cfg.kind}): several nodes need an EC2 "
                 "host (instances are launched for the job) or named hosts: --host a,b"
             )
-        from remote.ec2 import connect_address, wait_for_ssh
-        from remote.ec2_cluster import Ec2NodeHost, launch_cluster
+        from remote.ec2.cluster import Ec2NodeHost, launch_cluster
+        from remote.ec2.launch import connect_address, wait_for_ssh
 
         cluster = launch_cluster(cfg.ec2, nodes, progress=say)
         targets = [

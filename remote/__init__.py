@@ -6,8 +6,8 @@ Transports and their settings (the laptop side of a connection):
 
 - :mod:`remote.host`: the ``Host`` interface and ``Result``;
   :mod:`remote.local` (``LocalHost``), :mod:`remote.ssh` (``SSHHost``, paramiko),
-  :mod:`remote.ec2` (a tagged instance, then an ``SSHHost``) and
-  :mod:`remote.ec2_cluster` (K instances for one torchrun job).
+  :mod:`remote.ec2` (a tagged instance, then an ``SSHHost``; a package: API,
+  launch, instances, prices, host, and ``cluster`` for K instances in one job).
 - :mod:`remote.config`: hosts.toml and ./emoconsole.toml parsed and checked;
   :mod:`remote.hosts`: the one factory from a name to a ``Host``.
 - :mod:`remote.openssh`: the OpenSSH client with an ``SSHHost``'s settings (bulk bytes).

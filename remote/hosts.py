@@ -29,7 +29,7 @@ def host_from_config(cfg: HostConfig) -> Host:
         return LocalHost(cfg.name, python=cfg.python, workdir=cfg.workdir)
     if cfg.kind == "ec2":
         assert cfg.ec2 is not None
-        from remote.ec2 import Ec2Host  # boto3 and paramiko only when an EC2 host is used
+        from remote.ec2.host import Ec2Host  # boto3 and paramiko only when an EC2 host is used
 
         return Ec2Host(cfg.ec2)
     from remote.ssh import SSHHost  # paramiko only when an SSH host is used

@@ -29,24 +29,20 @@ from typer.testing import CliRunner
 
 from emoconsole.cli import app
 from remote.config import load_ec2_profiles
-from remote.ec2 import (
+from remote.ec2.api import (
     CALLER_IP_ENV,
     MANAGED_TAG,
     PROFILE_TAG,
     Ec2Error,
-    Ec2Host,
     LaunchError,
     NoInstanceError,
     NotManagedError,
-    generate_key_pair,
-    hourly_price,
-    launch,
-    list_instances,
     profile_client,
-    public_key_of,
-    resolve_targets,
-    terminate,
 )
+from remote.ec2.host import Ec2Host
+from remote.ec2.instances import list_instances, resolve_targets, terminate
+from remote.ec2.launch import generate_key_pair, launch, public_key_of
+from remote.ec2.prices import hourly_price
 from remote.errors import ConfigError
 from remote.hosts import get_host
 from tests.conftest import SMALL_MODEL
@@ -532,7 +528,7 @@ def test_listing_hosts_with_a_profile_loads_no_boto3_and_calls_no_aws(aws):
 
 
 def test_a_cluster_is_k_tagged_nodes_reachable_by_each_other_only(aws):
-    from remote.ec2_cluster import CLUSTER_TAG, NODE_TAG, launch_cluster, terminate_cluster
+    from remote.ec2.cluster import CLUSTER_TAG, NODE_TAG, launch_cluster, terminate_cluster
 
     aws.write()
     profile = aws.profile()
@@ -563,7 +559,7 @@ def test_a_cluster_is_k_tagged_nodes_reachable_by_each_other_only(aws):
 
 
 def test_a_cluster_request_asks_for_all_nodes_in_one_placement_group(aws):
-    from remote.ec2_cluster import CLUSTER_TAG, cluster_run_params
+    from remote.ec2.cluster import CLUSTER_TAG, cluster_run_params
 
     aws.write()
     params = cluster_run_params(aws.profile(), "/dev/sda1", ["sg-ssh", "sg-peers"], "tok",
@@ -577,8 +573,8 @@ def test_a_cluster_request_asks_for_all_nodes_in_one_placement_group(aws):
 
 
 def test_a_cluster_launch_the_api_refuses_half_way_removes_its_groups(aws):
-    from remote.ec2 import LaunchError
-    from remote.ec2_cluster import launch_cluster
+    from remote.ec2.api import LaunchError
+    from remote.ec2.cluster import launch_cluster
 
     aws.write()
     before = {g["GroupId"] for g in aws.tagged("groups")}

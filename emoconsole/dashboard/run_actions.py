@@ -110,7 +110,8 @@ class RunActions:
         cfg = get_host_config(self.host_name, self.hosts_override)
         if cfg.kind != "ec2" or cfg.ec2 is None:
             return
-        from remote.ec2 import hourly_price, profile_client, running_instance
+        from remote.ec2.api import profile_client, running_instance
+        from remote.ec2.prices import hourly_price
 
         worker = get_current_worker()
         client = profile_client(cfg.ec2)

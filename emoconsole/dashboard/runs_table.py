@@ -281,7 +281,7 @@ def _ec2_price(
     now = time.monotonic()
     if last is not None and now - last[0] < PRICE_REFRESH_S:
         return last
-    from remote.ec2 import hourly_price
+    from remote.ec2.prices import hourly_price
 
     try:
         return now, hourly_price(host.ec2(), instance).usd_per_hour

@@ -21,33 +21,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from remote.config import Ec2Profile
-from remote.ec2 import (
+from remote.ec2.api import (
     LAUNCH_TAG,
     LIVE_STATES,
     MANAGED_TAG,
     Ec2Error,
-    Ec2Host,
     Instance,
     LaunchError,
     Progress,
-    _aws,
-    _describe,
-    _root_device,
-    _tag_spec,
-    _tags,
-    _terminate_launch,
-    _Undo,
-    _vpc_id,
-    _wait,
+    aws_errors,
+    describe_all,
+    is_managed,
+    profile_client,
+    tag_dict,
+)
+from remote.ec2.host import Ec2Host
+from remote.ec2.launch import (
+    Undo,
     base_tags,
     caller_cidr,
     connect_address,
+    default_vpc_id,
     delete_security_group,
     ensure_key_pair,
     ensure_security_group,
-    is_managed,
-    profile_client,
+    root_device_name,
     run_params,
+    tag_spec,
+    terminate_launch,
+    wait_for,
 )
 from remote.ssh import SSHTarget
 
@@ -92,21 +94,21 @@ def cluster_run_params(
 
 
 def create_peer_group(
-    client: Any, profile: Ec2Profile, cluster_id: str, undo: _Undo, say: Progress
+    client: Any, profile: Ec2Profile, cluster_id: str, undo: Undo, say: Progress
 ) -> str:
     """A security group whose members may reach each other on every port, and whom
     nothing else may reach."""
     name = f"emoconsole-{cluster_id}-peers"
     tags = {**base_tags(profile), CLUSTER_TAG: cluster_id, "Name": name}
-    with _aws(f"creating security group {name}"):
+    with aws_errors(f"creating security group {name}"):
         group_id = client.create_security_group(
             GroupName=name,
             Description=f"emoconsole cluster {cluster_id}: traffic between its nodes only",
-            VpcId=_vpc_id(client, profile),
-            TagSpecifications=[_tag_spec("security-group", tags)],
+            VpcId=default_vpc_id(client, profile),
+            TagSpecifications=[tag_spec("security-group", tags)],
         )["GroupId"]
     undo.add(f"security group {group_id}", lambda: delete_security_group(client, group_id))
-    with _aws(f"letting the members of {group_id} reach each other"):
+    with aws_errors(f"letting the members of {group_id} reach each other"):
         client.authorize_security_group_ingress(
             GroupId=group_id,
             IpPermissions=[
@@ -123,15 +125,15 @@ def create_peer_group(
 
 
 def create_placement_group(
-    client: Any, profile: Ec2Profile, cluster_id: str, undo: _Undo, say: Progress
+    client: Any, profile: Ec2Profile, cluster_id: str, undo: Undo, say: Progress
 ) -> str:
     name = f"emoconsole-{cluster_id}"
     tags = {**base_tags(profile), CLUSTER_TAG: cluster_id, "Name": name}
-    with _aws(f"creating placement group {name}"):
+    with aws_errors(f"creating placement group {name}"):
         client.create_placement_group(
             GroupName=name,
             Strategy="cluster",
-            TagSpecifications=[_tag_spec("placement-group", tags)],
+            TagSpecifications=[tag_spec("placement-group", tags)],
         )
     undo.add(f"placement group {name}", lambda: _delete_placement_group(client, name))
     say(f"created placement group {name} (cluster strategy)")
@@ -139,7 +141,7 @@ def create_placement_group(
 
 
 def _delete_placement_group(client: Any, name: str) -> None:
-    with _aws(f"deleting placement group {name}"):
+    with aws_errors(f"deleting placement group {name}"):
         client.delete_placement_group(GroupName=name)
 
 
@@ -158,10 +160,10 @@ def launch_cluster(
     say = progress or (lambda _msg: None)
     client = client or profile_client(profile)
     cidr = caller_cidr(profile)
-    root_device = _root_device(client, profile)
+    root_device = root_device_name(client, profile)
     token = uuid.uuid4().hex
     cluster_id = f"{profile.name}-{token[:8]}"
-    undo = _Undo()
+    undo = Undo()
     try:
         ensure_key_pair(client, profile, undo, say)
         ssh_group = ensure_security_group(client, profile, cidr, undo, say)
@@ -169,20 +171,20 @@ def launch_cluster(
         group = (
             create_placement_group(client, profile, cluster_id, undo, say) if placement else None
         )
-        undo.add("the cluster's instances", lambda: _terminate_launch(client, token))
+        undo.add("the cluster's instances", lambda: terminate_launch(client, token))
         params = cluster_run_params(
             profile, root_device, [ssh_group, peers], token, cluster_id, nodes, group
         )
         say(f"launching {nodes} x {profile.instance_type} (cluster {cluster_id})")
-        with _aws(f"launching {nodes} x {profile.instance_type}"):
+        with aws_errors(f"launching {nodes} x {profile.instance_type}"):
             answer = client.run_instances(**params)
         ids = [raw["InstanceId"] for raw in answer["Instances"]]
         for index, instance_id in enumerate(ids):
-            with _aws(f"tagging {instance_id} as node {index}"):
+            with aws_errors(f"tagging {instance_id} as node {index}"):
                 client.create_tags(
                     Resources=[instance_id], Tags=[{"Key": NODE_TAG, "Value": str(index)}]
                 )
-        _wait(client, "instance_running", ids, f"waiting for {', '.join(ids)} to run")
+        wait_for(client, "instance_running", ids, f"waiting for {', '.join(ids)} to run")
         cluster = describe_cluster(client, cluster_id)
         say(f"cluster {cluster_id}: {', '.join(i.id for i in cluster.instances)} running")
     except BaseException as exc:
@@ -196,18 +198,18 @@ def launch_cluster(
 
 def describe_cluster(client: Any, cluster_id: str) -> Cluster:
     """A cluster's live instances in node order, its private addresses and groups."""
-    with _aws(f"listing cluster {cluster_id}"):
-        rows = _describe(
+    with aws_errors(f"listing cluster {cluster_id}"):
+        rows = describe_all(
             client,
             Filters=[
                 {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster_id]},
                 {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
             ],
         )
-    rows = [r for r in rows if is_managed(_tags(r))]
+    rows = [r for r in rows if is_managed(tag_dict(r))]
     if not rows:
         raise Ec2Error(f"no live instances in cluster {cluster_id}")
-    rows.sort(key=lambda r: int(_tags(r).get(NODE_TAG, "0")))
+    rows.sort(key=lambda r: int(tag_dict(r).get(NODE_TAG, "0")))
     region = client.meta.region_name
     peer = next(
         g["GroupId"]
@@ -216,7 +218,7 @@ def describe_cluster(client: Any, cluster_id: str) -> Cluster:
     )
     return Cluster(
         id=cluster_id,
-        profile=_tags(rows[0]).get("emoconsole:profile", "?"),
+        profile=tag_dict(rows[0]).get("emoconsole:profile", "?"),
         instances=[Instance.from_api(r, region) for r in rows],
         private_ips=[r.get("PrivateIpAddress", "") for r in rows],
         peer_group=peer,
@@ -230,9 +232,9 @@ def terminate_cluster(client: Any, cluster_id: str, progress: Progress | None = 
     cluster = describe_cluster(client, cluster_id)
     ids = [i.id for i in cluster.instances]
     say(f"terminating {', '.join(ids)}")
-    with _aws(f"terminating {', '.join(ids)}"):
+    with aws_errors(f"terminating {', '.join(ids)}"):
         client.terminate_instances(InstanceIds=ids)
-    _wait(client, "instance_terminated", ids, f"waiting for {', '.join(ids)} to terminate")
+    wait_for(client, "instance_terminated", ids, f"waiting for {', '.join(ids)} to terminate")
     delete_security_group(client, cluster.peer_group)
     say(f"deleted security group {cluster.peer_group}")
     if cluster.placement_group:
@@ -250,7 +252,7 @@ class Ec2NodeHost(Ec2Host):
         self.instance_id = instance_id
 
     def resolve(self) -> SSHTarget:
-        from remote.ec2 import describe_instance
+        from remote.ec2.api import describe_instance
 
         instance = describe_instance(self.ec2(), self.instance_id)
         if instance is None or instance.state != "running" or not instance.managed:
