@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 hosts_app = typer.Typer(
     help="The machines runs go to: this one (local), SSH hosts and EC2 profiles from hosts.toml.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as the top-level app (see emoconsole.cli)
 )
 
 HostName = Annotated[
