@@ -286,7 +286,12 @@ def _monitor_nodes(run: str, nodes: list[dict[str, Any]], interval: float, lines
             target.close()
 
 
-def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def runs(
+    host: HostOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON list instead of a table.")
+    ] = False,
+) -> None:
     """List runs on a host (every configured host with no --host): status, epoch, best."""
     import json
 
@@ -313,18 +318,49 @@ def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "host", "model", "status", "epoch", "best", box=None)
-    for row in rows:
-        epoch = f"{row['epoch'] or '-'}/{row['epochs'] or '-'}"
-        best = f"{row['monitor']} {row['best']:.4f}" if row.get("best") is not None else "-"
-        table.add_row(
-            row["id"], row["host"], row["model"] or "?", row["status"] or "?", epoch, best
-        )
-    Console().print(table)
+    headers = ["id", "host", "model", "status", "epoch", "best"]
+    cells = [
+        [
+            row["id"],
+            row["host"],
+            row["model"] or "?",
+            row["status"] or "?",
+            f"{row['epoch'] or '-'}/{row['epochs'] or '-'}",
+            f"{row['best']:.4f} {row['monitor']}" if row.get("best") is not None else "-",
+        ]
+        for row in rows
+    ]
+    console = Console()
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    table = Table(box=None, pad_edge=False)
+    for header, width in zip(headers, _fit(widths, console.width), strict=True):
+        table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=width)
+    for c in cells:
+        table.add_row(*c)
+    console.print(table)
+
+
+def _fit(widths: list[int], room: int) -> list[int]:
+    """Column widths of the runs table within ``room`` (two spaces between columns).
+
+    The id (column 0) is what a user copies into monitor/stop/download: never cut.
+    The model gives way first, then the best metric's name (its value stays), the
+    host and the status; on a terminal narrower still, every other column.
+    """
+    widths = list(widths)
+    excess = sum(widths) + 2 * (len(widths) - 1) - room
+    cuts = ((2, 5), (5, 7), (1, 5), (3, 7))  # "hybr…", "0.6123…", "local", "complet…"
+    for column, least in (*cuts, (5, 2), (1, 2), (3, 2), (2, 2), (4, 2)):
+        if excess <= 0:
+            break
+        cut = min(excess, max(0, widths[column] - least))
+        widths[column] -= cut
+        excess -= cut
+    return widths
 
 
 def stop(
-    run: Annotated[str, typer.Argument(help="Run id (or its path on the host).")],
+    run: Annotated[str, typer.Argument(help=RUN_HELP)],
     host: HostOpt = None,
     grace: Annotated[
         float, typer.Option(help="Seconds to wait after SIGTERM before SIGKILL.")

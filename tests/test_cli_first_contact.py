@@ -3,8 +3,11 @@ a run that is not there, a dropped connection."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from emoconsole.cli import app
@@ -43,3 +46,58 @@ def test_help_loads_no_rich():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+# -- run ids: never cut, typed short -------------------------------------------------------
+
+TWIN_A = "20261203-063417-hybrid-attention-3f9a2c"
+TWIN_B = "20261203-063417-hybrid-attention-3fb104"
+OTHER = "20261204-101500-slowfast-r50-77aa01"
+
+
+def _write_run(runs: Path, run_id: str, model: str) -> None:
+    """A finished run as `python -m trainers train` leaves it (no ledger row: not deployed)."""
+    run = runs / run_id
+    run.mkdir(parents=True)
+    manifest = {"id": run_id, "model": model, "status": "completed", "pid": None,
+                "config": {"train": {"epochs": 30}}}  # fmt: skip
+    (run / "run.json").write_text(json.dumps(manifest))
+    events = [
+        {"seq": 1, "type": "epoch_start", "time": 1.0, "epoch": 30, "epochs": 30},
+        {
+            "seq": 2,
+            "type": "val",
+            "time": 2.0,
+            "split": "val",
+            "epoch": 30,
+            "best": 0.61234,
+            "best_epoch": 27,
+            "monitor": "macro_f1",
+        },
+        {"seq": 3, "type": "status", "time": 3.0, "status": "completed"},
+    ]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (run / "train.log").write_text("done\n")
+
+
+@pytest.fixture
+def local_runs(tmp_path, monkeypatch) -> Path:
+    """Three runs on the local host (./runs), two sharing a long prefix; no ledger, no
+    user hosts file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMOCONSOLE_CONFIG", str(tmp_path / "no-hosts.toml"))
+    monkeypatch.setenv("EMOCONSOLE_STATE", str(tmp_path / "state"))
+    for run_id in (TWIN_A, TWIN_B):
+        _write_run(tmp_path / "runs", run_id, "hybrid-attention")
+    _write_run(tmp_path / "runs", OTHER, "slowfast-r50")
+    return tmp_path / "runs"
+
+
+def test_runs_table_at_80_columns_shows_every_id_whole(local_runs):
+    result = runner.invoke(app, ["runs"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for run_id in (TWIN_A, TWIN_B, OTHER):
+        (line,) = [line for line in lines if run_id in line]
+        assert "completed" in line and "30/30" in line and "0.6123" in line, result.output
