@@ -8,6 +8,7 @@ local run never loads it.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +26,6 @@ hosts_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,  # plain help, as the top-level app (see emoconsole.cli)
 )
-
-HostName = Annotated[
-    str, typer.Option("--host", help="A host from `emoconsole hosts list` (default: local).")
-]
 
 
 def _fail(exc: RemoteError) -> NoReturn:
@@ -114,8 +111,20 @@ def trust_host(
 
 
 def watch(
-    run_dir: Annotated[str, typer.Argument(help="The run directory, as a path on the host.")],
-    host: HostName = "local",
+    run_dir: Annotated[
+        str,
+        typer.Argument(
+            help="A run id (or a unique prefix of one), or the run directory as a path on the host."
+        ),
+    ],
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="A host from `emoconsole hosts list` (default: the run's, if this console "
+            "deployed it, else local).",
+        ),
+    ] = None,
     interval: Annotated[
         float, typer.Option(help="Seconds between system samples and heartbeats.")
     ] = 2.0,
@@ -127,7 +136,9 @@ def watch(
 
     Exits 0 when the run completed or was stopped, 1 when it failed or crashed.
     """
+    from emoconsole.runs_cli import _host_for, _is_path, _resolve
     from remote.config import get_host
+    from remote.deploy import is_this_checkout, resolve_layout
     from remote.watch import (
         ConnectionItem,
         CrashedItem,
@@ -139,9 +150,17 @@ def watch(
     from trainers.events import RunStatus
 
     status: RunStatus | None = None
+    name, run_ref, settled = _host_for(run_dir, host)
     with _known_errors():
-        target = get_host(host)
+        target = get_host(name)
         try:
+            if not settled and is_this_checkout(target) and os.path.isdir(run_ref):
+                run_dir = run_ref  # a directory here, named relative to the cwd
+            else:
+                run_ref = _resolve(target, name, run_ref, settled)
+                run_dir = (
+                    run_ref if _is_path(run_ref) else f"{resolve_layout(target).runs}/{run_ref}"
+                )
             for item in follow(target, run_dir, after_seq=after_seq, interval=interval):
                 if isinstance(item, EventItem):
                     typer.echo(_format_event(item.event))

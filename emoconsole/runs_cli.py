@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -21,16 +21,73 @@ HostOpt = Annotated[
 ]
 
 
-def _host_for(run: str, host: str | None) -> tuple[str, str]:
-    """(host name, run as the host knows it: an id under its runs/ or a path)."""
+RUN_HELP = "A run id, or a unique prefix of one (or the run's path on the host)."
+LIST_RUNS_HINT = "list runs with: emoconsole runs"
+
+
+def _fail(message: str, hint: str | None = None) -> NoReturn:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    if hint:
+        typer.secho(f"hint: {hint}", err=True)
+    raise typer.Exit(1)
+
+
+def _is_path(run: str) -> bool:
+    return "/" in run or run.startswith(("~", "."))
+
+
+def _candidates(ids: list[str]) -> str:
+    return ", ".join(sorted(ids))
+
+
+def _host_for(run: str, host: str | None) -> tuple[str, str, bool]:
+    """(host name, run as the host knows it, whether that is settled).
+
+    Settled: a path, or a run this console deployed (its ledger), named by its id
+    or a unique prefix of it. Otherwise the host is --host, else local, and
+    :func:`_find_run` settles the id from the host's own list of runs.
+    """
     from remote import ledger
 
-    if host is not None:
-        return host, run
-    row = ledger.lookup(run)
-    if row is not None:
-        return row["host"], row["run_id"]
-    return "local", run
+    if _is_path(run):
+        return host or "local", run, True
+    rows = [r for r in ledger.entries() if host is None or r.get("host") == host]
+    exact = [r for r in rows if r["run_id"] == run]
+    if exact:
+        return exact[-1]["host"], run, True
+    prefixed = {r["run_id"]: r for r in rows if r["run_id"].startswith(run)}
+    if len(prefixed) == 1:
+        (row,) = prefixed.values()
+        return row["host"], row["run_id"], True
+    if len(prefixed) > 1:
+        _fail(
+            f"{run!r} matches several runs: {_candidates(list(prefixed))}",
+            "type more of the run id",
+        )
+    return host or "local", run, False
+
+
+def _find_run(target: Any, name: str, run: str) -> str:
+    """The id of the one run on the host that ``run`` names, exactly or as a unique
+    prefix; exit 1 with the candidates, or with how to list runs, otherwise."""
+    from remote.deploy import list_runs
+
+    ids = [row["id"] for row in list_runs(target)]
+    if run in ids:
+        return run
+    matches = [i for i in ids if i.startswith(run)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        _fail(
+            f"{run!r} matches several runs on {name}: {_candidates(matches)}",
+            "type more of the run id",
+        )
+    _fail(f"no run {run!r} on {name}", LIST_RUNS_HINT)
+
+
+def _resolve(target: Any, name: str, run: str, settled: bool) -> str:
+    return run if settled else _find_run(target, name, run)
 
 
 def deploy(
@@ -373,10 +430,11 @@ def stop(
     from remote.config import get_host
     from remote.deploy import stop_run
 
-    name, run_ref = _host_for(run, host)
+    name, run_ref, settled = _host_for(run, host)
     with _known_errors():
         target = get_host(name)
         try:
+            run = run_ref = _resolve(target, name, run_ref, settled)
             answer = stop_run(target, run_ref, grace=grace)
         finally:
             target.close()
@@ -390,7 +448,7 @@ def stop(
 
 
 def monitor(
-    run: Annotated[str, typer.Argument(help="Run id (or its path on the host).")],
+    run: Annotated[str, typer.Argument(help=RUN_HELP)],
     host: HostOpt = None,
     interval: Annotated[float, typer.Option(help="Seconds between system samples.")] = 2.0,
     log_lines: Annotated[int, typer.Option(help="Log lines kept on screen.")] = 12,
@@ -405,17 +463,19 @@ def monitor(
     from remote.deploy import resolve_layout
     from remote.watch import follow
 
-    nodes = _nodes_of(run) if host is None else None
+    name, run_ref, settled = _host_for(run, host)
+    nodes = _nodes_of(run_ref) if host is None else None
     if nodes:
         with _known_errors():
-            _monitor_nodes(run, nodes, interval, log_lines)
+            _monitor_nodes(run_ref, nodes, interval, log_lines)
         return
-    name, run_ref = _host_for(run, host)
     with _known_errors():
         target = get_host(name)
         try:
-            run_dir = run_ref if "/" in run_ref else f"{resolve_layout(target).runs}/{run_ref}"
-            state = MonitorState(run=run, host=name, log_lines=log_lines)
+            # Before anything is drawn: a run the host does not have is one line, exit 1.
+            run_ref = _resolve(target, name, run_ref, settled)
+            run_dir = run_ref if _is_path(run_ref) else f"{resolve_layout(target).runs}/{run_ref}"
+            state = MonitorState(run=run_ref, host=name, log_lines=log_lines)
             _show_live(state, follow(target, run_dir, interval=interval))
         finally:
             target.close()

@@ -101,3 +101,55 @@ def test_runs_table_at_80_columns_shows_every_id_whole(local_runs):
     for run_id in (TWIN_A, TWIN_B, OTHER):
         (line,) = [line for line in lines if run_id in line]
         assert "completed" in line and "30/30" in line and "0.6123" in line, result.output
+
+
+def test_stop_and_download_take_a_unique_prefix_of_a_listed_run(local_runs, tmp_path):
+    stopped = runner.invoke(app, ["stop", "20261204"])
+    assert stopped.exit_code == 0, stopped.output
+    assert stopped.output.startswith(f"{OTHER} on local was not running")
+
+    got = runner.invoke(app, ["download", TWIN_A[:-3], "--to", str(tmp_path / "dl")])
+    assert got.exit_code == 0, got.output
+    assert (tmp_path / "dl" / TWIN_A / "events.jsonl").is_file()
+
+
+def test_an_ambiguous_prefix_names_the_candidates(local_runs):
+    for command in ("stop", "monitor", "download"):
+        result = runner.invoke(app, [command, "20261203-0634"])
+        assert result.exit_code == 1, result.output
+        first = result.output.splitlines()[0]
+        assert first.startswith("error: '20261203-0634' matches several runs on local")
+        assert TWIN_A in first and TWIN_B in first and OTHER not in first
+        assert "Traceback" not in result.output
+
+
+def test_monitor_of_no_such_run_is_one_line_and_draws_nothing(local_runs):
+    result = runner.invoke(app, ["monitor", "no-such-run"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "error: no run 'no-such-run' on local",
+        "hint: list runs with: emoconsole runs",
+    ]
+
+
+def test_a_ledger_prefix_shared_by_two_deployed_runs_is_refused(local_runs):
+    from remote import ledger
+
+    ledger.record(TWIN_A, "local", str(local_runs / TWIN_A), "hybrid-attention")
+    ledger.record(TWIN_B, "gpu1", f"~/emoconsole/runs/{TWIN_B}", "hybrid-attention")
+    result = runner.invoke(app, ["stop", "20261203"])
+    assert result.exit_code == 1
+    assert TWIN_A in result.output and TWIN_B in result.output
+    # The ledger's unique prefix still names its host (gpu1 is not configured here).
+    remote = runner.invoke(app, ["stop", TWIN_B[:-2]])
+    assert remote.exit_code == 1 and "no host named 'gpu1'" in remote.output
+
+
+def test_watch_takes_a_run_id_prefix_and_still_a_directory(local_runs):
+    by_prefix = runner.invoke(app, ["watch", "20261204", "--no-log"])
+    assert by_prefix.exit_code == 0, by_prefix.output
+    assert "status status=completed" in by_prefix.output
+    by_dir = runner.invoke(app, ["watch", f"runs/{TWIN_A}", "--no-log"])
+    assert by_dir.exit_code == 0 and "status status=completed" in by_dir.output
+    ambiguous = runner.invoke(app, ["watch", "20261203"])
+    assert ambiguous.exit_code == 1 and TWIN_A in ambiguous.output
