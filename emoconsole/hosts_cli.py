@@ -171,7 +171,7 @@ def watch(
                 elif isinstance(item, SysItem) and system:
                     typer.echo(_format_sample(item.sample))
                 elif isinstance(item, ConnectionItem):
-                    typer.secho(_format_connection(item), fg=typer.colors.YELLOW, err=True)
+                    typer.secho(_format_connection(item, name), fg=typer.colors.YELLOW, err=True)
                 elif isinstance(item, CrashedItem):
                     status = item.status
                     typer.secho("run crashed; its last log lines:", fg=typer.colors.RED, err=True)
@@ -216,9 +216,9 @@ def _format_sample(sample: dict) -> str:
     return "sys: " + ", ".join(parts)
 
 
-def _format_connection(item: ConnectionItem) -> str:
-    if item.state == "lost":
-        return f"connection lost: {item.reason}"
+def _format_connection(item: ConnectionItem, host: str) -> str:
+    if item.state == "lost":  # the reason in a few words; item.detail has the command
+        return f"connection to {host} lost ({item.reason}); reconnecting"
     if item.state == "retrying":
         return f"reconnecting in {item.delay:.1f} s (attempt {item.attempt})"
     return f"connection restored (attempt {item.attempt}); resuming where it stopped"

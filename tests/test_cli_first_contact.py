@@ -3,14 +3,18 @@ a run that is not there, a dropped connection."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from emoconsole.cli import app
+from remote.errors import StreamSilentError, TransportError
 
 runner = CliRunner()
 
@@ -153,3 +157,71 @@ def test_watch_takes_a_run_id_prefix_and_still_a_directory(local_runs):
     assert by_dir.exit_code == 0 and "status status=completed" in by_dir.output
     ambiguous = runner.invoke(app, ["watch", "20261203"])
     assert ambiguous.exit_code == 1 and TWIN_A in ambiguous.output
+
+
+# -- a dropped connection, in a few words ---------------------------------------------------
+
+WATCHER = "cd ~/emoconsole && PYTHONPATH=code/current exec python3 -m remote.watcher runs/x"
+
+
+class _FlakyHost:
+    """Drops the first stream with ``error``, as the SSH host does; the second ends."""
+
+    name, python, workdir = "gpu1", "python3", "~/emoconsole"
+
+    def __init__(self, error: Exception) -> None:
+        self.error, self.calls = error, 0
+
+    @contextmanager
+    def stream(self, command, *, idle_timeout=None, env=None):
+        self.calls += 1
+        if self.calls == 1:
+
+            def dropping():
+                raise self.error
+                yield  # a generator
+
+            yield dropping()
+        else:
+            yield iter(['{"kind": "end"}'])
+
+
+def _ssh_drop() -> Exception:
+    """What remote.ssh raises when the channel closes under a stream."""
+    try:
+        try:
+            raise EOFError
+        except EOFError as cause:
+            raise TransportError(f"gpu1: running {WATCHER!r}: connection closed") from cause
+    except TransportError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (StreamSilentError(f"no output from {WATCHER!r} for 6 s"), r"silent for \d+ s"),
+        (_ssh_drop(), "connection closed"),
+    ],
+)
+def test_connection_lost_line_names_the_host_and_why_not_the_command(error, reason):
+    from emoconsole.hosts_cli import _format_connection
+    from emoconsole.monitor_view import MonitorState
+    from remote.watch import Backoff, ConnectionItem, follow
+
+    host = _FlakyHost(error)
+    items = list(follow(host, "runs/x", backoff=Backoff(initial=0), sleep=lambda s: None))
+    lost = next(i for i in items if isinstance(i, ConnectionItem) and i.state == "lost")
+    assert re.fullmatch(reason, lost.reason), lost
+    assert "remote.watcher" in lost.detail  # the whole error is kept, off the user line
+
+    line = _format_connection(lost, "gpu1")
+    assert re.fullmatch(rf"connection to gpu1 lost \({reason}\); reconnecting", line), line
+
+    state = MonitorState(run="r", host="gpu1")
+    state.add(lost)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(state.render())
+    screen = console.export_text()
+    assert re.search(rf"connection: lost \({reason}\); reconnecting", screen), screen
+    assert "remote.watcher" not in screen
