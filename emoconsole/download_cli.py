@@ -24,8 +24,9 @@ def download(
     run: Annotated[
         str,
         typer.Argument(
-            help="A run id (found where deploy puts runs: <workdir>/runs on the host, "
-            "./runs for local) or the run directory's path on the host."
+            help="A run id or a unique prefix of one (found where deploy puts runs: "
+            "<workdir>/runs on the host, ./runs for local) or the run directory's path "
+            "on the host."
         ),
     ],
     host: HostOpt = None,
@@ -56,16 +57,17 @@ def download(
     )
 
     from emoconsole.report import write_report
-    from emoconsole.runs_cli import _host_for
+    from emoconsole.runs_cli import _host_for, _resolve
     from remote.download import DownloadProgress, download_run
     from remote.hosts import get_host
     from remote.layout import remote_run_dir
 
     # No --host: the host this console deployed the run to (its ledger), else local.
-    host, run = _host_for(run, host)
+    host, run, settled = _host_for(run, host)
     with _known_errors():
         target = get_host(host)
         try:
+            run = _resolve(target, host, run, settled)  # an id prefix: the one run it names
             remote_dir = remote_run_dir(target, run)
             name = PurePosixPath(remote_dir).name
             if name in ("", ".", "..", "~"):

@@ -8,6 +8,7 @@ local run never loads it.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +24,8 @@ if TYPE_CHECKING:
 hosts_app = typer.Typer(
     help="The machines runs go to: this one (local), SSH hosts and EC2 profiles from hosts.toml.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as the top-level app (see emoconsole.cli)
 )
-
-HostName = Annotated[
-    str, typer.Option("--host", help="A host from `emoconsole hosts list` (default: local).")
-]
 
 
 def _fail(exc: RemoteError) -> NoReturn:
@@ -113,8 +111,20 @@ def trust_host(
 
 
 def watch(
-    run_dir: Annotated[str, typer.Argument(help="The run directory, as a path on the host.")],
-    host: HostName = "local",
+    run_dir: Annotated[
+        str,
+        typer.Argument(
+            help="A run id (or a unique prefix of one), or the run directory as a path on the host."
+        ),
+    ],
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="A host from `emoconsole hosts list` (default: the run's, if this console "
+            "deployed it, else local).",
+        ),
+    ] = None,
     interval: Annotated[
         float, typer.Option(help="Seconds between system samples and heartbeats.")
     ] = 2.0,
@@ -126,7 +136,9 @@ def watch(
 
     Exits 0 when the run completed or was stopped, 1 when it failed or crashed.
     """
+    from emoconsole.runs_cli import _host_for, _resolve
     from remote.hosts import get_host
+    from remote.layout import is_this_checkout, resolve_layout
     from remote.watch import (
         ConnectionItem,
         CrashedItem,
@@ -138,9 +150,15 @@ def watch(
     from trainers.events import RunStatus
 
     status: RunStatus | None = None
+    name, run_ref, settled = _host_for(run_dir, host)
     with _known_errors():
-        target = get_host(host)
+        target = get_host(name)
         try:
+            if not settled and is_this_checkout(target) and os.path.isdir(run_ref):
+                run_dir = run_ref  # a directory here, named relative to the cwd
+            else:
+                run_ref = _resolve(target, name, run_ref, settled)
+                run_dir = resolve_layout(target).run_dir(run_ref)
             for item in follow(target, run_dir, after_seq=after_seq, interval=interval):
                 if isinstance(item, EventItem):
                     typer.echo(_format_event(item.event))
@@ -151,7 +169,7 @@ def watch(
                 elif isinstance(item, SysItem) and system:
                     typer.echo(_format_sample(item.sample))
                 elif isinstance(item, ConnectionItem):
-                    typer.secho(_format_connection(item), fg=typer.colors.YELLOW, err=True)
+                    typer.secho(_format_connection(item, name), fg=typer.colors.YELLOW, err=True)
                 elif isinstance(item, CrashedItem):
                     status = item.status
                     typer.secho("run crashed; its last log lines:", fg=typer.colors.RED, err=True)
@@ -196,9 +214,9 @@ def _format_sample(sample: dict) -> str:
     return "sys: " + ", ".join(parts)
 
 
-def _format_connection(item: ConnectionItem) -> str:
-    if item.state == "lost":
-        return f"connection lost: {item.reason}"
+def _format_connection(item: ConnectionItem, host: str) -> str:
+    if item.state == "lost":  # the reason in a few words; item.detail has the command
+        return f"connection to {host} lost ({item.reason}); reconnecting"
     if item.state == "retrying":
         return f"reconnecting in {item.delay:.1f} s (attempt {item.attempt})"
     return f"connection restored (attempt {item.attempt}); resuming where it stopped"

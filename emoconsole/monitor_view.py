@@ -67,7 +67,7 @@ class MonitorState:
             self.connection = "live"
         elif isinstance(item, ConnectionItem):
             self.connection = {
-                "lost": f"lost ({item.reason})",
+                "lost": f"lost ({item.reason}); reconnecting",
                 "retrying": f"reconnecting, attempt {item.attempt}",
                 "restored": "live (reconnected)",
             }[item.state]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -21,16 +21,70 @@ HostOpt = Annotated[
 ]
 
 
-def _host_for(run: str, host: str | None) -> tuple[str, str]:
-    """(host name, run as the host knows it: an id under its runs/ or a path)."""
-    from remote import ledger
+RUN_HELP = "A run id, or a unique prefix of one (or the run's path on the host)."
+LIST_RUNS_HINT = "list runs with: emoconsole runs"
 
-    if host is not None:
-        return host, run
-    row = ledger.lookup(run)
-    if row is not None:
-        return row["host"], row["run_id"]
-    return "local", run
+
+def _fail(message: str, hint: str | None = None) -> NoReturn:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    if hint:
+        typer.secho(f"hint: {hint}", err=True)
+    raise typer.Exit(1)
+
+
+def _candidates(ids: list[str]) -> str:
+    return ", ".join(sorted(ids))
+
+
+def _host_for(run: str, host: str | None) -> tuple[str, str, bool]:
+    """(host name, run as the host knows it, whether that is settled).
+
+    Settled: a path, or a run this console deployed (its ledger), named by its id
+    or a unique prefix of it. Otherwise the host is --host, else local, and
+    :func:`_find_run` settles the id from the host's own list of runs.
+    """
+    from remote import ledger
+    from remote.layout import is_run_path
+
+    if is_run_path(run):
+        return host or "local", run, True
+    rows = [r for r in ledger.entries() if host is None or r.get("host") == host]
+    exact = [r for r in rows if r["run_id"] == run]
+    if exact:
+        return exact[-1]["host"], run, True
+    prefixed = {r["run_id"]: r for r in rows if r["run_id"].startswith(run)}
+    if len(prefixed) == 1:
+        (row,) = prefixed.values()
+        return row["host"], row["run_id"], True
+    if len(prefixed) > 1:
+        _fail(
+            f"{run!r} matches several runs: {_candidates(list(prefixed))}",
+            "type more of the run id",
+        )
+    return host or "local", run, False
+
+
+def _find_run(target: Any, name: str, run: str) -> str:
+    """The id of the one run on the host that ``run`` names, exactly or as a unique
+    prefix; exit 1 with the candidates, or with how to list runs, otherwise."""
+    from remote.deploy import list_runs
+
+    ids = [row["id"] for row in list_runs(target)]
+    if run in ids:
+        return run
+    matches = [i for i in ids if i.startswith(run)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        _fail(
+            f"{run!r} matches several runs on {name}: {_candidates(matches)}",
+            "type more of the run id",
+        )
+    _fail(f"no run {run!r} on {name}", LIST_RUNS_HINT)
+
+
+def _resolve(target: Any, name: str, run: str, settled: bool) -> str:
+    return run if settled else _find_run(target, name, run)
 
 
 def deploy(
@@ -287,7 +341,12 @@ def _monitor_nodes(run: str, nodes: list[dict[str, Any]], interval: float, lines
             target.close()
 
 
-def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def runs(
+    host: HostOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON list instead of a table.")
+    ] = False,
+) -> None:
     """List runs on a host (every configured host with no --host): status, epoch, best."""
     import json
 
@@ -315,18 +374,49 @@ def runs(host: HostOpt = None, as_json: Annotated[bool, typer.Option("--json")] 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "host", "model", "status", "epoch", "best", box=None)
-    for row in rows:
-        epoch = f"{row['epoch'] or '-'}/{row['epochs'] or '-'}"
-        best = f"{row['monitor']} {row['best']:.4f}" if row.get("best") is not None else "-"
-        table.add_row(
-            row["id"], row["host"], row["model"] or "?", row["status"] or "?", epoch, best
-        )
-    Console().print(table)
+    headers = ["id", "host", "model", "status", "epoch", "best"]
+    cells = [
+        [
+            row["id"],
+            row["host"],
+            row["model"] or "?",
+            row["status"] or "?",
+            f"{row['epoch'] or '-'}/{row['epochs'] or '-'}",
+            f"{row['best']:.4f} {row['monitor']}" if row.get("best") is not None else "-",
+        ]
+        for row in rows
+    ]
+    console = Console()
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    table = Table(box=None, pad_edge=False)
+    for header, width in zip(headers, _fit(widths, console.width), strict=True):
+        table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=width)
+    for c in cells:
+        table.add_row(*c)
+    console.print(table)
+
+
+def _fit(widths: list[int], room: int) -> list[int]:
+    """Column widths of the runs table within ``room`` (two spaces between columns).
+
+    The id (column 0) is what a user copies into monitor/stop/download: never cut.
+    The model gives way first, then the best metric's name (its value stays), the
+    host and the status; on a terminal narrower still, every other column.
+    """
+    widths = list(widths)
+    excess = sum(widths) + 2 * (len(widths) - 1) - room
+    cuts = ((2, 5), (5, 7), (1, 5), (3, 7))  # "hybr…", "0.6123…", "local", "complet…"
+    for column, least in (*cuts, (5, 2), (1, 2), (3, 2), (2, 2), (4, 2)):
+        if excess <= 0:
+            break
+        cut = min(excess, max(0, widths[column] - least))
+        widths[column] -= cut
+        excess -= cut
+    return widths
 
 
 def stop(
-    run: Annotated[str, typer.Argument(help="Run id (or its path on the host).")],
+    run: Annotated[str, typer.Argument(help=RUN_HELP)],
     host: HostOpt = None,
     grace: Annotated[
         float, typer.Option(help="Seconds to wait after SIGTERM before SIGKILL.")
@@ -339,10 +429,11 @@ def stop(
     from remote.deploy import stop_run
     from remote.hosts import get_host
 
-    name, run_ref = _host_for(run, host)
+    name, run_ref, settled = _host_for(run, host)
     with _known_errors():
         target = get_host(name)
         try:
+            run = run_ref = _resolve(target, name, run_ref, settled)
             answer = stop_run(target, run_ref, grace=grace)
         finally:
             target.close()
@@ -356,7 +447,7 @@ def stop(
 
 
 def monitor(
-    run: Annotated[str, typer.Argument(help="Run id (or its path on the host).")],
+    run: Annotated[str, typer.Argument(help=RUN_HELP)],
     host: HostOpt = None,
     interval: Annotated[float, typer.Option(help="Seconds between system samples.")] = 2.0,
     log_lines: Annotated[int, typer.Option(help="Log lines kept on screen.")] = 12,
@@ -371,17 +462,19 @@ def monitor(
     from remote.layout import resolve_layout
     from remote.watch import follow
 
-    nodes = _nodes_of(run) if host is None else None
+    name, run_ref, settled = _host_for(run, host)
+    nodes = _nodes_of(run_ref) if host is None else None
     if nodes:
         with _known_errors():
-            _monitor_nodes(run, nodes, interval, log_lines)
+            _monitor_nodes(run_ref, nodes, interval, log_lines)
         return
-    name, run_ref = _host_for(run, host)
     with _known_errors():
         target = get_host(name)
         try:
+            # Before anything is drawn: a run the host does not have is one line, exit 1.
+            run_ref = _resolve(target, name, run_ref, settled)
             run_dir = resolve_layout(target).run_dir(run_ref)
-            state = MonitorState(run=run, host=name, log_lines=log_lines)
+            state = MonitorState(run=run_ref, host=name, log_lines=log_lines)
             _show_live(state, follow(target, run_dir, interval=interval))
         finally:
             target.close()

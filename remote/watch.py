@@ -26,6 +26,7 @@ from remote.errors import (
     CommandError,
     ConfigError,
     HostKeyError,
+    StreamSilentError,
     TransportError,
     WatchError,
 )
@@ -101,12 +102,16 @@ class CrashedItem:
 @dataclass(frozen=True)
 class ConnectionItem:
     """The link to the host: ``lost`` once when it drops, ``retrying`` before each
-    attempt (after ``delay`` seconds), ``restored`` when the watcher speaks again."""
+    attempt (after ``delay`` seconds), ``restored`` when the watcher speaks again.
+
+    ``reason`` is a few words for a person ("silent for 6 s", "connection closed");
+    ``detail`` the whole error (it may quote the shell command), for a log."""
 
     state: Literal["lost", "retrying", "restored"]
     attempt: int
     reason: str = ""
     delay: float = 0.0
+    detail: str = ""
     kind: Literal["connection"] = "connection"
 
 
@@ -196,7 +201,7 @@ def follow(
     point = ResumePoint(seq=after_seq, log_offset=log_offset)
     attempt = 0
     down_since: float | None = None
-    reason = ""
+    reason = detail = ""
     while True:
         if attempt:
             elapsed = time.monotonic() - (down_since or time.monotonic())
@@ -208,13 +213,15 @@ def follow(
                     f"and {elapsed:.0f} s: {reason}"
                 )
             delay = backoff.delay(attempt)
-            yield ConnectionItem("retrying", attempt, reason, delay)
+            yield ConnectionItem("retrying", attempt, reason, delay, detail)
             sleep(delay)
         command = watcher_command(host, str(run_dir), point, interval, poll)
         heard = False
+        last_line = time.monotonic()
         try:
             with host.stream(command, idle_timeout=interval * silence_intervals) as lines:
                 for line in lines:
+                    last_line = time.monotonic()
                     msg = _parse(line)
                     if msg is None:
                         continue
@@ -234,19 +241,28 @@ def follow(
                     # The watcher itself failed (no such interpreter, module missing,
                     # a bug): the same command would fail again, so say why now.
                     raise CommandError(_describe(command), code, lines.stderr_tail or "(no output)")
-                reason = "the watcher's stream ended early"
+                reason = detail = "the watcher's stream ended early"
         except (AuthenticationError, HostKeyError, ConfigError):
             raise
         except TransportError as exc:
-            reason = str(exc)
+            reason, detail = _why(exc, time.monotonic() - last_line), str(exc)
         if point.finished:
             # The run is over and everything up to its end was yielded; only trailing
             # log lines could be missing, not worth waiting for a dead link.
             return
         if attempt == 0:
             down_since = time.monotonic()
-            yield ConnectionItem("lost", 0, reason)
+            yield ConnectionItem("lost", 0, reason, detail=detail)
         attempt += 1
+
+
+def _why(exc: TransportError, silent_for: float) -> str:
+    """A few words on why a link dropped, without the shell command the error quotes."""
+    if isinstance(exc, StreamSilentError):
+        return f"silent for {silent_for:.0f} s"
+    cause = str(exc.__cause__ or "").strip()
+    # Else the message's last part: "gpu1: running '<command>': connection closed".
+    return cause or str(exc).rsplit(": ", 1)[-1]
 
 
 def _describe(command: Command) -> str:

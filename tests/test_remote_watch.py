@@ -4,6 +4,7 @@ over a real sshd that gets killed mid-stream."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -226,7 +227,8 @@ def test_heartbeat_silence_counts_as_a_drop(tmp_path):
     assert stopped
     assert connection_states(items)[:3] == ["lost", "retrying", "restored"]
     lost = next(i for i in items if isinstance(i, ConnectionItem))
-    assert "no output" in lost.reason
+    assert re.fullmatch(r"silent for \d+ s", lost.reason), lost  # not the shell command
+    assert "no output from" in lost.detail
     assert seqs(items) == list(range(1, 4003))  # every event exactly once
     assert log_text(items) == (run_dir / "train.log").read_text(encoding="utf-8")
 
