@@ -96,154 +96,46 @@ def deploy(
     Example: emoconsole deploy slowfast-r50 --host gpu4 --remote-data /data/ravdess --gpus 4
     Example: emoconsole deploy slowfast-r50 --host aws --nodes 2 --gpus 1 --data demo-data/ravdess
     """
-    from remote import ledger
-    from remote.deploy import deploy as do_deploy
-    from remote.hosts import get_host
-    from remote.layout import is_this_checkout
+    from remote.deploy import Launch, RequestError
+    from remote.start import RunRequest, start_run
 
-    if (data is None) == (remote_data is None):
-        typer.secho("error: give exactly one of --data or --remote-data", fg="red", err=True)
-        raise typer.Exit(2)
-    if gpus < 0 or max_restarts < 0 or (max_restarts and not gpus):
-        typer.secho(
-            f"error: --gpus {gpus} --max-restarts {max_restarts}: both >= 0, and restarts "
-            "need --gpus N (torchrun)",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    names = [n.strip() for n in host.split(",") if n.strip()]
-    if len(names) > 1 or nodes > 1:
-        with _known_errors():
-            _deploy_nodes(
-                names, model, data, remote_data, overrides or [], run_id, env, gpus,
-                max_restarts, nodes, rdzv_port,
-            )  # fmt: skip
-        return
+    request = RunRequest(
+        model=model,
+        host=host,
+        local_data=data,
+        host_data=remote_data,
+        overrides=tuple(overrides or ()),
+        run_id=run_id,
+        env=env,
+        stop_first=stop,
+        gpus=gpus,
+        max_restarts=max_restarts,
+        nodes=nodes,
+        rdzv_port=rdzv_port,
+    )
     with _known_errors():
-        target = get_host(host)
         try:
-            local = is_this_checkout(target)
-            if data is not None and not data.is_dir():
-                typer.secho(f"error: --data {data}: no such directory", fg="red", err=True)
-                raise typer.Exit(2)
-            launch = do_deploy(
-                target,
-                model,
-                data=str(data.resolve()) if (data is not None and local) else (remote_data or ""),
-                upload=data if (data is not None and not local) else None,
-                overrides=overrides or [],
-                run_id=run_id,
-                env=env,
-                stop_first=stop,
-                progress=lambda msg: typer.echo(f"  {msg}", err=True),
-                gpus=gpus,
-                max_restarts=max_restarts,
-            )
-        finally:
-            target.close()
-    ledger.record(launch.run_id, host, launch.run_dir, model, pid=launch.pid)
-    typer.echo(launch.run_id)
-    typer.echo(
-        f"watch it with: emoconsole monitor {launch.run_id}   "
-        f"(stop: emoconsole stop {launch.run_id}; files: emoconsole download {launch.run_id})",
-        err=True,
-    )
-    if follow:
-        monitor(launch.run_id, host=host)
-
-
-def _deploy_nodes(
-    names: list[str],
-    model: str,
-    data: Path | None,
-    remote_data: str | None,
-    overrides: list[str],
-    run_id: str | None,
-    env: str,
-    gpus: int,
-    max_restarts: int,
-    nodes: int,
-    rdzv_port: int,
-) -> None:
-    """``deploy --nodes K`` / ``--host a,b``: one torchrun job over several machines."""
-    from remote import ledger
-    from remote.config import get_host_config
-    from remote.hosts import get_host
-    from remote.nodes import deploy_nodes, primary_node
-
-    def fail(message: str) -> None:
-        typer.secho(f"error: {message}", fg="red", err=True)
-        raise typer.Exit(2)
-
-    if gpus < 1:
-        fail("several nodes need --gpus N (processes per node, one per GPU), N >= 1")
-    if len(names) > 1 and nodes not in (1, len(names)):
-        fail(f"--nodes {nodes} but --host names {len(names)} hosts")
-    say = lambda msg: typer.echo(f"  {msg}", err=True)  # noqa: E731
-    rdzv_address = None
-    if len(names) == 1:
-        cfg = get_host_config(names[0])
-        if cfg.kind != "ec2" or cfg.ec2 is None:
-            fail(
-                f"--nodes {nodes} on host {names[0]!r} ({cfg.kind}): several nodes need an EC2 "
-                "host (instances are launched for the job) or named hosts: --host a,b"
-            )
-        from remote.ec2 import connect_address, wait_for_ssh
-        from remote.ec2_cluster import Ec2NodeHost, launch_cluster
-
-        cluster = launch_cluster(cfg.ec2, nodes, progress=say)
-        targets = [
-            Ec2NodeHost(cfg.ec2, instance.id, i) for i, instance in enumerate(cluster.instances)
-        ]
-        for instance in cluster.instances:
-            address, port = connect_address(cfg.ec2, instance)
-            say(f"waiting for sshd on {address}:{port or 22}")
-            wait_for_ssh(address, port or 22, 600)
-        rdzv_address = cluster.rdzv_address
+            started = start_run(request, progress=lambda msg: typer.echo(f"  {msg}", err=True))
+        except RequestError as exc:  # the options contradict themselves: a usage error
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
+    run = started.run_id
+    typer.echo(run)
+    if isinstance(started, Launch):
         typer.echo(
-            f"cluster {cluster.id}: {', '.join(i.id for i in cluster.instances)} "
-            f"(when done: emoconsole hosts terminate {cfg.ec2.name})",
+            f"watch it with: emoconsole monitor {run}   "
+            f"(stop: emoconsole stop {run}; files: emoconsole download {run})",
             err=True,
         )
-    else:
-        targets = [get_host(name) for name in names]
-    local = data is not None and all(_is_local(t) for t in targets)
-    try:
-        job = deploy_nodes(
-            targets,
-            model,
-            data=str(data.resolve()) if (data is not None and local) else (remote_data or ""),
-            upload=data if (data is not None and not local) else None,
-            overrides=overrides,
-            run_id=run_id,
-            env=env,
-            gpus=gpus,
-            max_restarts=max_restarts,
-            rdzv_address=rdzv_address,
-            rdzv_port=rdzv_port,
-            progress=say,
-        )
-        primary = primary_node(targets, job)
-    finally:
-        for target in targets:
-            target.close()
-    first = job.nodes[primary]
-    nodes_rows = [{"host": n.host, "run_dir": n.run_dir, "pid": n.pid} for n in job.nodes]
-    ledger.record(job.run_id, first.host, first.run_dir, model, pid=first.pid,
-                  nodes=nodes_rows, rdzv_endpoint=job.rdzv_endpoint)  # fmt: skip
-    typer.echo(job.run_id)
+        if follow:
+            monitor(run, host=host)
+        return
+    first = started.nodes[started.primary or 0]
     typer.echo(
-        f"{len(job.nodes)} nodes x {gpus} processes, rendezvous {job.rdzv_endpoint}; rank 0 "
-        f"writes the run on {first.host}: emoconsole monitor {job.run_id}",
+        f"{len(started.nodes)} nodes x {gpus} processes, rendezvous {started.rdzv_endpoint}; "
+        f"rank 0 writes the run on {first.host}: emoconsole monitor {run}",
         err=True,
     )
-
-
-def _is_local(host: Any) -> bool:
-    from remote.layout import is_this_checkout
-
-    return is_this_checkout(host)
 
 
 def _nodes_of(run: str) -> list[dict[str, Any]] | None:
