@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from emoconsole.hosts_cli import _known_errors
-from emoconsole.runs_cli import HostOpt
+from emoconsole.runref import HostOpt, host_for, known_errors, resolve_run
 
 if TYPE_CHECKING:
     from remote.download import DownloadReport
@@ -57,17 +56,16 @@ def download(
     )
 
     from emoconsole.report import write_report
-    from emoconsole.runs_cli import _host_for, _resolve
     from remote.download import DownloadProgress, download_run
     from remote.hosts import get_host
     from remote.layout import remote_run_dir
 
     # No --host: the host this console deployed the run to (its ledger), else local.
-    host, run, settled = _host_for(run, host)
-    with _known_errors():
+    host, run, settled = host_for(run, host)
+    with known_errors():
         target = get_host(host)
         try:
-            run = _resolve(target, host, run, settled)  # an id prefix: the one run it names
+            run = resolve_run(target, host, run, settled)  # an id prefix: the one run it names
             remote_dir = remote_run_dir(target, run)
             name = PurePosixPath(remote_dir).name
             if name in ("", ".", "..", "~"):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from emoconsole.hosts_cli import _known_errors
+from emoconsole.runref import known_errors
 from remote.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def launch(
     from remote.ec2.launch import launch as launch_instance
     from remote.ec2.prices import profile_price
 
-    with _known_errors():
+    with known_errors():
         profiles = load_ec2_profiles()
         if profile not in profiles:
             known = ", ".join(sorted(profiles)) or "none configured"
@@ -102,7 +102,7 @@ def instances(
     from remote.ec2.instances import list_instances
     from remote.ec2.prices import hourly_price
 
-    with _known_errors():
+    with known_errors():
         rows = list_instances(include_ended=all_states)
         prices = [
             hourly_price(client, inst) if inst.state in ("pending", "running") else None
@@ -158,7 +158,7 @@ def terminate(target: Target, yes: Yes = False) -> None:
     from remote.ec2.instances import resolve_targets
     from remote.ec2.instances import terminate as terminate_instances
 
-    with _known_errors():
+    with known_errors():
         targets = resolve_targets(target)
         if not targets:
             _err(f"nothing to terminate for {target}")
@@ -177,7 +177,7 @@ def stop(target: Target, yes: Yes = False) -> None:
     from remote.ec2.instances import resolve_targets
     from remote.ec2.instances import stop as stop_instances
 
-    with _known_errors():
+    with known_errors():
         targets = resolve_targets(target)
         if not targets:
             _err(f"nothing to stop for {target}")

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from remote.errors import RemoteError
+from emoconsole.runref import host_for, known_errors, resolve_run
 
 if TYPE_CHECKING:
     from remote.watch import ConnectionItem
@@ -28,27 +26,12 @@ hosts_app = typer.Typer(
 )
 
 
-def _fail(exc: RemoteError) -> NoReturn:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    if exc.hint:
-        typer.secho(f"hint: {exc.hint}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def _known_errors() -> Iterator[None]:
-    try:
-        yield
-    except RemoteError as exc:
-        _fail(exc)
-
-
 @hosts_app.command("list")
 def list_hosts() -> None:
     """List the configured hosts and where each is defined."""
     from remote.config import load_hosts, user_config_path
 
-    with _known_errors():
+    with known_errors():
         hosts = load_hosts()
     width = max(len(name) for name in hosts)
     for name, cfg in hosts.items():
@@ -70,7 +53,7 @@ def check_host(
     (to verify out of band, then `hosts trust`) or confirms the host is usable."""
     from remote.hosts import get_host
 
-    with _known_errors():
+    with known_errors():
         host = get_host(name)
         try:
             result = host.run(
@@ -104,7 +87,7 @@ def trust_host(
     from remote.config import known_hosts_path
     from remote.hosts import trust_host_key
 
-    with _known_errors():
+    with known_errors():
         host, key = trust_host_key(name, fingerprint)
         where = host.resolve().host_key_name
     typer.echo(f"trusted {key.get_name()} {key.fingerprint} for {where} (in {known_hosts_path()})")
@@ -136,7 +119,6 @@ def watch(
 
     Exits 0 when the run completed or was stopped, 1 when it failed or crashed.
     """
-    from emoconsole.runs_cli import _host_for, _resolve
     from remote.hosts import get_host
     from remote.layout import is_this_checkout, resolve_layout
     from remote.watch import (
@@ -150,14 +132,14 @@ def watch(
     from trainers.events import RunStatus
 
     status: RunStatus | None = None
-    name, run_ref, settled = _host_for(run_dir, host)
-    with _known_errors():
+    name, run_ref, settled = host_for(run_dir, host)
+    with known_errors():
         target = get_host(name)
         try:
             if not settled and is_this_checkout(target) and os.path.isdir(run_ref):
                 run_dir = run_ref  # a directory here, named relative to the cwd
             else:
-                run_ref = _resolve(target, name, run_ref, settled)
+                run_ref = resolve_run(target, name, run_ref, settled)
                 run_dir = resolve_layout(target).run_dir(run_ref)
             for item in follow(target, run_dir, after_seq=after_seq, interval=interval):
                 if isinstance(item, EventItem):

@@ -1,90 +1,18 @@
 """``emoconsole deploy | runs | stop | monitor``: runs on any host, headless.
 
-Thin over :mod:`remote.deploy` and :mod:`remote.watch`. A run is named by its
-id; the host comes from ``--host``, else from the ledger of runs this console
-deployed, else ``local``.
+Thin over :mod:`remote.start`, :mod:`remote.deploy` and :mod:`remote.watch`: parse,
+call, print. Which run a name means, and where, is :mod:`emoconsole.runref`'s.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from emoconsole.hosts_cli import _known_errors
-
-HostOpt = Annotated[
-    str | None,
-    typer.Option("--host", help="A host from `emoconsole hosts list` (default: local)."),
-]
-
-
-RUN_HELP = "A run id, or a unique prefix of one (or the run's path on the host)."
-LIST_RUNS_HINT = "list runs with: emoconsole runs"
-
-
-def _fail(message: str, hint: str | None = None) -> NoReturn:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    if hint:
-        typer.secho(f"hint: {hint}", err=True)
-    raise typer.Exit(1)
-
-
-def _candidates(ids: list[str]) -> str:
-    return ", ".join(sorted(ids))
-
-
-def _host_for(run: str, host: str | None) -> tuple[str, str, bool]:
-    """(host name, run as the host knows it, whether that is settled).
-
-    Settled: a path, or a run this console deployed (its ledger), named by its id
-    or a unique prefix of it. Otherwise the host is --host, else local, and
-    :func:`_find_run` settles the id from the host's own list of runs.
-    """
-    from remote import ledger
-    from remote.layout import is_run_path
-
-    if is_run_path(run):
-        return host or "local", run, True
-    rows = [r for r in ledger.entries() if host is None or r.get("host") == host]
-    exact = [r for r in rows if r["run_id"] == run]
-    if exact:
-        return exact[-1]["host"], run, True
-    prefixed = {r["run_id"]: r for r in rows if r["run_id"].startswith(run)}
-    if len(prefixed) == 1:
-        (row,) = prefixed.values()
-        return row["host"], row["run_id"], True
-    if len(prefixed) > 1:
-        _fail(
-            f"{run!r} matches several runs: {_candidates(list(prefixed))}",
-            "type more of the run id",
-        )
-    return host or "local", run, False
-
-
-def _find_run(target: Any, name: str, run: str) -> str:
-    """The id of the one run on the host that ``run`` names, exactly or as a unique
-    prefix; exit 1 with the candidates, or with how to list runs, otherwise."""
-    from remote.deploy import list_runs
-
-    ids = [row["id"] for row in list_runs(target)]
-    if run in ids:
-        return run
-    matches = [i for i in ids if i.startswith(run)]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        _fail(
-            f"{run!r} matches several runs on {name}: {_candidates(matches)}",
-            "type more of the run id",
-        )
-    _fail(f"no run {run!r} on {name}", LIST_RUNS_HINT)
-
-
-def _resolve(target: Any, name: str, run: str, settled: bool) -> str:
-    return run if settled else _find_run(target, name, run)
+from emoconsole.runref import RUN_HELP, HostOpt, host_for, known_errors, resolve_run
 
 
 def deploy(
@@ -150,154 +78,46 @@ def deploy(
     Example: emoconsole deploy slowfast-r50 --host gpu4 --remote-data /data/ravdess --gpus 4
     Example: emoconsole deploy slowfast-r50 --host aws --nodes 2 --gpus 1 --data demo-data/ravdess
     """
-    from remote import ledger
-    from remote.deploy import deploy as do_deploy
-    from remote.hosts import get_host
-    from remote.layout import is_this_checkout
+    from remote.deploy import Launch, RequestError
+    from remote.start import RunRequest, start_run
 
-    if (data is None) == (remote_data is None):
-        typer.secho("error: give exactly one of --data or --remote-data", fg="red", err=True)
-        raise typer.Exit(2)
-    if gpus < 0 or max_restarts < 0 or (max_restarts and not gpus):
-        typer.secho(
-            f"error: --gpus {gpus} --max-restarts {max_restarts}: both >= 0, and restarts "
-            "need --gpus N (torchrun)",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    names = [n.strip() for n in host.split(",") if n.strip()]
-    if len(names) > 1 or nodes > 1:
-        with _known_errors():
-            _deploy_nodes(
-                names, model, data, remote_data, overrides or [], run_id, env, gpus,
-                max_restarts, nodes, rdzv_port,
-            )  # fmt: skip
-        return
-    with _known_errors():
-        target = get_host(host)
+    request = RunRequest(
+        model=model,
+        host=host,
+        local_data=data,
+        host_data=remote_data,
+        overrides=tuple(overrides or ()),
+        run_id=run_id,
+        env=env,
+        stop_first=stop,
+        gpus=gpus,
+        max_restarts=max_restarts,
+        nodes=nodes,
+        rdzv_port=rdzv_port,
+    )
+    with known_errors():
         try:
-            local = is_this_checkout(target)
-            if data is not None and not data.is_dir():
-                typer.secho(f"error: --data {data}: no such directory", fg="red", err=True)
-                raise typer.Exit(2)
-            launch = do_deploy(
-                target,
-                model,
-                data=str(data.resolve()) if (data is not None and local) else (remote_data or ""),
-                upload=data if (data is not None and not local) else None,
-                overrides=overrides or [],
-                run_id=run_id,
-                env=env,
-                stop_first=stop,
-                progress=lambda msg: typer.echo(f"  {msg}", err=True),
-                gpus=gpus,
-                max_restarts=max_restarts,
-            )
-        finally:
-            target.close()
-    ledger.record(launch.run_id, host, launch.run_dir, model, pid=launch.pid)
-    typer.echo(launch.run_id)
-    typer.echo(
-        f"watch it with: emoconsole monitor {launch.run_id}   "
-        f"(stop: emoconsole stop {launch.run_id}; files: emoconsole download {launch.run_id})",
-        err=True,
-    )
-    if follow:
-        monitor(launch.run_id, host=host)
-
-
-def _deploy_nodes(
-    names: list[str],
-    model: str,
-    data: Path | None,
-    remote_data: str | None,
-    overrides: list[str],
-    run_id: str | None,
-    env: str,
-    gpus: int,
-    max_restarts: int,
-    nodes: int,
-    rdzv_port: int,
-) -> None:
-    """``deploy --nodes K`` / ``--host a,b``: one torchrun job over several machines."""
-    from remote import ledger
-    from remote.config import get_host_config
-    from remote.hosts import get_host
-    from remote.nodes import deploy_nodes, primary_node
-
-    def fail(message: str) -> None:
-        typer.secho(f"error: {message}", fg="red", err=True)
-        raise typer.Exit(2)
-
-    if gpus < 1:
-        fail("several nodes need --gpus N (processes per node, one per GPU), N >= 1")
-    if len(names) > 1 and nodes not in (1, len(names)):
-        fail(f"--nodes {nodes} but --host names {len(names)} hosts")
-    say = lambda msg: typer.echo(f"  {msg}", err=True)  # noqa: E731
-    rdzv_address = None
-    if len(names) == 1:
-        cfg = get_host_config(names[0])
-        if cfg.kind != "ec2" or cfg.ec2 is None:
-            fail(
-                f"--nodes {nodes} on host {names[0]!r} ({cfg.kind}): several nodes need an EC2 "
-                "host (instances are launched for the job) or named hosts: --host a,b"
-            )
-        from remote.ec2.cluster import Ec2NodeHost, launch_cluster
-        from remote.ec2.launch import connect_address, wait_for_ssh
-
-        cluster = launch_cluster(cfg.ec2, nodes, progress=say)
-        targets = [
-            Ec2NodeHost(cfg.ec2, instance.id, i) for i, instance in enumerate(cluster.instances)
-        ]
-        for instance in cluster.instances:
-            address, port = connect_address(cfg.ec2, instance)
-            say(f"waiting for sshd on {address}:{port or 22}")
-            wait_for_ssh(address, port or 22, 600)
-        rdzv_address = cluster.rdzv_address
+            started = start_run(request, progress=lambda msg: typer.echo(f"  {msg}", err=True))
+        except RequestError as exc:  # the options contradict themselves: a usage error
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
+    run = started.run_id
+    typer.echo(run)
+    if isinstance(started, Launch):
         typer.echo(
-            f"cluster {cluster.id}: {', '.join(i.id for i in cluster.instances)} "
-            f"(when done: emoconsole hosts terminate {cfg.ec2.name})",
+            f"watch it with: emoconsole monitor {run}   "
+            f"(stop: emoconsole stop {run}; files: emoconsole download {run})",
             err=True,
         )
-    else:
-        targets = [get_host(name) for name in names]
-    local = data is not None and all(_is_local(t) for t in targets)
-    try:
-        job = deploy_nodes(
-            targets,
-            model,
-            data=str(data.resolve()) if (data is not None and local) else (remote_data or ""),
-            upload=data if (data is not None and not local) else None,
-            overrides=overrides,
-            run_id=run_id,
-            env=env,
-            gpus=gpus,
-            max_restarts=max_restarts,
-            rdzv_address=rdzv_address,
-            rdzv_port=rdzv_port,
-            progress=say,
-        )
-        primary = primary_node(targets, job)
-    finally:
-        for target in targets:
-            target.close()
-    first = job.nodes[primary]
-    nodes_rows = [{"host": n.host, "run_dir": n.run_dir, "pid": n.pid} for n in job.nodes]
-    ledger.record(job.run_id, first.host, first.run_dir, model, pid=first.pid,
-                  nodes=nodes_rows, rdzv_endpoint=job.rdzv_endpoint)  # fmt: skip
-    typer.echo(job.run_id)
+        if follow:
+            monitor(run, host=host)
+        return
+    first = started.nodes[started.primary or 0]
     typer.echo(
-        f"{len(job.nodes)} nodes x {gpus} processes, rendezvous {job.rdzv_endpoint}; rank 0 "
-        f"writes the run on {first.host}: emoconsole monitor {job.run_id}",
+        f"{len(started.nodes)} nodes x {gpus} processes, rendezvous {started.rdzv_endpoint}; "
+        f"rank 0 writes the run on {first.host}: emoconsole monitor {run}",
         err=True,
     )
-
-
-def _is_local(host: Any) -> bool:
-    from remote.layout import is_this_checkout
-
-    return is_this_checkout(host)
 
 
 def _nodes_of(run: str) -> list[dict[str, Any]] | None:
@@ -357,7 +177,7 @@ def runs(
     names = [host] if host else list(load_hosts())
     rows: list[dict[str, Any]] = []
     for name in names:
-        with _known_errors():
+        with known_errors():
             target = get_host(name)
             try:
                 for row in list_runs(target):
@@ -429,11 +249,11 @@ def stop(
     from remote.deploy import stop_run
     from remote.hosts import get_host
 
-    name, run_ref, settled = _host_for(run, host)
-    with _known_errors():
+    name, run_ref, settled = host_for(run, host)
+    with known_errors():
         target = get_host(name)
         try:
-            run = run_ref = _resolve(target, name, run_ref, settled)
+            run = run_ref = resolve_run(target, name, run_ref, settled)
             answer = stop_run(target, run_ref, grace=grace)
         finally:
             target.close()
@@ -462,17 +282,17 @@ def monitor(
     from remote.layout import resolve_layout
     from remote.watch import follow
 
-    name, run_ref, settled = _host_for(run, host)
+    name, run_ref, settled = host_for(run, host)
     nodes = _nodes_of(run_ref) if host is None else None
     if nodes:
-        with _known_errors():
+        with known_errors():
             _monitor_nodes(run_ref, nodes, interval, log_lines)
         return
-    with _known_errors():
+    with known_errors():
         target = get_host(name)
         try:
             # Before anything is drawn: a run the host does not have is one line, exit 1.
-            run_ref = _resolve(target, name, run_ref, settled)
+            run_ref = resolve_run(target, name, run_ref, settled)
             run_dir = resolve_layout(target).run_dir(run_ref)
             state = MonitorState(run=run_ref, host=name, log_lines=log_lines)
             _show_live(state, follow(target, run_dir, interval=interval))

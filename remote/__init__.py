@@ -17,6 +17,9 @@ Operations the console runs against a host:
 
 - :mod:`remote.layout`: where code, data and runs live on a host, and the
   ``python -m`` command that finds the shipped code there.
+- :mod:`remote.start`: a run request (model, host, data here or there, overrides)
+  checked, started and recorded in the ledger: the one call behind ``deploy``
+  and the dashboard's new-run form.
 - :mod:`remote.deploy` (ship, prepare Python, check the config, start detached),
   :mod:`remote.nodes` (one job over several hosts), :mod:`remote.resume`,
   :mod:`remote.sync` (data upload), :mod:`remote.download`,

@@ -46,7 +46,25 @@ Progress = Callable[[str], None]
 
 
 class DeployError(RemoteError):
-    """A deploy step failed; the message says which and what to do."""
+    """A deploy step failed; the message says which and what to do.
+
+    ``field`` names the part of the request the error is about (``model``, ``host``,
+    ``data``, ``overrides``, ``gpus``, ``nodes``), set where the error is raised, when
+    the request itself was refused before anything started; None for a failure of a
+    host, a transfer or a run. A form shows the error under that field.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class RequestError(DeployError):
+    """The request contradicts itself or names what is not there (a local data
+    directory, a kind of host): found before any host is touched."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, field=field)
 
 
 def _run(host: Host, cmd: str | list[str], what: str, timeout: float | None = 600) -> Result:
@@ -220,7 +238,10 @@ def check_config(host: Host, python: str, code_dir: str, model: str, overrides: 
     result = host.run(argv, timeout=300)
     if result.exit_code == 2:  # a config or usage error: the CLI's last line names the key
         message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
-        raise DeployError(f"{model}: {message or result.tail()}")
+        # The trainers CLI names an unknown model so; every other usage error here is
+        # about a key=value (the overrides, data.root among them).
+        field = "model" if message.startswith("error: unknown model") else "overrides"
+        raise DeployError(f"{model}: {message or result.tail()}", field=field)
     if not result.ok:
         raise DeployError(
             f"{host.name}: {python} cannot run the trainers:\n{result.tail(8)}\n"

@@ -39,6 +39,7 @@ class NodesLaunch:
     run_id: str
     nodes: list[Launch]
     rdzv_endpoint: str
+    primary: int | None = None  # the node whose run directory rank 0 writes, once known
 
 
 def rendezvous_address(host: Host) -> str:

@@ -1,8 +1,9 @@
 """The dashboard's actions, driven by Pilot on the local host against real run directories:
-new run (form, validation, a real launch), stop + resume, download with a progress bar,
-compare two runs, TensorBoard, EC2 cost figures, and a run view opened before its run.
+new run (form, validation, a real launch, a local folder uploaded), stop + resume,
+download with a progress bar, compare two runs, TensorBoard, EC2 cost figures, and a run
+view opened before its run.
 
-Nothing of ours is mocked: launches go through remote.deploy, downloads through
+Nothing of ours is mocked: launches go through remote.start, downloads through
 remote.download, TensorBoard is the real server answering HTTP.
 """
 
@@ -17,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, ProgressBar, Static, TextArea
+from textual.widgets import Checkbox, DataTable, Input, ProgressBar, Static, TextArea
 
 from emoconsole.dashboard.app import Dashboard
 from emoconsole.dashboard.compare import CompareScreen
@@ -27,6 +28,8 @@ from emoconsole.dashboard.forms import validate_new_run, zoo_names
 from emoconsole.dashboard.run_view import RunScreen
 from emoconsole.dashboard.runs_table import RunsScreen
 from emoconsole.dashboard.transfers import DownloadDialog, TensorBoardDialog
+from remote import ledger
+from remote.config import LOCAL, HostConfig
 from remote.tensorboard import local_executable
 from tests.conftest import SMALL_MODEL
 from tests.test_dashboard import FAST, RUN_ID, make_run, sync, table_rows, wait_for
@@ -188,6 +191,54 @@ async def test_new_run_launches_then_stop_and_resume(workdir, small_corpus, feat
         for pid in (first_pid, resumed_pid):
             with contextlib.suppress(ProcessLookupError, TypeError):
                 os.killpg(pid, signal.SIGKILL)  # its own session: workers go with it
+
+
+@sync
+async def test_new_run_uploads_a_local_folder_to_a_host_with_a_workdir(
+    workdir, small_corpus, feature_cache
+):
+    """Ticked "upload": a missing local folder is the data field's error at once; a
+    key the model lacks comes back from the host on the overrides field (the typed
+    DeployError.field); then the run starts from the host's copy of the folder."""
+    box = workdir / "box"
+    hosts = {"local": LOCAL, "box": HostConfig(name="box", kind="local", workdir=str(box))}
+    overrides = "\n".join([*SMALL_MODEL, "train.epochs=1", f"data.cache_dir={feature_cache}"])
+    app = Dashboard(hosts, **FAST)
+    pid = None
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, NewRunDialog), what="form")
+            dialog = app.screen
+            dialog.query_one("#upload", Checkbox).value = True
+            await fill_form(pilot, dialog, "hybrid-attention", "box", str(workdir / "nope"),
+                            overrides)  # fmt: skip
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: "no local folder" in text_of(dialog, "#data-error"),
+                           what="the data field's error")  # fmt: skip
+            assert not (box / "data").exists() and not (box / "code").exists()  # nothing sent
+            await fill_form(pilot, dialog, "hybrid-attention", "box", str(small_corpus),
+                            overrides + "\ntrain.nope=1")  # fmt: skip
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: "train.nope" in text_of(dialog, "#overrides-error"),
+                           timeout=120, what="the config key's error")  # fmt: skip
+            assert "nothing launched" in text_of(dialog, "#form-status")
+            assert launched_runs(box / "runs") == []
+            await fill_form(pilot, dialog, "hybrid-attention", "box", str(small_corpus),
+                            overrides)  # fmt: skip
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), timeout=120,
+                           what="the launch")  # fmt: skip
+        (run_id,) = launched_runs(box / "runs")
+        pid = json.loads((box / "runs" / run_id / "run.json").read_text())["pid"]
+        copy = box / "data" / small_corpus.name
+        sent = sorted(p.relative_to(small_corpus) for p in small_corpus.rglob("*") if p.is_file())
+        assert sent and all(sha256(copy / p) == sha256(small_corpus / p) for p in sent)
+        (row,) = ledger.entries()
+        assert (row["run_id"], row["host"], row["pid"]) == (run_id, "box", pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 # -- download, compare, TensorBoard, cost, a run that is not there yet ---------------------------

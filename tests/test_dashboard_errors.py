@@ -17,19 +17,19 @@ from pathlib import Path
 
 import pytest
 from textual.screen import Screen
-from textual.widgets import DataTable, ProgressBar, Static
+from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 import emoconsole.dashboard
 from emoconsole.dashboard.app import Dashboard
 from emoconsole.dashboard.base import ReportsWorkerErrors
+from emoconsole.dashboard.dialogs import NewRunDialog
 from emoconsole.dashboard.runs_table import RunsScreen
 from emoconsole.dashboard.transfers import DownloadDialog, TensorBoardDialog
 from remote.config import LOCAL, HostConfig
 from tests.test_dashboard import FAST, RUN_ID, make_run, sync, wait_for
 
-# Screens that cannot report a failed worker yet. dialogs.py is another change's; its
-# NewRunDialog owns a worker. Derive them from DashboardModal, then empty this set.
-NOT_YET = {"ConfirmDialog", "NewRunDialog"}
+# Screens that cannot report a failed worker yet: none left.
+NOT_YET: set[str] = set()
 
 
 @pytest.fixture
@@ -125,5 +125,26 @@ async def test_tensorboard_on_an_unreachable_host_fails_in_the_dialog(workdir):
         assert said.startswith("TensorBoard did not start: TransportError: gpu-down: ")
         assert any(m.startswith("tensorboard: TransportError: gpu-down: ") for m in messages(app))
         assert dialog.board is None and dialog.url is None
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+@sync
+async def test_new_run_on_an_unreachable_host_fails_in_the_form(workdir):
+    hosts = hosts_with_one_down()
+    app = Dashboard(hosts, **FAST)
+    async with app.run_test(size=(140, 45), notifications=True) as pilot:
+        await app.push_screen(NewRunDialog(hosts))
+        await wait_for(pilot, lambda: isinstance(app.screen, NewRunDialog), what="the form")
+        dialog = app.screen
+        for name, value in (("model", "hybrid-attention"), ("host", "gpu-down"), ("data", "/d")):
+            dialog.query_one(f"#{name}", Input).value = value
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "failed" in text_of(dialog, "#form-status"),
+                       what="the error in the form")  # fmt: skip
+        said = text_of(dialog, "#form-status")
+        assert said.startswith("failed: TransportError: gpu-down: connecting to ")
+        assert "launch run: " + said.removeprefix("failed: ") in messages(app)
+        assert not dialog.query_one("#launch", Button).disabled  # free to try another host
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)

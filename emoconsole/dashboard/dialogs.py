@@ -1,9 +1,10 @@
 """Modal dialogs, each returning a typed value to the caller's callback:
 a yes/no confirm (bool) and the new-run form ((host, run id) of the launched run, or None).
 
-The form's blocking work (a data check on the host, then ``remote.deploy.deploy``,
-which ships, prepares, checks the config and starts the run) runs in a thread
-worker; its answers come back as errors under the field they are about.
+The form's blocking work (``remote.start.start_run``: the data uploaded or found on
+the host, the code shipped, Python prepared, the config checked, the run started
+and recorded) runs in a thread worker; an error about one field of the request
+(``DeployError.field``) comes back under that field.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Input, Label, Static, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
+from textual.worker import Worker
 
-from emoconsole.dashboard.forms import FIELDS, FormError, NewRun, validate_new_run, zoo_names
+from emoconsole.dashboard.base import DashboardModal, worker_error_text
+from emoconsole.dashboard.forms import FIELDS, NewRun, validate_new_run, zoo_names
 
 
-class ConfirmDialog(ModalScreen[bool]):
+class ConfirmDialog(DashboardModal[bool]):
     """Yes/no, returned as a bool to the caller's callback."""
 
     BINDINGS = [  # noqa: RUF012
@@ -48,9 +50,10 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(value)
 
 
-class NewRunDialog(ModalScreen[tuple[str, str] | None]):
-    """Model, host, data path and ``key=value`` overrides; returns (host, run id) of
-    the launched run, or None when cancelled.
+class NewRunDialog(DashboardModal[tuple[str, str] | None]):
+    """Model, host, data (a directory on the host, or a local folder to upload) and
+    ``key=value`` overrides; returns (host, run id) of the launched run, or None when
+    cancelled.
 
     Model and host are typed (with completion from the zoo and the hosts file)
     rather than picked, so what the form checks is what a user can get wrong."""
@@ -82,8 +85,10 @@ class NewRunDialog(ModalScreen[tuple[str, str] | None]):
             yield Label("host")
             yield Input(self.default_host, id="host")
             yield Static("", id="host-error", classes="field-error")
-            yield Label("data (a data set directory on the host)")
+            yield Label("data (a data set directory on the host, or a local folder to upload)")
             yield Input(placeholder="/data/ravdess", id="data")
+            yield Checkbox("upload this local folder (only files that differ are sent)",
+                           id="upload")  # fmt: skip
             yield Static("", id="data-error", classes="field-error")
             yield Label("config overrides, one section.key=value a line")
             yield TextArea(id="overrides", placeholder="train.epochs=5")
@@ -102,11 +107,12 @@ class NewRunDialog(ModalScreen[tuple[str, str] | None]):
         self.query_one("#host", Input).suggester = SuggestFromList(hosts)
         self.query_one("#model", Input).focus()
 
-    def values(self) -> dict[str, str]:
+    def values(self) -> dict[str, Any]:
         return {
             "model": self.query_one("#model", Input).value,
             "host": self.query_one("#host", Input).value,
             "data": self.query_one("#data", Input).value,
+            "upload": self.query_one("#upload", Checkbox).value,
             "overrides": self.query_one("#overrides", TextArea).text,
         }
 
@@ -149,39 +155,29 @@ class NewRunDialog(ModalScreen[tuple[str, str] | None]):
 
     @work(thread=True, exclusive=True, group="launch", name="launch run", exit_on_error=False)
     def launch_worker(self, request: NewRun) -> None:
-        """The host's answers: its data directory, then deploy (which checks the config
-        before anything starts). A known failure goes back to the form, under its field."""
-        from remote import ledger
-        from remote.deploy import DeployError, deploy
-        from remote.hosts import get_host
+        """``start_run``, which refuses a request before anything starts with the field
+        it is about (a data directory missing, a config key the model lacks); any
+        other failure is the host's, shown under the host field."""
+        from remote.deploy import DeployError
+        from remote.start import start_run
 
         def status(message: str) -> None:
             self.app.call_from_thread(self.query_one("#form-status", Static).update, message)
 
         try:
-            host = get_host(request.host, self.hosts_override)
-            try:
-                if not host.run(["test", "-d", request.data], timeout=60).ok:
-                    raise FormError("data", f"data: no directory {request.data} on {host.name}")
-                launch = deploy(
-                    host, request.model, data=request.data, overrides=list(request.overrides),
-                    progress=status,
-                )  # fmt: skip
-            finally:
-                host.close()
-        except FormError as exc:
-            self.app.call_from_thread(self._failed, {exc.field: exc.message}, "nothing launched")
-            return
+            launch = start_run(request.run_request(), status, hosts=self.hosts_override)
         except DeployError as exc:
-            text = str(exc)
-            # check_config's answers start with the model's name and name the key; the
-            # rest (shipping, the interpreter, a run that died at once) start with the host's.
-            field = "overrides" if text.startswith(f"{request.model}: ") else "host"
-            outcome = "nothing launched" if field == "overrides" else "launch failed"
-            self.app.call_from_thread(self._failed, {field: f"{field}: {text}"}, outcome)
+            if exc.field is None:  # shipping, the interpreter, a run that died at once
+                self.app.call_from_thread(self._failed, {"host": f"host: {exc}"}, "launch failed")
+            elif exc.field in FIELDS:
+                errors = {exc.field: f"{exc.field}: {exc}"}
+                self.app.call_from_thread(self._failed, errors, "nothing launched")
+            else:  # about a part of the request the form does not ask for
+                self.app.call_from_thread(self._failed, {}, f"nothing launched: {exc}")
             return
-        except Exception as exc:
-            self.app.call_from_thread(self._failed, {}, f"failed: {type(exc).__name__}: {exc}")
-            raise
-        ledger.record(launch.run_id, request.host, launch.run_dir, request.model, pid=launch.pid)
         self.app.call_from_thread(self._done, request.host, launch.run_id)
+
+    def worker_failed(self, worker: Worker[Any], error: BaseException) -> None:
+        """Anything else (an unreachable host, an upload cut short): the form stays,
+        with the launch button back, the notification naming the worker."""
+        self._failed({}, f"failed: {worker_error_text(error)}")
