@@ -40,7 +40,6 @@ import trainers
 from trainers.config import ExperimentConfig, TrainConfig, to_dict
 from trainers.engine import distributed as D
 from trainers.engine import metrics as M
-from trainers.engine.callbacks import mixed_loss
 from trainers.engine.checkpoint import (
     load_checkpoint,
     load_model_state,
@@ -49,7 +48,7 @@ from trainers.engine.checkpoint import (
     set_rng_state,
 )
 from trainers.engine.early_stopping import EarlyStopping
-from trainers.engine.losses import build_loss, class_weights
+from trainers.engine.losses import build_loss, class_weights, mixed_loss
 from trainers.engine.optim import build_optimizer, build_schedule, current_lr
 from trainers.engine.sinks import RunLogger, TensorBoardSink, TextLogSink
 from trainers.events import EventType, RunStatus
