@@ -40,7 +40,7 @@ class StopAt:
 
     def handle(self, event):
         if event["type"] == EventType.STEP and event["global_step"] == self.global_step:
-            self.trainer._stop_signal = 15
+            self.trainer.stop_signal = 15
 
     def close(self):
         pass

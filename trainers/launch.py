@@ -25,6 +25,7 @@ from typing import Any
 
 from trainers.events import EventType, EventWriter, RunStatus
 from trainers.rundir import RunDir, tail_lines
+from trainers.session import fit_exit_code, trainer_from_manifest
 
 # The environment variable that tells a worker a launcher owns the run's final status.
 SUPERVISED_ENV = "TRAINERS_SUPERVISED"
@@ -147,8 +148,6 @@ def _signal_name(num: int) -> str:
 def worker_main(run_dir: Path) -> int:
     """One rank: the run's model and config from run.json; resume when a checkpoint
     exists (torchrun's elastic restart, or ``resume`` on another number of ranks)."""
-    from trainers.cli import _fit, trainer_from_manifest
-
     run = RunDir(run_dir)
     trainer = trainer_from_manifest(run, supervised=os.environ.get(SUPERVISED_ENV) == "1")
-    return _fit(trainer, resume=run.last_ckpt.exists())
+    return fit_exit_code(trainer, resume=run.last_ckpt.exists())

@@ -176,7 +176,9 @@ class Trainer:
         self.run = run
         self.dist = dist if dist is not None else D.from_env()
         self.supervised = supervised
-        self._stop_signal: int | None = None
+        # The signal that asked the run to stop (set by the handlers, or by a caller to
+        # request a stop); the loop checkpoints at the next step and raises StopRequested.
+        self.stop_signal: int | None = None
         self.callbacks = entry.make_callbacks(cfg)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -217,7 +219,7 @@ class Trainer:
             ckpt = D.broadcast(ckpt, self.dist) if resume else None
             summary = self._fit(ckpt, t_start)
         except StopRequested:
-            self.logger.emit(EventType.STATUS, status=RunStatus.STOPPED, signal=self._stop_signal)
+            self.logger.emit(EventType.STATUS, status=RunStatus.STOPPED, signal=self.stop_signal)
             if main:
                 self.run.update_manifest(status=RunStatus.STOPPED, ended_at=time.time())
             self._close()
@@ -256,7 +258,7 @@ class Trainer:
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
-            self._stop_signal = signum
+            self.stop_signal = signum
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             # Only the main thread may install handlers (not so in some embedders' threads).
@@ -559,8 +561,8 @@ class Trainer:
                     samples=window["samples"],
                 )
                 window = {"loss": 0.0, "n": 0, "data_s": 0.0, "compute_s": 0.0, "samples": 0}
-            if last_of_step and D.any_rank(self._stop_signal is not None, self.dist):
-                self._stop_signal = self._stop_signal or signal.SIGTERM
+            if last_of_step and D.any_rank(self.stop_signal is not None, self.dist):
+                self.stop_signal = self.stop_signal or signal.SIGTERM
                 self._save(
                     epoch - 1,
                     batches_done=i + 1,
