@@ -50,6 +50,7 @@ from trainers.engine.checkpoint import (
 from trainers.engine.early_stopping import EarlyStopping
 from trainers.engine.losses import build_loss, class_weights, mixed_loss
 from trainers.engine.optim import build_optimizer, build_schedule, current_lr
+from trainers.engine.signals import stop_signals
 from trainers.engine.sinks import RunLogger, TensorBoardSink, TextLogSink
 from trainers.events import EventType, RunStatus
 from trainers.registry import ModelEntry
@@ -57,7 +58,7 @@ from trainers.rundir import BadInputLog, RunDir, write_json_atomic
 
 
 class StopRequested(Exception):
-    """SIGTERM/SIGINT arrived; the loop saved a checkpoint and unwinds."""
+    """SIGTERM/SIGINT/SIGHUP arrived; the loop saved a checkpoint and unwinds."""
 
 
 def seed_everything(seed: int) -> None:
@@ -260,7 +261,7 @@ class Trainer:
         def handler(signum: int, _frame: Any) -> None:
             self.stop_signal = signum
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in stop_signals():
             # Only the main thread may install handlers (not so in some embedders' threads).
             with contextlib.suppress(ValueError):
                 signal.signal(sig, handler)
