@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +188,16 @@ def run_demo(
         argv += ["--set", item]
     log_path = runs / f".{run_id}.stdout"
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        # Its own session: the terminal's signals (hangup, Ctrl-C, Ctrl-Z) reach the demo
+        # only, which stops the run with SIGTERM, the one way `q` and `stop` do.
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    restore_hangup = _stop_on_hangup(proc)
     try:
         if dashboard:
             _wait_for_run_dir(proc, run, console)
@@ -195,6 +206,8 @@ def run_demo(
             _follow_live(proc, run, console)
     except KeyboardInterrupt:
         pass
+    finally:
+        restore_hangup()
     if proc.poll() is None and _finished(run):
         # The run wrote its final status and is only exiting (closing TensorBoard's
         # writer, say): let it, rather than stop a run that is already done.
@@ -215,6 +228,25 @@ def run_demo(
     log_path.unlink()
     print_summary(run, console)
     return run
+
+
+def _stop_on_hangup(proc: subprocess.Popen) -> Callable[[], object]:
+    """On SIGHUP (the terminal closed) stop the run with SIGTERM, as `q` does: it saves a
+    checkpoint and records "stopped" on its own; the demo, with no terminal left to
+    report to, exits 129 at once. Where SIGHUP is ignored (nohup) the demo and its run
+    go on. Returns what puts the previous handler back."""
+    previous = signal.getsignal(signal.SIGHUP)
+    if previous is signal.SIG_IGN:
+        return lambda: None
+
+    def hangup(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGHUP, hangup)
+    restore = previous if previous is not None else signal.SIG_DFL
+    return lambda: signal.signal(signal.SIGHUP, restore)
 
 
 def _finished(run: RunDir) -> bool:

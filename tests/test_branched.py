@@ -432,7 +432,7 @@ def test_stop_and_resume_with_augmentation_equals_uninterrupted(tmp_path):
     class StopAtStep:
         def handle(self, event):
             if event["type"] == EventType.STEP and event["global_step"] == 3:
-                trainer._stop_signal = 15
+                trainer.stop_signal = 15
 
         def close(self):
             pass

@@ -3,7 +3,10 @@ through its run directory, ending with the summary on screen."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +15,7 @@ import uuid
 import pytest
 
 from tests.conftest import SMALL_MODEL
+from trainers.events import read_events
 from trainers.rundir import RunDir
 
 pytestmark = pytest.mark.slow
@@ -35,6 +39,56 @@ def test_demo_trains_and_prints_the_summary(small_corpus, tmp_path):
     assert summary["epochs_run"] == 2
     assert f"accuracy {summary['test']['accuracy']:.4f}" in proc.stdout
     assert not list(runs.glob(".*.stdout"))  # the captured output is removed on success
+
+
+def test_closing_the_terminal_stops_the_demos_run_with_a_checkpoint(small_corpus, tmp_path):
+    """SIGHUP to the demo (its terminal closed): the demo exits 129 and its training
+    process, in a session of its own, is stopped as `q` stops it: a checkpoint and
+    status `stopped`, not a process killed mid-epoch."""
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "emoconsole", "demo", "--data-dir", str(small_corpus),
+           "--actors", "4", "--seed", "3", "--runs", str(runs)]  # fmt: skip
+    for item in [*SMALL_MODEL, "train.epochs=50"]:
+        cmd += ["--set", item]
+    demo = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def run_dir() -> RunDir | None:
+        found = [p for p in runs.iterdir() if p.is_dir()] if runs.exists() else []
+        return RunDir(found[0]) if found else None
+
+    def training() -> bool:
+        run = run_dir()
+        return bool(run and run.events.exists()) and any(
+            e["type"] == "step" for e in read_events(run.events)
+        )
+
+    run = None
+    try:
+        _until(training, 240, "the first training step")
+        run = run_dir()
+        demo.send_signal(signal.SIGHUP)
+        assert demo.wait(30) == 128 + signal.SIGHUP
+        _until(lambda: run.read_manifest().get("status") == "stopped", 120, "status stopped")
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        if run is not None and run.read_manifest().get("status") != "stopped":
+            # The training process outlives the demo (its own session): never leave it.
+            with contextlib.suppress(ProcessLookupError, KeyError):
+                os.kill(run.read_manifest()["pid"], signal.SIGKILL)
+    assert run.last_ckpt.exists() and run.read_summary() is None
+    last = [e for e in read_events(run.events) if e["type"] == "status"][-1]
+    assert last["status"] == "stopped" and last["signal"] == signal.SIGTERM
+
+
+def _until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_demo_refuses_a_corpus_with_other_settings(small_corpus, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from trainers.config import resolve
 from trainers.data.tensors import TensorDataModule
+from trainers.engine.signals import stop_signals
 from trainers.engine.trainer import StopRequested, Trainer, new_manifest
 from trainers.events import EventType, read_events
 from trainers.registry import ModelEntry, get_entry
@@ -40,7 +42,7 @@ class StopAt:
 
     def handle(self, event):
         if event["type"] == EventType.STEP and event["global_step"] == self.global_step:
-            self.trainer._stop_signal = 15
+            self.trainer.stop_signal = 15
 
     def close(self):
         pass
@@ -129,3 +131,15 @@ def test_failure_is_recorded_with_an_error_event(tmp_path):
     assert events[-2]["type"] == "error" and "loss is" in events[-2]["message"]
     assert events[-1]["status"] == "failed"
     assert run.read_manifest()["status"] == "failed"
+
+
+def test_sighup_stops_a_run_unless_the_process_ignores_it():
+    """SIGHUP (the terminal closed) stops a run like SIGTERM; under nohup it stays ignored."""
+    saved = signal.getsignal(signal.SIGHUP)
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        assert stop_signals() == [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert stop_signals() == [signal.SIGTERM, signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGHUP, saved)

@@ -11,7 +11,8 @@ import torch
 
 from trainers.config import resolve
 from trainers.data.tensors import TensorDataModule
-from trainers.engine.callbacks import Callback, mixed_loss
+from trainers.engine.callbacks import Callback
+from trainers.engine.losses import mixed_loss
 from trainers.engine.trainer import Trainer, epoch_batches, group_mean, new_manifest
 from trainers.events import read_events
 from trainers.registry import get_entry

@@ -41,8 +41,8 @@ FUSION_TINY = ["model.d_model=16", "model.heads=2", "model.tokens=2", "train.bat
 
 @contextlib.contextmanager
 def own_signal_handlers():
-    """The engine installs SIGINT/SIGTERM handlers; give pytest its own back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """The engine installs SIGINT/SIGTERM/SIGHUP handlers; give pytest its own back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:

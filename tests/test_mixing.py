@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from trainers.config import ConfigError, resolve
-from trainers.engine.callbacks import mixed_loss
+from trainers.engine.losses import mixed_loss
 from trainers.engine.mixing import MixCallback, MixConfig, cutmix, cutmix_box, mix_callbacks
 
 B, H, W = 6, 20, 28

@@ -135,6 +135,35 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(small_corpus, feature_c
     assert len(run.read_manifest()["resumes"]) == 1
 
 
+def test_sighup_stops_training_like_sigterm(small_corpus, feature_cache, tmp_path):
+    """The terminal running `train` closes: the run checkpoints, says `stopped`, exits 129."""
+    args = ["--data", str(small_corpus), "--out", str(tmp_path), *settings(feature_cache, 50)]
+    proc = subprocess.Popen(
+        trainers_cmd("train", "hybrid-attention", "--run-id", "hangup", *args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    run = RunDir(tmp_path / "hangup")
+
+    def training():
+        return run.events.exists() and any(e["type"] == "step" for e in read_events(run.events))
+
+    try:
+        wait_for(training, 240, "the first training step")
+        os.kill(proc.pid, signal.SIGHUP)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGHUP, stderr.decode(errors="replace")[-2000:]
+    last = [e for e in read_events(run.events) if e["type"] == "status"][-1]
+    assert last["status"] == "stopped" and last["signal"] == signal.SIGHUP
+    assert run.read_manifest()["status"] == "stopped"
+    assert run.last_ckpt.exists() and run.read_summary() is None
+    assert f"resume {run.path}" in stderr.decode()
+
+
 def test_tensorboard_scalars_match_events(small_corpus, feature_cache, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -470,6 +470,7 @@ def _train(
 ) -> int:
     from trainers.engine.trainer import Trainer, new_manifest
     from trainers.rundir import RunDir, new_run_id
+    from trainers.session import fit_exit_code
 
     _check_inputs(entry, cfg)
     dist = _distributed(args)
@@ -484,7 +485,7 @@ def _train(
     print(f"run: {run.path}", flush=True)
     if dist:
         return _launch(run, dist)
-    return _fit(Trainer(entry, cfg, run), resume=False)
+    return fit_exit_code(Trainer(entry, cfg, run), resume=False)
 
 
 def _distributed(args: argparse.Namespace | None) -> dict[str, Any] | None:
@@ -524,27 +525,9 @@ def _launch(run: Any, dist: dict[str, Any]) -> int:
     )
 
 
-def trainer_from_manifest(run: Any, supervised: bool = False) -> Any:
-    """A Trainer for an existing run directory: its model and config from run.json."""
-    from trainers.config import ConfigError, apply_mapping, validate
-    from trainers.engine.trainer import Trainer
-    from trainers.registry import UnknownModelError, get_entry
-
-    if not run.run_json.exists():
-        raise UsageError(f"{run.path}: not a run directory (no run.json)")
-    manifest = run.read_manifest()
-    try:
-        entry = get_entry(manifest["model"])
-        cfg = entry.default_config()
-        apply_mapping(cfg, manifest["config"], source=str(run.run_json))
-        validate(cfg)
-    except (UnknownModelError, ConfigError) as exc:
-        raise UsageError(str(exc)) from None
-    return Trainer(entry, cfg, run, supervised=supervised)
-
-
 def cmd_resume(args: argparse.Namespace) -> int:
     from trainers.rundir import RunDir
+    from trainers.session import fit_exit_code, trainer_from_manifest
 
     run = RunDir(args.run_dir)
     trainer = trainer_from_manifest(run)
@@ -565,39 +548,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
         # The launcher is the run's process now: `stop` signals it.
         run.update_manifest(pid=os.getpid(), status="starting", distributed=dist)
         return _launch(run, dist)
-    return _fit(trainer, resume=True)
+    return fit_exit_code(trainer, resume=True)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from trainers.launch import worker_main
 
     return worker_main(args.run_dir)
-
-
-def _fit(trainer: Any, resume: bool) -> int:
-    from trainers.engine.trainer import StopRequested
-
-    try:
-        summary = trainer.fit(resume=resume)
-    except StopRequested:
-        print(
-            f"stopped; continue with: python -m trainers resume {trainer.run.path}", file=sys.stderr
-        )
-        return 128 + (trainer._stop_signal or 15)
-    except Exception as exc:
-        print(
-            f"run failed: {type(exc).__name__}: {exc} (see {trainer.run.train_log})",
-            file=sys.stderr,
-        )
-        return 1
-    if not trainer.dist.is_main:
-        return 0  # rank 0 reports for the run
-    test = summary["test"]
-    print(
-        f"done: best epoch {summary['best_epoch']}, test accuracy {test['accuracy']:.4f}, "
-        f"macro-F1 {test['macro_f1']:.4f}, UAR {test['uar']:.4f} -> {trainer.run.summary}"
-    )
-    return 0
 
 
 def cmd_fuse(args: argparse.Namespace) -> int:
@@ -747,9 +704,11 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from trainers.session import RunManifestError
+
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except UsageError as exc:
+    except (UsageError, RunManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,11 +7,12 @@ structured ``ChildFailedError`` rather than text to parse). Each rank runs
 ``python -m trainers worker RUN_DIR``; rank 0 writes the run directory.
 
 This process is the run's ``pid`` in run.json: ``stop`` signals it, torchrun
-forwards SIGTERM to every rank, the ranks agree on the step to stop at and rank
-0 saves a checkpoint. When a rank dies, torchrun stops the others (or restarts
-all of them from the last checkpoint, ``--max-restarts``); if it gives up, this
-process writes the final status: ``crashed`` for a rank killed by a signal,
-``failed`` for one that raised, with the rank and its last log lines.
+forwards SIGTERM (or SIGHUP, the terminal closing) to every rank, the ranks
+agree on the step to stop at and rank 0 saves a checkpoint. When a rank dies,
+torchrun stops the others (or restarts all of them from the last checkpoint,
+``--max-restarts``); if it gives up, this process writes the final status:
+``crashed`` for a rank killed by a signal, ``failed`` for one that raised, with
+the rank and its last log lines.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainers.engine.signals import stop_signals
 from trainers.events import EventType, EventWriter, RunStatus
 from trainers.rundir import RunDir, tail_lines
+from trainers.session import fit_exit_code, trainer_from_manifest
 
 # The environment variable that tells a worker a launcher owns the run's final status.
 SUPERVISED_ENV = "TRAINERS_SUPERVISED"
+# The signals torchrun turns into SignalException and sends on to the ranks.
+TORCHRUN_SIGNALS_ENV = "TORCHELASTIC_SIGNALS_TO_HANDLE"
 LAST_LINES = 50
 
 
@@ -76,6 +81,11 @@ def launch(
     print("torchrun " + " ".join(argv), flush=True)
     args = get_args_parser().parse_args(argv)
     os.environ[SUPERVISED_ENV] = "1"
+    # The stop signals and torchrun's SIGQUIT: SIGHUP is forwarded like SIGTERM (the
+    # ranks checkpoint and stop), unless this process ignores it (nohup), when it
+    # stays ignored here and in the ranks.
+    names = [sig.name for sig in stop_signals()] + ["SIGQUIT"]
+    os.environ.setdefault(TORCHRUN_SIGNALS_ENV, ",".join(names))
     # The ranks' process group gets a store of its own rather than sharing the
     # rendezvous store: shared, a restarted rank can read the previous attempt's
     # addresses and its gloo/NCCL set-up hangs (pytorch/pytorch#135712; seen here
@@ -88,7 +98,7 @@ def launch(
         record_rank_failure(run, rank, failure.exitcode, failure.message)
         return 1
     except SignalException as exc:
-        # torchrun has stopped the ranks with SIGTERM; rank 0 wrote "stopped" if they
+        # torchrun has stopped the ranks with the same signal; rank 0 wrote "stopped" if they
         # agreed on a step, else the run is recorded as stopped here.
         _finish_if_open(run, RunStatus.STOPPED, signal=int(exc.sigval))
         return 128 + int(exc.sigval)
@@ -147,8 +157,6 @@ def _signal_name(num: int) -> str:
 def worker_main(run_dir: Path) -> int:
     """One rank: the run's model and config from run.json; resume when a checkpoint
     exists (torchrun's elastic restart, or ``resume`` on another number of ranks)."""
-    from trainers.cli import _fit, trainer_from_manifest
-
     run = RunDir(run_dir)
     trainer = trainer_from_manifest(run, supervised=os.environ.get(SUPERVISED_ENV) == "1")
-    return _fit(trainer, resume=run.last_ckpt.exists())
+    return fit_exit_code(trainer, resume=run.last_ckpt.exists())

@@ -14,8 +14,9 @@ one would.
 
 Mixing: a callback that mixes samples (MixUp, CutMix) returns the batch with
 ``"label_b"`` (LongTensor ``(B,)``) and ``"mix_lam"`` (float): the loop then
-uses ``lam * loss(y) + (1 - lam) * loss(y_b)``, which works for every loss the
-engine builds (cross-entropy, label smoothing, focal, class weights).
+uses ``lam * loss(y) + (1 - lam) * loss(y_b)`` (:func:`trainers.engine.losses.mixed_loss`),
+which works for every loss the engine builds (cross-entropy, label smoothing, focal, class
+weights).
 """
 
 from __future__ import annotations
@@ -38,12 +39,3 @@ class Callback:
     def on_train_batch(self, trainer: Trainer, batch: dict[str, Any]) -> dict[str, Any]:
         """A training batch on its device, before the forward pass; return the batch to use."""
         return batch
-
-
-def mixed_loss(criterion: Any, logits: Any, batch: dict[str, Any]) -> Any:
-    """The loss of a batch, weighting both labels when a callback mixed its samples."""
-    loss = criterion(logits, batch["label"])
-    if "label_b" in batch:
-        lam = float(batch["mix_lam"])
-        loss = lam * loss + (1.0 - lam) * criterion(logits, batch["label_b"])
-    return loss

@@ -7,7 +7,7 @@ imbalance) and an optional scalar alpha. Label smoothing applies to both.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -90,3 +90,12 @@ def build_loss(
     if kind == "focal":
         return FocalLoss(gamma=gamma, weight=weight, alpha=alpha, label_smoothing=label_smoothing)
     raise ValueError(f"unknown loss {kind!r}")
+
+
+def mixed_loss(criterion: Any, logits: Any, batch: dict[str, Any]) -> Any:
+    """The loss of a batch, weighting both labels when a callback mixed its samples."""
+    loss = criterion(logits, batch["label"])
+    if "label_b" in batch:
+        lam = float(batch["mix_lam"])
+        loss = lam * loss + (1.0 - lam) * criterion(logits, batch["label_b"])
+    return loss

@@ -40,7 +40,6 @@ import trainers
 from trainers.config import ExperimentConfig, TrainConfig, to_dict
 from trainers.engine import distributed as D
 from trainers.engine import metrics as M
-from trainers.engine.callbacks import mixed_loss
 from trainers.engine.checkpoint import (
     load_checkpoint,
     load_model_state,
@@ -49,8 +48,9 @@ from trainers.engine.checkpoint import (
     set_rng_state,
 )
 from trainers.engine.early_stopping import EarlyStopping
-from trainers.engine.losses import build_loss, class_weights
+from trainers.engine.losses import build_loss, class_weights, mixed_loss
 from trainers.engine.optim import build_optimizer, build_schedule, current_lr
+from trainers.engine.signals import stop_signals
 from trainers.engine.sinks import RunLogger, TensorBoardSink, TextLogSink
 from trainers.events import EventType, RunStatus
 from trainers.registry import ModelEntry
@@ -58,7 +58,7 @@ from trainers.rundir import BadInputLog, RunDir, write_json_atomic
 
 
 class StopRequested(Exception):
-    """SIGTERM/SIGINT arrived; the loop saved a checkpoint and unwinds."""
+    """SIGTERM/SIGINT/SIGHUP arrived; the loop saved a checkpoint and unwinds."""
 
 
 def seed_everything(seed: int) -> None:
@@ -177,7 +177,9 @@ class Trainer:
         self.run = run
         self.dist = dist if dist is not None else D.from_env()
         self.supervised = supervised
-        self._stop_signal: int | None = None
+        # The signal that asked the run to stop (set by the handlers, or by a caller to
+        # request a stop); the loop checkpoints at the next step and raises StopRequested.
+        self.stop_signal: int | None = None
         self.callbacks = entry.make_callbacks(cfg)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -218,7 +220,7 @@ class Trainer:
             ckpt = D.broadcast(ckpt, self.dist) if resume else None
             summary = self._fit(ckpt, t_start)
         except StopRequested:
-            self.logger.emit(EventType.STATUS, status=RunStatus.STOPPED, signal=self._stop_signal)
+            self.logger.emit(EventType.STATUS, status=RunStatus.STOPPED, signal=self.stop_signal)
             if main:
                 self.run.update_manifest(status=RunStatus.STOPPED, ended_at=time.time())
             self._close()
@@ -257,9 +259,9 @@ class Trainer:
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
-            self._stop_signal = signum
+            self.stop_signal = signum
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in stop_signals():
             # Only the main thread may install handlers (not so in some embedders' threads).
             with contextlib.suppress(ValueError):
                 signal.signal(sig, handler)
@@ -560,8 +562,8 @@ class Trainer:
                     samples=window["samples"],
                 )
                 window = {"loss": 0.0, "n": 0, "data_s": 0.0, "compute_s": 0.0, "samples": 0}
-            if last_of_step and D.any_rank(self._stop_signal is not None, self.dist):
-                self._stop_signal = self._stop_signal or signal.SIGTERM
+            if last_of_step and D.any_rank(self.stop_signal is not None, self.dist):
+                self.stop_signal = self.stop_signal or signal.SIGTERM
                 self._save(
                     epoch - 1,
                     batches_done=i + 1,

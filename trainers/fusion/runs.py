@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from trainers.rundir import RunDir
+from trainers.session import RunManifestError, config_from_manifest
 
 FUSED_SPLITS = ("val", "test")  # what predictions.jsonl holds
 SHOW = 5  # keys named in an error
@@ -206,24 +207,15 @@ def rebuild_source(path: Path | str, root: str = "") -> tuple[Any, Any, RunDir]:
     trained on a GPU host). The run's pretrained file is not needed: best.pt
     overwrites every weight, so it is dropped rather than checked.
     """
-    from trainers.config import ConfigError, apply_mapping, validate
-    from trainers.registry import UnknownModelError, get_entry
-
     run = RunDir(Path(path).expanduser().resolve())
     if not run.run_json.exists():
         raise FusionError(f"{path}: not a run directory (no run.json)")
     if not run.best_ckpt.exists():
         raise FusionError(f"{path}: no checkpoints/best.pt (did the run finish an epoch?)")
-    manifest = run.read_manifest()
+    overrides = {"data.root": root} if root else {}
     try:
-        entry = get_entry(manifest["model"])
-        cfg = entry.default_config()
-        apply_mapping(cfg, manifest["config"], source=str(run.run_json))
-        if root:
-            cfg.data.root = root
-        cfg.train.pretrained = ""
-        validate(cfg)
-    except (UnknownModelError, ConfigError) as exc:
+        entry, cfg = config_from_manifest(run, {**overrides, "train.pretrained": ""})
+    except RunManifestError as exc:
         raise FusionError(f"{path}: cannot rebuild the run's model: {exc}") from None
     return entry, cfg, run
 

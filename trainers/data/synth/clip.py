@@ -27,7 +27,10 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from trainers.data.synth import faces, voice
+# The sibling modules by their own names: ``from trainers.data.synth import ...`` would
+# make this module depend on the package's __init__, which imports this module.
+import trainers.data.synth.faces as faces
+import trainers.data.synth.voice as voice
 
 FPS = 15
 FRAME_W = 192
