@@ -17,7 +17,7 @@
     of the run view's 4 Hz drain; the bench's own send time gives the
     end-to-end figure too (input thread and GIL included). Baseline, same
     session: the same keys with no stream. Timing inside the app, not around
-    Pilot calls: Pilot's press alone costs about 100 ms (shared/DESIGN.md).
+    Pilot calls: Pilot's press alone costs about 100 ms, measured on these machines.
     Target: < 100 ms (p95).
 
 (c) Memory after 1,000,000 log lines have streamed into the run view: RSS of

@@ -27,7 +27,7 @@ class ModelEntry:
     config: type  # an ExperimentConfig subclass; its defaults are the recipe
     build: Callable[[Any, int], Any]  # (cfg, num_classes) -> nn.Module
     data: Callable[[Any], Any]  # cfg -> DataModule
-    seed_note: str = ""  # which design note in shared/seeds/ it comes from
+    seed_note: str = ""  # which design note (000-004, the research team's) its defaults come from
     # cfg -> engine callbacks the recipe needs (unfreezing, mixing); see engine.callbacks.
     callbacks: Callable[[Any], list[Any]] | None = None
     # What the model reads, for `list` (e.g. "image 3x224x224"); empty = derived from
