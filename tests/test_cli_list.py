@@ -4,22 +4,60 @@ fusion methods that train nothing."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import run_trainers
+from tests.conftest import trainers_cmd
 from trainers.cli import main
 from trainers.fusion import FUSERS
 from trainers.registry import describe_inputs, get_entry, list_models
+from trainers.zoo import cache_path
 
 
 @pytest.fixture(scope="module")
-def listed() -> dict[str, dict]:
-    proc = run_trainers("list", "--json", timeout=120)
+def zoo_cache(tmp_path_factory) -> Path:
+    """An XDG_CACHE_HOME of this module's own: counted here, not read from ~/.cache."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+def list_json(cache: Path, probe: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    if probe:  # the same command, then whether it imported torch
+        code = (
+            "import sys; from trainers.cli import main; main(['list', '--json']); "
+            "print('torch' in sys.modules, file=sys.stderr)"
+        )
+        cmd = [sys.executable, "-c", code]
+    else:
+        cmd = trainers_cmd("list", "--json")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture(scope="module")
+def listed(zoo_cache) -> dict[str, dict]:
+    proc = list_json(zoo_cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout)
     return {row["name"]: row for row in rows}
+
+
+def test_a_second_list_reads_the_counts_without_torch(listed, zoo_cache, monkeypatch):
+    (kept,) = (zoo_cache / "emoconsole" / "zoo").iterdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(zoo_cache))
+    assert kept == cache_path()  # named by this code's and the libraries' hash
+    proc = list_json(zoo_cache, probe=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {row["name"]: row for row in json.loads(proc.stdout)} == listed
+    assert proc.stderr.strip().splitlines()[-1] == "False"  # torch was not imported
+    kept.write_text("{not json")  # a damaged cache is counted afresh and replaced
+    proc = list_json(zoo_cache)
+    assert {row["name"]: row for row in json.loads(proc.stdout)} == listed
+    assert json.loads(kept.read_text()) == json.loads(proc.stdout)
 
 
 def test_json_lists_every_registered_model_with_params_and_inputs(listed):
@@ -55,8 +93,9 @@ def test_input_spec_follows_the_config():
     assert describe_inputs(cfg.data) == "video 48x3x112x112 @30fps"
 
 
-def test_text_table_shows_every_name_and_a_count(capsys):
-    assert main(["list"]) == 0  # in-process: the subprocess above already proved the CLI
+def test_text_table_shows_every_name_and_a_count(capsys, zoo_cache, listed, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(zoo_cache))  # the counts the CLI cached above
+    assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["name", "params", "inputs"]
     for name in [*list_models(), *FUSERS]:

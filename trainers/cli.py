@@ -314,52 +314,6 @@ def _resolve_config(
     return entry, cfg
 
 
-def zoo_rows() -> list[dict[str, Any]]:
-    """One row per registered model and per fusion method, sorted by name.
-
-    Parameters are counted by building each model at its default config (on the
-    meta device: no memory, no initialisation), so nothing is cached and a new
-    registry entry shows up without any change here.
-    """
-    from trainers.fusion import FUSERS
-    from trainers.registry import get_entry, list_models
-
-    rows = []
-    for name in list_models():
-        entry = get_entry(name)
-        cfg = entry.default_config()
-        classes = entry.default_num_classes(cfg)
-        try:
-            params: int | None = entry.count_params(classes)
-        except Exception as exc:  # one broken builder must not hide the rest of the zoo
-            print(f"warning: cannot build {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            params = None
-        rows.append(
-            {
-                "name": name,
-                "kind": "model",
-                "params": params,
-                "classes": classes,
-                "inputs": entry.input_spec(cfg),
-                "description": entry.description,
-                "seed_note": entry.seed_note,
-            }
-        )
-    for fuser in FUSERS.values():
-        rows.append(
-            {
-                "name": fuser.name,
-                "kind": "fusion",
-                "params": fuser.params,  # values fitted on val; nothing is trained
-                "classes": None,
-                "inputs": fuser.inputs,
-                "description": fuser.description,
-                "seed_note": fuser.seed_note,
-            }
-        )
-    return sorted(rows, key=lambda row: row["name"])
-
-
 def _human(n: int | None) -> str:
     if n is None:
         return "?"
@@ -371,6 +325,8 @@ def _human(n: int | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from trainers.zoo import zoo_rows
+
     rows = zoo_rows()
     if args.json:
         print(json.dumps(rows))
