@@ -119,6 +119,7 @@ def watch(
 
     Exits 0 when the run completed or was stopped, 1 when it failed or crashed.
     """
+    from emoconsole.monitor_view import system_line
     from remote.hosts import get_host
     from remote.layout import is_this_checkout, resolve_layout
     from remote.watch import (
@@ -149,7 +150,7 @@ def watch(
                     sys.stdout.write(item.text)
                     sys.stdout.flush()
                 elif isinstance(item, SysItem) and system:
-                    typer.echo(_format_sample(item.sample))
+                    typer.echo(system_line(item.sample))
                 elif isinstance(item, ConnectionItem):
                     typer.secho(_format_connection(item, name), fg=typer.colors.YELLOW, err=True)
                 elif isinstance(item, CrashedItem):
@@ -175,25 +176,6 @@ def _short(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def _format_sample(sample: dict) -> str:
-    parts = []
-    if sample.get("cpu_percent") is not None:
-        parts.append(f"cpu {sample['cpu_percent']:.0f}%")
-    if sample.get("ram_percent") is not None:
-        parts.append(f"ram {sample['ram_percent']:.0f}%")
-    if sample.get("disk_free") is not None:
-        parts.append(f"disk free {sample['disk_free'] / 2**30:.1f} GiB")
-    for gpu in sample.get("gpus") or []:
-        parts.append(
-            f"gpu{gpu.get('index')} {gpu.get('util_percent')}% "
-            f"{gpu.get('mem_used_mib')}/{gpu.get('mem_total_mib')} MiB "
-            f"{gpu.get('temp_c')}C {gpu.get('power_w')}W"
-        )
-    alive = {True: "running", False: "gone", None: "unknown"}[sample.get("alive")]
-    parts.append(f"process {alive}")
-    return "sys: " + ", ".join(parts)
 
 
 def _format_connection(item: ConnectionItem, host: str) -> str:

@@ -151,11 +151,14 @@ class MonitorState:
 
 
 def system_line(sample: dict[str, Any]) -> str:
+    """One line of a system sample: monitor, the run view and ``watch --sys`` print it."""
     parts = []
     if sample.get("cpu_percent") is not None:
         parts.append(f"cpu {sample['cpu_percent']:.0f}%")
     if sample.get("ram_percent") is not None:
         parts.append(f"ram {sample['ram_percent']:.0f}%")
+    if sample.get("disk_free") is not None:
+        parts.append(f"disk free {sample['disk_free'] / 2**30:.1f} GiB")
     for gpu in sample.get("gpus") or []:
         parts.append(
             f"gpu{gpu.get('index')} {gpu.get('util_percent')}% "
