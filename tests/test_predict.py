@@ -1,0 +1,93 @@
+"""A trained model leaves its run: self-contained checkpoints, load_bundle, predict.
+
+One tiny hybrid-attention run on a private copy of the small generated corpus
+is shared by every test here (module-scoped): training dominates the cost.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import SMALL_MODEL, run_trainers
+from trainers.rundir import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(small_corpus, tmp_path_factory):
+    """(run directory, the corpus copy it trained on, its feature cache)."""
+    base = tmp_path_factory.mktemp("predict")
+    data = base / "ravdess"
+    shutil.copytree(small_corpus, data)
+    cache = base / "cache"
+    settings = []
+    for item in [*SMALL_MODEL, "train.epochs=1", f"data.cache_dir={cache}"]:
+        settings += ["--set", item]
+    proc = run_trainers(
+        "train", "hybrid-attention", "--data", str(data), "--out", str(base / "runs"),
+        "--run-id", "tiny", *settings,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return RunDir(base / "runs" / "tiny"), data, cache
+
+
+def test_checkpoints_load_weights_only_and_carry_the_audio_norm(trained):
+    from trainers.data.base import INFERENCE_FORMAT
+    from trainers.session import config_from_manifest
+
+    run, _data, _cache = trained
+    for path in (run.best_ckpt, run.last_ckpt):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        inference = ckpt["inference"]
+        assert inference["format"] == INFERENCE_FORMAT
+        assert inference["preprocessing"]["kind"] == "audio-visual"
+        assert (
+            inference["preprocessing"]["video"]["face_size"] == ckpt["config"]["data"]["face_size"]
+        )
+    # The statistics are the data module's own, to the bit.
+    entry, cfg = config_from_manifest(run)
+    module = entry.data(cfg)
+    module.setup(report_bad=lambda path, reason: None)
+    norm = ckpt["inference"]["fitted"]["audio_norm"]
+    assert np.array_equal(np.asarray(norm["mean"], np.float32), module.audio_norm.mean)
+    assert np.array_equal(np.asarray(norm["std"], np.float32), module.audio_norm.std)
+
+
+def test_load_bundle_builds_the_model_in_eval_mode(trained):
+    from trainers.inference.bundle import load_bundle
+
+    run, _data, _cache = trained
+    bundle = load_bundle(run.path)
+    assert bundle.model_name == "hybrid-attention"
+    assert bundle.checkpoint == run.best_ckpt
+    assert len(bundle.classes) == 8 and not bundle.model.training
+    assert bundle.fitted["audio_norm"]["mean"]
+    assert bundle.notes == []
+    ckpt = torch.load(run.best_ckpt, map_location="cpu", weights_only=True)
+    for key, value in bundle.model.state_dict().items():
+        assert torch.equal(value, ckpt["model"][key]), key
+
+
+def test_an_old_pickled_checkpoint_is_refused_unless_trusted(trained, tmp_path):
+    from trainers.inference.bundle import BundleError, load_bundle
+
+    run, _data, _cache = trained
+    old = RunDir(tmp_path / "old")
+    old.checkpoints.mkdir(parents=True)
+    ckpt = torch.load(run.best_ckpt, map_location="cpu", weights_only=True)
+    ckpt["rng"]["numpy"] = np.random.get_state()  # as checkpoints held it before
+    del ckpt["inference"]
+    torch.save(ckpt, old.best_ckpt)
+    with pytest.raises(BundleError, match="trust_pickle") as err:
+        load_bundle(old.path)
+    assert str(old.best_ckpt) in str(err.value)
+    bundle = load_bundle(old.path, trust_pickle=True)
+    assert bundle.inference is None
+    assert "(the audio normalisation) must be recomputed" in bundle.notes[0]
+    with pytest.raises(BundleError, match="--checkpoint best"):
+        load_bundle(old.path, checkpoint="last")
