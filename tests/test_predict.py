@@ -6,13 +6,16 @@ is shared by every test here (module-scoped): training dominates the cost.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SMALL_MODEL, run_trainers
+from tests.conftest import SMALL_MODEL, run_trainers, trainers_cmd
 from trainers.rundir import RunDir
 
 pytestmark = pytest.mark.slow
@@ -91,3 +94,45 @@ def test_an_old_pickled_checkpoint_is_refused_unless_trusted(trained, tmp_path):
     assert "(the audio normalisation) must be recomputed" in bundle.notes[0]
     with pytest.raises(BundleError, match="--checkpoint best"):
         load_bundle(old.path, checkpoint="last")
+
+
+@pytest.fixture(scope="module")
+def test_inputs(trained, tmp_path_factory):
+    """The run's test recordings, copied out; then the data set and its cache are deleted."""
+    run, data, cache = trained
+    rows = [json.loads(line) for line in run.predictions.read_text().splitlines()]
+    test = {r["key"]: r for r in rows if r["split"] == "test"}
+    assert test
+    out = tmp_path_factory.mktemp("inputs") / "test"
+    out.mkdir()
+    actors = {r["actor"] for r in test.values()}
+    for actor in actors:
+        for f in (data / f"Actor_{actor}").iterdir():
+            shutil.copy2(f, out / f.name)
+    shutil.rmtree(data)
+    shutil.rmtree(cache, ignore_errors=True)
+    return out, test
+
+
+def predict(*args, cache):
+    env = {**os.environ, "EMOCONSOLE_CACHE": str(cache)}
+    return subprocess.run(
+        trainers_cmd("predict", *args), capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_predict_reproduces_the_runs_own_test_predictions(trained, test_inputs, tmp_path):
+    run, _data, _cache = trained
+    folder, expected = test_inputs
+    empty = tmp_path / "cache"
+    empty.mkdir()
+    proc = predict(str(run.path), str(folder), "--json", cache=empty)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = {row["key"]: row for row in map(json.loads, proc.stdout.splitlines())}
+    assert set(got) == set(expected)
+    classes = json.loads(run.summary.read_text())["classes"]
+    for key, row in got.items():
+        probs = [row["probabilities"][c] for c in classes]
+        assert probs == pytest.approx(expected[key]["probs"], abs=1e-5), key
+        assert row["prediction"] == classes[expected[key]["pred"]]
+    assert not any(empty.iterdir())  # nothing cached, nothing read from a cache
