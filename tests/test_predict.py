@@ -121,6 +121,16 @@ def predict(*args, cache):
     )
 
 
+def predict_here(capsys, *args):
+    """The CLI in this process (no second torch import): (exit code, stdout, stderr)."""
+    from trainers.cli import main
+
+    capsys.readouterr()
+    code = main(["predict", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def test_predict_reproduces_the_runs_own_test_predictions(trained, test_inputs, tmp_path):
     run, _data, _cache = trained
     folder, expected = test_inputs
@@ -136,3 +146,43 @@ def test_predict_reproduces_the_runs_own_test_predictions(trained, test_inputs, 
         assert probs == pytest.approx(expected[key]["probs"], abs=1e-5), key
         assert row["prediction"] == classes[expected[key]["pred"]]
     assert not any(empty.iterdir())  # nothing cached, nothing read from a cache
+
+
+def test_a_corrupt_file_and_a_silent_video_fail_alone(trained, test_inputs, tmp_path, capsys):
+    """Two one-line errors naming the files, the good recordings predicted, exit 1."""
+    run, _data, _cache = trained
+    folder, expected = test_inputs
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    keys = sorted(expected)[:2]
+    for key in keys:  # two good takes: their 01 mp4 (video and its audio track)
+        shutil.copy2(folder / f"{key}.mp4", mixed / f"{key}.mp4")
+    blob = (folder / f"{keys[0]}.mp4").read_bytes()
+    (mixed / "broken.mp4").write_bytes(blob[: len(blob) // 3])
+    silent = "02" + keys[1][2:]  # the take's video-only file, under another name
+    shutil.copy2(folder / f"{silent}.mp4", mixed / "silent.mp4")
+    code, out, err = predict_here(capsys, str(run.path), str(mixed))
+    assert code == 1, err[-2000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, err
+    assert any(str(mixed / "broken.mp4") in e for e in errors), errors
+    silent_error = next(e for e in errors if str(mixed / "silent.mp4") in e)
+    assert "no usable audio: no audio stream" in silent_error
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["input", "prediction"]
+    assert len(lines) == 1 + len(keys)
+    classes = json.loads(run.summary.read_text())["classes"]
+    for key, line in zip(keys, lines[1:], strict=True):
+        name, top, *probs = line.split()
+        assert name.endswith(f"{key}.mp4") and top in classes
+        assert sum(map(float, probs)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_bad_usage_exits_2_with_one_line(trained, tmp_path, capsys):
+    run, _data, _cache = trained
+    code, _out, err = predict_here(capsys, str(tmp_path), str(tmp_path))
+    assert code == 2 and "not a run directory" in err
+    code, _out, err = predict_here(capsys, str(run.path), str(tmp_path), "--device", "tpu")
+    assert code == 2 and "--device" in err
+    code, _out, err = predict_here(capsys, str(run.path), str(tmp_path / "nothing.mp4"))
+    assert code == 1 and "nothing.mp4: no such file" in err

@@ -191,10 +191,13 @@ def _decoded_recording(bundle: Bundle, item: MediaInput) -> tuple[dict[str, Any]
     )  # fmt: skip
     result = prepare_recording(PrepareTask(rec, cfg, cache_root=None, decode=True))
     if result.missing:
-        why = "; ".join(f"{Path(p).name}: {r}" for p, r in result.bad.items())
         what = " and ".join(result.missing)
-        tried = ", ".join(Path(p).name for p in rec.sources(result.missing[0])) or "none found"
-        raise InputError(f"no usable {what} (tried: {tried})" + (f": {why}" if why else ""))
+        if not result.bad:  # no candidate file at all
+            raise InputError(f"no {what} file or track found for it")
+        if len(result.bad) == 1:  # the usual case: one file, no need to name it again
+            raise InputError(f"no usable {what}: {next(iter(result.bad.values()))}")
+        why = "; ".join(f"{Path(p).name}: {r}" for p, r in result.bad.items())
+        raise InputError(f"no usable {what}: {why}")
     row: dict[str, Any] = {"index": 0, "label": 0}
     if "audio" in cfg.modalities:
         norm = bundle.fitted.get("audio_norm")
@@ -355,7 +358,8 @@ def table_header(classes: Sequence[str], name_width: int = 40) -> str:
 
 def table_row(row: Prediction, classes: Sequence[str], name_width: int = 40) -> str:
     """One fixed-width line: the input, the top class, each class's probability."""
-    name = row.input if len(row.input) <= name_width else "..." + row.input[-name_width + 3 :]
+    name = min(row.input, os.path.relpath(row.input), key=len)
+    name = name if len(name) <= name_width else "..." + name[-name_width + 3 :]
     assert row.probabilities is not None
     cols = "".join(f" {row.probabilities[c]:>9.4f}" for c in classes)
     return f"{name:<{name_width}} {row.prediction or '':<12}{cols}"
