@@ -239,7 +239,8 @@ def _image_rows(bundle: Bundle, item: MediaInput) -> tuple[list[dict[str, Any]],
         array = decode_image(item.image, pre["image_size"], pre["resize"])
     except DecodeError as exc:
         raise InputError(str(exc)) from None
-    images = torch.from_numpy(array[None]).permute(0, 3, 1, 2).contiguous()
+    # As FIDataModule stores them: (N, S, S, 3) stacked (a writable copy) -> (N, 3, S, S).
+    images = torch.from_numpy(np.stack([array])).permute(0, 3, 1, 2).contiguous()
     tta = len(pre["tta"]["views"]) > 1
     views = ImageEvalSet(
         images, np.zeros(1, np.int64), np.zeros(1, np.int64), [item.key], pre["image_size"], tta
