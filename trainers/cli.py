@@ -696,6 +696,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.run, args.checkpoint, args.trust_pickle, args.device)
         if bundle.inference is None and args.data is not None:
             recompute_inference(bundle, str(args.data), progress=_progress_printer("data"))
+            print(
+                f"note: {bundle.checkpoint} has no inference state: preprocessing statistics "
+                f"recomputed from the train split of {args.data}",
+                file=sys.stderr,
+            )
         elif args.data is not None:
             print("note: --data ignored: the checkpoint carries its statistics", file=sys.stderr)
         failed = 0

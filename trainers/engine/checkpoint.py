@@ -97,14 +97,14 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: no checkpoint (the run saved none before it ended?)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError as exc:  # torch's message: a page with ANSI codes
         if not trust_pickle:
             raise CheckpointError(
                 f"{path}: holds pickled objects besides tensors and plain values (a "
                 "checkpoint written by an older version?); loading it runs arbitrary code, "
                 "so it is refused: pass trust_pickle=True (--trust-pickle) if you trust "
-                f"the file. torch said: {str(exc).splitlines()[0]}"
-            ) from None
+                "the file"
+            ) from exc
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(ckpt).__name__}, not a dict)")
