@@ -30,6 +30,7 @@ examples:
       --set pretrained=hub:<file>.pth                 (weights in torch hub's cache)
   python -m trainers config hybrid-attention          (every key and its default)
   python -m trainers resume runs/<run-id>
+  python -m trainers predict runs/<run-id> clip.mp4 folder/ [--json]
   python -m trainers fuse late-fusion runs/<visual-run> runs/<audio-run> --out runs
   python -m trainers fuse image-ensemble runs/<r1> runs/<r2> runs/<r3> --out runs
   python -m trainers fuse attention-fusion runs/<visual-run> runs/<audio-run> --out runs
@@ -282,6 +283,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("src", type=Path, help="the data set's directory")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser(
+        "predict",
+        help="predict the emotion of media files with a trained run's model",
+        description="Apply a run's model to media files with the run's own preprocessing "
+        "and the statistics its checkpoint carries (the training data is not read). INPUT "
+        "is a file or a folder: RAVDESS-named files are grouped into takes as the loader "
+        "groups them, other files by folder and name stem (clip.mp4 + clip.wav is one "
+        "input). Audio-visual models need a video with audio (its track or a wav of the "
+        "same stem), video models a video, image models an image. An input that fails "
+        "gets one line on stderr and the others go on; exit 1 if any failed.",
+    )
+    p.add_argument("run", type=Path, help="the run directory (holds checkpoints/)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="media files or folders")
+    p.add_argument(
+        "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to use"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per input on stdout, no table"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a checkpoint that needs full pickle (written by an older version); "
+        "only for files you trust: unpickling can run code",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="the run's training data: only for a checkpoint without inference state "
+        "(older versions), whose train-split statistics are then recomputed from it",
+    )
     return parser
 
 
@@ -646,6 +681,50 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from trainers.inference.bundle import BundleError, load_bundle
+    from trainers.inference.predict import (
+        predict_inputs,
+        recompute_inference,
+        table_header,
+        table_row,
+    )
+
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N")
+    try:
+        bundle = load_bundle(args.run, args.checkpoint, args.trust_pickle, args.device)
+        if bundle.inference is None and args.data is not None:
+            recompute_inference(bundle, str(args.data), progress=_progress_printer("data"))
+            print(
+                f"note: {bundle.checkpoint} has no inference state: preprocessing statistics "
+                f"recomputed from the train split of {args.data}",
+                file=sys.stderr,
+            )
+        elif args.data is not None:
+            print("note: --data ignored: the checkpoint carries its statistics", file=sys.stderr)
+        failed = 0
+        header = False
+        progress = _progress_printer("predict")
+        for row in predict_inputs(bundle, args.inputs, progress=progress):
+            if not row.ok:
+                failed += 1
+                print(f"error: {row.input}: {row.error}", file=sys.stderr)
+                if args.json:
+                    print(json.dumps(row.to_json()), flush=True)
+                continue
+            if args.json:
+                print(json.dumps(row.to_json()), flush=True)
+                continue
+            if not header:
+                print(table_header(bundle.classes))
+                header = True
+            print(table_row(row, bundle.classes), flush=True)
+    except BundleError as exc:
+        raise UsageError(str(exc)) from None
+    return 1 if failed else 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
@@ -656,6 +735,7 @@ COMMANDS = {
     "fuse": cmd_fuse,
     "describe": cmd_describe,
     "prepare": cmd_prepare,
+    "predict": cmd_predict,
 }
 
 

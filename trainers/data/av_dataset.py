@@ -47,7 +47,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from trainers.data.base import SPLITS, BadInputReporter, ProgressReporter, SampleInfo
+from trainers.data import audio as audio_mod
+from trainers.data import faces as faces_mod
+from trainers.data import video as video_mod
+from trainers.data.base import (
+    INFERENCE_FORMAT,
+    SPLITS,
+    BadInputReporter,
+    ProgressReporter,
+    SampleInfo,
+)
 from trainers.data.cache import (
     known_digests,
     load_digest_index,
@@ -151,6 +160,17 @@ class AudioNorm:
 
     def apply(self, features: np.ndarray) -> np.ndarray:
         return ((features - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """Plain lists (exact: float32 values survive the float64 round trip)."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AudioNorm:
+        return cls(
+            mean=np.asarray(data["mean"], dtype=np.float32),
+            std=np.asarray(data["std"], dtype=np.float32),
+        )
 
 
 class AVDataset(Dataset):
@@ -462,6 +482,38 @@ class RavdessDataModule:
                 face_found=np.array([r.face_found is not False for _, r in rows], dtype=bool),
             )
         return splits
+
+    def inference_state(self) -> dict[str, Any]:
+        """The decode settings of each modality and the train split's audio statistics
+        (see trainers.data.base.DataModule.inference_state)."""
+        cfg = self.cfg
+        pre: dict[str, Any] = {
+            "kind": "audio-visual",
+            "layout": cfg.layout,
+            "modalities": list(cfg.modalities),
+        }
+        if "video" in cfg.modalities:
+            pre["video"] = {
+                **video_mod.video_settings(cfg),
+                "channels": cfg.video_channels,
+                "face_detector": {
+                    "kind": "opencv-haar",
+                    "cascade": faces_mod.CASCADE_FILE,
+                    "version": faces_mod.FACES_VERSION,
+                },
+            }
+        fitted: dict[str, Any] = {}
+        if "audio" in cfg.modalities:
+            pre["audio"] = {
+                **audio_mod.audio_settings(cfg),
+                "features": cfg.audio_features,
+                "dim": cfg.audio_dim,
+                "normalization": "per feature: (x - mean) / std, train split statistics",
+            }
+            if self.audio_norm is None:
+                raise RuntimeError("RavdessDataModule.setup() has not been called")
+            fitted["audio_norm"] = self.audio_norm.to_dict()
+        return {"format": INFERENCE_FORMAT, "preprocessing": pre, "fitted": fitted}
 
     def _fractions(self) -> tuple[float, float, int]:
         return self.cfg.val_fraction, self.cfg.test_fraction, self.cfg.split_seed

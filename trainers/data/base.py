@@ -66,3 +66,20 @@ class DataModule(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Counts per split and class, actors per split, bad and no-face counts."""
+
+    def inference_state(self) -> dict[str, Any]:
+        """What turning a media file into the model's input needs, saved in every
+        checkpoint (called after setup). JSON-serialisable::
+
+            {"format": INFERENCE_FORMAT,
+             "preprocessing": {"kind": ..., ...},  # the decode settings and eval views
+             "fitted": {...}}                       # statistics learned from the train split
+
+        ``kind`` names the input pipeline (``audio-visual``, ``video-clips``,
+        ``image``). The settings duplicate part of the run's ``config["data"]`` on
+        purpose: an exported model carries them without the whole training config.
+        Optional: the engine stores None for a module without it."""
+
+
+# Version of the dict DataModule.inference_state returns; readers refuse newer ones.
+INFERENCE_FORMAT = 1

@@ -304,6 +304,18 @@ class ClipDataModule:
         }
         return out
 
+    def inference_state(self) -> dict[str, Any]:
+        """The base's face-crop settings, plus how evaluation cuts clips from a video."""
+        state = self.base.inference_state()
+        state["preprocessing"]["kind"] = "video-clips"
+        state["preprocessing"]["clips"] = {
+            "frames": self.cfg.clip_frames,
+            "eval_clips": self.cfg.eval_clips,
+            "placement": "evenly spaced, first at the start and last at the end; one: middle",
+            "average": "probabilities",
+        }
+        return state
+
     def __getattr__(self, name: str) -> Any:
         # audio_norm, memory_bytes... are the base's. Guard "base" itself so a half-built
         # (unpickled) instance fails cleanly instead of recursing.

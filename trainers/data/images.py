@@ -47,9 +47,24 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from trainers.data.base import SPLITS, BadInputReporter, ProgressReporter, SampleInfo
+from trainers.data.base import (
+    INFERENCE_FORMAT,
+    SPLITS,
+    BadInputReporter,
+    ProgressReporter,
+    SampleInfo,
+)
 from trainers.data.config import DataError, DecodeError
-from trainers.data.image_augment import TTA_VIEWS, EvalViews, TrainAugment, item_seed, key_seed
+from trainers.data.image_augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TTA_CROP,
+    TTA_VIEWS,
+    EvalViews,
+    TrainAugment,
+    item_seed,
+    key_seed,
+)
 
 FI_CLASSES: tuple[str, ...] = (
     "amusement",
@@ -567,6 +582,26 @@ class FIDataModule:
             **self._stats,
             "memory_mb": round(self.memory_bytes() / 2**20, 1),
         }
+
+    def inference_state(self) -> dict[str, Any]:
+        """Decoding, normalisation and the TTA views (nothing is fitted on the data)."""
+        cfg = self.cfg
+        pre = {
+            "kind": "image",
+            "layout": cfg.layout,
+            "image_size": cfg.image_size,
+            "resize": cfg.resize,
+            "channels": 3,
+            "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            "tta": {
+                "views": list(TTA_VIEWS) if cfg.tta else ["original"],
+                "crop": TTA_CROP,
+                # The jitter and crop views are seeded from the image's key.
+                "seed": "crc32 of '<class folder>/<file stem>'",
+                "average": "probabilities",
+            },
+        }
+        return {"format": INFERENCE_FORMAT, "preprocessing": pre, "fitted": {}}
 
 
 def fi_data_module(cfg: Any) -> FIDataModule:

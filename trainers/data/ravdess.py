@@ -58,11 +58,13 @@ __all__ = [
     "Prepared",
     "RavdessName",
     "Recording",
+    "group_recordings",
     "index_ravdess",
     "parse_name",
     "prepare_recording",
     "split_actors",
     "split_random",
+    "walk_media",
 ]
 
 
@@ -139,7 +141,7 @@ class Recording:
         return tuple(dict.fromkeys((*self.video_sources, *self.audio_sources)))
 
 
-def _walk_media(root: str) -> list[str]:
+def walk_media(root: str, suffixes: frozenset[str] = MEDIA_SUFFIXES) -> list[str]:
     """Media files under ``root`` in sorted order, following directory links once."""
     found: list[str] = []
     seen: set[str] = set()
@@ -152,7 +154,7 @@ def _walk_media(root: str) -> list[str]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             # Hidden files include macOS "._name.mp4" resource forks left by zip tools.
-            if name.startswith(".") or Path(name).suffix.lower() not in MEDIA_SUFFIXES:
+            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
                 continue
             found.append(os.path.join(dirpath, name))
     return found
@@ -171,9 +173,19 @@ def index_ravdess(
     """
     if not os.path.isdir(root):
         raise DataError(f"data root {root!r} is not a directory")
+    return group_recordings(walk_media(root), report_bad, vocal_channels)
+
+
+def group_recordings(
+    paths: Sequence[str],
+    report_bad: BadInputReporter,
+    vocal_channels: Sequence[int] = (SPEECH,),
+) -> list[Recording]:
+    """The recordings of RAVDESS-named ``paths`` (see :func:`index_ravdess`), by key;
+    also what ``predict`` reads a folder of RAVDESS files with."""
     groups: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     names: dict[str, RavdessName] = {}
-    for path in _walk_media(root):
+    for path in paths:
         try:
             name = parse_name(os.path.basename(path))
         except ValueError as exc:

@@ -191,7 +191,7 @@ class Trainer:
         main = self.dist.is_main
         resume = resume or self.dist.restart > 0  # torchrun restarted us after a failure
         ckpt = (
-            load_checkpoint(self.run.last_ckpt)
+            load_checkpoint(self.run.last_ckpt, trust_pickle=True)
             if main and resume and self.run.last_ckpt.exists()
             else None
         )
@@ -301,6 +301,10 @@ class Trainer:
         self.prepare_s = time.perf_counter() - t0
         self.classes = list(self.data.classes)
         self.description = self.data.describe()
+        # Saved in every checkpoint: computed once, from the set-up data module. A module
+        # without the method (a test's tensors) leaves inference to the data set.
+        inference_state = getattr(self.data, "inference_state", None)
+        self.inference = inference_state() if callable(inference_state) else None
         self.logger.log(f"data: {self.description}")
         if len(self.bad):
             self.logger.log(
@@ -675,6 +679,9 @@ class Trainer:
             "classes": self.classes,
             "model_name": self.entry.name,
             "config": to_dict(self.cfg),
+            # What inference needs beyond the config (fitted statistics, the input spec):
+            # the data module's to say, see trainers.data.base.DataModule.inference_state.
+            "inference": self.inference,
         }
         if is_best:
             save_checkpoint(self.run.best_ckpt, payload)
@@ -734,7 +741,7 @@ class Trainer:
         has_best = D.broadcast(self.run.best_ckpt.exists(), self.dist)
         if has_best:
             best = (
-                load_checkpoint(self.run.best_ckpt, map_location="cpu")
+                load_checkpoint(self.run.best_ckpt, map_location="cpu", trust_pickle=True)
                 if self.dist.is_main
                 else None
             )

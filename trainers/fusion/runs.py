@@ -248,7 +248,7 @@ def extract_embeddings(
     data = entry.data(cfg)
     data.setup(report_bad=report_bad, progress=progress)
     classes = list(data.classes)
-    ckpt = load_checkpoint(run.best_ckpt)
+    ckpt = load_checkpoint(run.best_ckpt, trust_pickle=True)  # a run the user named
     if ckpt.get("classes") is not None and list(ckpt["classes"]) != classes:
         raise FusionError(
             f"{run.best_ckpt} was trained on classes {list(ckpt['classes'])} but the data "

@@ -475,6 +475,15 @@ class EmbeddingVideoDataModule:
         out["video"] = {"source": "embeddings", "dir": str(self.directory), "dim": self.dim}
         return out
 
+    def inference_state(self) -> dict[str, Any]:
+        """The base's audio settings; video comes from precomputed embeddings, which a
+        media file alone cannot give (predict needs the embeddings' own extractor)."""
+        state = self.base.inference_state()
+        pre = state["preprocessing"]
+        pre["modalities"] = [*pre["modalities"], "video"]
+        pre["video"] = {"source": "embeddings", "dim": self.dim}
+        return state
+
     def __getattr__(self, name: str) -> Any:
         if name == "base":
             raise AttributeError(name)
