@@ -216,3 +216,17 @@ def test_classes_are_matched_by_emotion_across_corpora():
     combined_run = LabelMapping.between(COMBINED, meld.CLASSES)
     assert combined_run.not_learned == ["surprise"]
     assert [COMBINED[i] for i in combined_run.shared] == list(COMBINED)
+
+
+@pytest.mark.slow
+def test_nothing_to_score_exits_1_and_leaves_no_evaluation(trained, tmp_path):
+    run, _data, _cache = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_trainers(
+        "evaluate", str(run.path), "--data", str(empty), "--layout", "crema-d", "--out", "none"
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "no crema-d recordings" in proc.stderr
+    assert not (run.evaluations / "none" / "evaluation.json").exists()
+    assert "none" not in [name for name, _ in run.read_evaluations()]
