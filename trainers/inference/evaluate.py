@@ -350,10 +350,15 @@ def evaluate(
                 }
             )
             scored[part] += 1
+    if not rows and not not_learned:
+        raise NothingScored(
+            f"the {' + '.join(splits)} split of {data} is empty (too few speakers for the "
+            f"run's split settings?): nothing to score; --split all scores every recording"
+        )
     if not rows:
         raise NothingScored(
-            f"no recording of {', '.join(splits)} split(s) under {data} has a class the "
-            f"run learned ({len(bad)} unusable inputs, see {out / BAD_INPUTS})"
+            f"no recording of the {' + '.join(splits)} split of {data} has a class the run "
+            f"learned (not learned: {', '.join(not_learned)})"
         )
 
     position = {c: k for k, c in enumerate(shared)}
