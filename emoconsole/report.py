@@ -5,10 +5,11 @@
 
 Reads only the run-directory contract (docs/run-directory.md): the per-epoch
 ``val`` events of events.jsonl for the learning curves, summary.json for the
-final numbers and the confusion matrix. A run without summary.json (stopped,
-failed, or still going when it was downloaded) still gets its curves and a
-note saying so. matplotlib is imported only here, on the Agg backend, so
-listing hosts or watching a run never pays for it and no display is needed.
+final numbers and the confusion matrix, evaluations/*/evaluation.json for the
+scores on other data. A run without summary.json (stopped, failed, or still
+going when it was downloaded) still gets its curves and a note saying so.
+matplotlib is imported only here, on the Agg backend, so listing hosts or
+watching a run never pays for it and no display is needed.
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ def write_report(run_dir: str | Path, files: Iterable[VerifiedFile] | None = Non
             )
             md.append("")
 
+    md += _evaluations_section(run, summary)
+
     md += ["## Learning curves", ""]
     if rows:
         plot_learning_curves(rows, best_epoch, run.path / LEARNING_CURVES_PNG)
@@ -248,6 +251,65 @@ def write_report(run_dir: str | Path, files: Iterable[VerifiedFile] | None = Non
     tmp.write_text("\n".join(md), encoding="utf-8")
     tmp.replace(out)
     return out
+
+
+def _evaluations_section(run: RunDir, summary: dict[str, Any] | None) -> list[str]:
+    """One row per evaluation under evaluations/ (``python -m trainers evaluate``), beside
+    the run's own test; each evaluation's metrics cover only its shared classes."""
+    evaluations = run.read_evaluations()
+    if not evaluations:
+        return []
+    header = ["evaluation", "data", "n", "classes", "accuracy", "macro F1", "weighted F1", "UAR"]
+    rows: list[list[Any]] = []
+    test = (summary or {}).get("test")
+    if _has_samples(test):
+        assert test is not None
+        n = sum(sum(row) for row in test["confusion"])
+        classes = len((summary or {}).get("classes") or [])
+        rows.append(["the run's own test", "its data, test", n, classes, *_metrics(test)])
+    notes = []
+    for name, ev in evaluations:
+        data = ev.get("data") or {}
+        where = f"{data.get('layout', '?')}, {data.get('split', '?')}"
+        shared = len(ev.get("shared_classes") or [])
+        rows.append([name, where, ev.get("n"), shared, *_metrics(ev.get("metrics") or {})])
+        floor = ev.get("majority_floor")
+        if floor:
+            rows.append([f"{name}, majority floor", where, ev.get("n"), shared, *_metrics(floor)])
+        notes.append(f"- **{name}**: {data.get('root', '?')}; {_exclusions(ev)}")
+    return [
+        "## Evaluations on other data",
+        "",
+        "Each evaluation's metrics cover only the classes the run and that corpus share "
+        "(classes: how many); its floor is the run's training majority among them.",
+        "",
+        *_table(header, rows),
+        "",
+        *notes,
+        "",
+    ]
+
+
+def _metrics(metrics: dict[str, Any]) -> list[Any]:
+    return [metrics.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "uar")]
+
+
+def _exclusions(evaluation: dict[str, Any]) -> str:
+    excluded = evaluation.get("excluded") or {}
+    not_learned = excluded.get("not_learned") or {}
+    missing = excluded.get("not_in_corpus") or []
+    parts = [
+        "recordings of classes the run never learned: "
+        + (", ".join(f"{c} {n}" for c, n in not_learned.items()) if not_learned else "none"),
+        "run classes the corpus lacks: " + (", ".join(missing) if missing else "none"),
+    ]
+    by_layout = excluded.get("by_layout") or []
+    if by_layout:
+        parts.append(
+            "left out by the layout's label map: "
+            + ", ".join(f"{e['corpus']} {e['class']} {e['recordings']}" for e in by_layout)
+        )
+    return "; ".join(parts)
 
 
 def _path(f: VerifiedFile) -> str:

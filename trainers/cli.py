@@ -31,6 +31,7 @@ examples:
   python -m trainers config hybrid-attention          (every key and its default)
   python -m trainers resume runs/<run-id>
   python -m trainers predict runs/<run-id> clip.mp4 folder/ [--json]
+  python -m trainers evaluate runs/<run-id> --data data/CREMA-D --layout crema-d [--split all]
   python -m trainers fuse late-fusion runs/<visual-run> runs/<audio-run> --out runs
   python -m trainers fuse image-ensemble runs/<r1> runs/<r2> runs/<r3> --out runs
   python -m trainers fuse attention-fusion runs/<visual-run> runs/<audio-run> --out runs
@@ -316,6 +317,51 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the run's training data: only for a checkpoint without inference state "
         "(older versions), whose train-split statistics are then recomputed from it",
+    )
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a trained run on another corpus or split",
+        description="Score a run's model on a corpus (its own or another) with the run's "
+        "own data pipeline and the statistics its checkpoint carries, and write "
+        "RUN/evaluations/NAME/ (evaluation.json: the metrics of summary.json's test block "
+        "plus the majority-class floor; predictions.jsonl). Classes are matched by "
+        "emotion through the combined label map (docs/datasets.md): recordings of classes "
+        "the run never learned are excluded and counted, run classes the corpus lacks are "
+        "never the decision, and the metrics cover the shared classes only. Exit 1 if "
+        "nothing could be scored.",
+    )
+    p.add_argument("run", type=Path, help="the run directory (holds checkpoints/)")
+    p.add_argument("--data", type=Path, required=True, help="the corpus's directory")
+    p.add_argument(
+        "--layout",
+        choices=("ravdess", "crema-d", "meld", "combined"),
+        default=None,
+        help="the corpus's layout (default: the run's own data.layout)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "all"),
+        default="test",
+        help="test: the layout's speaker-independent test split with the run's split "
+        "settings (MELD: the official one); all: every recording",
+    )
+    p.add_argument(
+        "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to use"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="NAME",
+        help="the evaluation's folder name under RUN/evaluations/ "
+        "(default: <corpus folder>-<layout>-<split>); an existing one is replaced",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a checkpoint that needs full pickle (written by an older version); "
+        "only for files you trust: unpickling can run code",
     )
     return parser
 
@@ -725,6 +771,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trainers.inference.bundle import BundleError, load_bundle
+    from trainers.inference.evaluate import (
+        EvaluationError,
+        NothingScored,
+        check_name,
+        default_name,
+        evaluate,
+        format_table,
+    )
+    from trainers.rundir import RunDir
+
+    if not args.data.is_dir():
+        raise UsageError(f"--data {args.data}: no such directory")
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N")
+    try:
+        name = check_name(args.out) if args.out is not None else None
+        bundle = load_bundle(args.run, args.checkpoint, args.trust_pickle, args.device)
+        layout = args.layout or getattr(bundle.config.data, "layout", None) or "ravdess"
+        name = name or default_name(args.data, layout, args.split)
+        evaluation = evaluate(
+            bundle, args.data, layout, args.split, name, progress=_progress_printer("evaluate")
+        )
+    except (BundleError, EvaluationError) as exc:
+        raise UsageError(str(exc)) from None
+    except NothingScored as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    run = RunDir(args.run)
+    print(format_table(evaluation, (run.read_summary() or {}).get("test")))
+    print(f"wrote {run.evaluations / name}/ (evaluation.json, predictions.jsonl)")
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
@@ -736,6 +817,7 @@ COMMANDS = {
     "describe": cmd_describe,
     "prepare": cmd_prepare,
     "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
 }
 
 

@@ -23,6 +23,8 @@ SUMMARY = "summary.json"
 BAD_INPUTS = "bad_inputs.jsonl"
 PREDICTIONS = "predictions.jsonl"
 RANKS_DIR = "ranks"
+EVALUATIONS = "evaluations"  # evaluations/<name>/: `python -m trainers evaluate`
+EVALUATION = "evaluation.json"
 
 
 def new_run_id(model: str) -> str:
@@ -95,6 +97,26 @@ class RunDir:
 
     def rank_log(self, rank: int) -> Path:
         return self.ranks / f"rank{rank}.log"
+
+    @property
+    def evaluations(self) -> Path:
+        """One folder per evaluation on other data: evaluation.json, predictions.jsonl."""
+        return self.path / EVALUATIONS
+
+    def read_evaluations(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(name, evaluation.json)`` of every finished evaluation, by name; a folder
+        without a readable evaluation.json (one still being written) is left out."""
+        if not self.evaluations.is_dir():
+            return []
+        found = []
+        for folder in sorted(self.evaluations.iterdir()):
+            try:
+                data = json.loads((folder / EVALUATION).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                found.append((folder.name, data))
+        return found
 
     def create(self) -> RunDir:
         self.path.mkdir(parents=True, exist_ok=False)

@@ -273,6 +273,9 @@ class RavdessDataModule:
         self.classes = list(layout.classes if layout is not None else CLASSES)
         self._fixed_split: dict[str, str] | None = None
         self.audio_norm: AudioNorm | None = None
+        # Statistics fitted on another data set's train split (use_fitted), used instead of
+        # fitting on this one's: a trained model evaluated on other data (evaluate).
+        self._given_audio_norm: AudioNorm | None = None
         self._splits: dict[str, _Split] | None = None
         self._stats: dict[str, Any] = {}
 
@@ -446,7 +449,9 @@ class RavdessDataModule:
 
         use_audio = "audio" in cfg.modalities
         use_video = "video" in cfg.modalities
-        if use_audio:
+        if use_audio and self._given_audio_norm is not None:
+            self.audio_norm = self._given_audio_norm
+        elif use_audio:
             # Running sums in float64: no concatenated copy of the whole train split.
             count, total, squares = 0, np.zeros(cfg.audio_dim), np.zeros(cfg.audio_dim)
             for (_, r), split in zip(kept, assign, strict=True):
@@ -482,6 +487,17 @@ class RavdessDataModule:
                 face_found=np.array([r.face_found is not False for _, r in rows], dtype=bool),
             )
         return splits
+
+    def use_fitted(self, fitted: dict[str, Any]) -> None:
+        """Normalise with ``fitted`` (a checkpoint's ``inference["fitted"]``) instead of
+        statistics of this data's own train split; call before :meth:`setup`.
+
+        For scoring a trained model on other data (trainers.inference.evaluate): its
+        inputs must be what the model saw in training, so nothing is refitted."""
+        norm = fitted.get("audio_norm")
+        if "audio" in self.cfg.modalities and norm is None:
+            raise ValueError("fitted statistics without audio_norm for a model that reads audio")
+        self._given_audio_norm = AudioNorm.from_dict(norm) if norm is not None else None
 
     def inference_state(self) -> dict[str, Any]:
         """The decode settings of each modality and the train split's audio statistics
