@@ -82,7 +82,15 @@ class ManifestRead:
 
 
 # What the follow worker queues for the drain: the watcher's items and its own.
-QueueItem = WatchItem | WaitingForRun | ManifestRead
+@dataclass(frozen=True)
+class EvaluationsRead:
+    """``hostctl evaluations``' answer, read once when the run opens: the run scored on
+    other corpora or splits (``python -m trainers evaluate``), beside its own test."""
+
+    answer: dict[str, Any]
+
+
+QueueItem = WatchItem | WaitingForRun | ManifestRead | EvaluationsRead
 
 
 class RunScreen(RunActions, DashboardScreen):
@@ -162,6 +170,8 @@ class RunScreen(RunActions, DashboardScreen):
                 yield DataTable(id="epochs", zebra_stripes=True, cursor_type="row")
                 yield Static("per-class recall / F1 by epoch", classes="section")
                 yield DataTable(id="per-class", zebra_stripes=True)
+                yield Static("evaluations on other data", classes="section", id="evals-title")
+                yield DataTable(id="evaluations", zebra_stripes=True)
             with TabPane("Curves", id="curves"), Horizontal():
                 yield from self._plots()
             with TabPane("System", id="system"), VerticalScroll(id="system-pane"):
@@ -191,6 +201,8 @@ class RunScreen(RunActions, DashboardScreen):
             epochs.add_column(name, key=name)
         self._set("#run-header", self._header_text())
         self.query_one("#log-search", Input).display = False
+        for widget in ("#evals-title", "#evaluations"):
+            self.query_one(widget).display = False  # until the run has one
         self.set_interval(DRAIN_S, self.drain)
         self.follow_run()
         self.price_worker()
@@ -219,6 +231,7 @@ class RunScreen(RunActions, DashboardScreen):
                 # Half-written JSON: the config tab stays empty, the stream still works.
                 with contextlib.suppress(ValueError):
                     self._put(ManifestRead(json.loads(manifest.stdout), run_dir))
+            self._read_evaluations(host, run_dir)
             interval = self.interval or 1.0
             items = follow(
                 host,
@@ -241,6 +254,20 @@ class RunScreen(RunActions, DashboardScreen):
                 items.close()
         finally:
             host.close()
+
+    def _read_evaluations(self, host: Any, run_dir: str) -> None:
+        """The run's evaluations, if any. Code deployed before ``hostctl evaluations``
+        existed answers with a usage error: then there are none to show."""
+        from remote.layout import python_module
+
+        answer = host.run(
+            python_module(host, "remote.hostctl", ["evaluations", run_dir]), timeout=60
+        )
+        lines = [line for line in answer.stdout.splitlines() if line.startswith("{")]
+        with contextlib.suppress(ValueError):
+            data = json.loads(lines[-1]) if answer.ok and lines else {}
+            if data.get("evaluations"):
+                self._put(EvaluationsRead(data))
 
     def _wait_for_run(self, host: Any, run_dir: str) -> bool:
         """Until run.json exists (a run opened while its process still imports torch),
@@ -300,8 +327,49 @@ class RunScreen(RunActions, DashboardScreen):
                 if not self.state.model:
                     self.state.model = str(item.manifest.get("model") or "")
                 self.state.version += 1
+            elif isinstance(item, EvaluationsRead):
+                self._paint_evaluations(item.answer)
             else:
                 self.state.add(item)
+
+    def _paint_evaluations(self, answer: dict[str, Any]) -> None:
+        """One row per evaluation under the run's own test row (and each one's majority
+        floor), as summary.md lays them out: a cross-corpus figure means little alone."""
+        table = self.query_one("#evaluations", DataTable)
+        table.clear(columns=True)
+        for name in ("on", "data", "n", "acc", "macro F1", "w F1", "UAR", "floor acc", "excluded"):
+            table.add_column(name, key=name)
+
+        def cells(metrics: dict[str, Any] | None) -> list[str]:
+            metrics = metrics or {}
+            return [
+                "-" if metrics.get(k) is None else f"{metrics[k]:.3f}"
+                for k in ("accuracy", "macro_f1", "weighted_f1", "uar")
+            ]
+
+        def floor(value: dict[str, Any] | None) -> str:
+            return "-" if not value or value.get("accuracy") is None else f"{value['accuracy']:.3f}"
+
+        test = answer.get("test")
+        if test:
+            n = sum(int(v.get("support", 0)) for v in (test.get("per_class") or {}).values())
+            table.add_row("own test", "its test split", str(n or "-"), *cells(test),
+                          floor(answer.get("majority_floor")), "-")  # fmt: skip
+        for ev in answer.get("evaluations") or []:
+            data = ev.get("data") or {}
+            excluded = ev.get("excluded") or {}
+            dropped = sum((excluded.get("not_learned") or {}).values())
+            missing = len(excluded.get("not_in_corpus") or [])
+            table.add_row(
+                str(ev.get("name")),
+                f"{data.get('layout', '?')} {data.get('split', '?')}",
+                str(ev.get("n", "-")),
+                *cells(ev.get("metrics")),
+                floor(ev.get("majority_floor")),
+                f"{dropped} rec., {missing} classes",
+            )
+        for widget in ("#evals-title", "#evaluations"):
+            self.query_one(widget).display = True
 
     def _set(self, selector: str, content: Text | str) -> None:
         """Update a Static only when its text changed, and lay the screen out again only

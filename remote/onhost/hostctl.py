@@ -3,6 +3,7 @@
     python -m remote.hostctl launch --runs DIR --run-id ID [--cwd DIR] [--pythonpath P] -- ARGV...
     python -m remote.hostctl stop RUN_DIR [--grace 30]
     python -m remote.hostctl list RUNS_DIR
+    python -m remote.hostctl evaluations RUN_DIR
 
 Every subcommand prints one JSON object on stdout and exits 0 when it did
 what was asked (2 for bad usage, 1 when it could not).
@@ -32,6 +33,7 @@ from typing import Any
 
 from remote.onhost.proc import pid_alive, run_alive
 from trainers.events import RunStatus
+from trainers.rundir import RunDir
 from trainers.runlog import RunLog
 
 LAUNCHES = ".launches"
@@ -206,6 +208,22 @@ def list_runs(runs: Path) -> dict[str, Any]:
     return {"runs_dir": str(runs), "runs": rows}
 
 
+def evaluations(run_dir: Path) -> dict[str, Any]:
+    """The run's evaluations on other data (``python -m trainers evaluate``), each
+    ``evaluations/<name>/evaluation.json`` whole, plus the run's own test metrics
+    and floor from summary.json to read them against."""
+    run = RunDir(run_dir)
+    if not run.run_json.is_file():
+        return {"error": f"no run directory at {run_dir}"}
+    summary = _read_json(run.summary) or {}
+    return {
+        "run_dir": str(run_dir),
+        "test": summary.get("test"),
+        "majority_floor": summary.get("majority_floor"),
+        "evaluations": [{"name": name, **data} for name, data in run.read_evaluations()],
+    }
+
+
 # -- entry point ----------------------------------------------------------------------------
 
 
@@ -223,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grace", type=float, default=30.0)
     p = sub.add_parser("list")
     p.add_argument("runs", type=Path)
+    p = sub.add_parser("evaluations")
+    p.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
 
     if args.command == "launch":
@@ -232,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         result = launch(args.runs.expanduser(), args.run_id, command, args.cwd, args.pythonpath)
     elif args.command == "stop":
         result = stop(args.run_dir.expanduser(), args.grace)
+    elif args.command == "evaluations":
+        result = evaluations(args.run_dir.expanduser())
     else:
         result = list_runs(args.runs.expanduser())
     _emit(result)
