@@ -23,6 +23,7 @@ Operations the console runs against a host:
 - :mod:`remote.deploy` (ship, prepare Python, check the config, start detached),
   :mod:`remote.nodes` (one job over several hosts), :mod:`remote.resume`,
   :mod:`remote.sync` (data upload), :mod:`remote.download`,
+  :mod:`remote.predict` (a run's model on local files, run on its host),
   :mod:`remote.watch` (``follow``, the reconnecting stream client),
   :mod:`remote.tensorboard`, :mod:`remote.ledger` (which host each run is on).
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +54,41 @@ def run_trainers(*args: str, timeout: float = 300) -> subprocess.CompletedProces
     return subprocess.run(
         trainers_cmd(*args), capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_corpus, tmp_path_factory):
+    """One tiny hybrid-attention run (1 epoch) on a private copy of the small corpus,
+    shared by the tests that apply a trained model (tests/test_predict*.py): training
+    dominates their cost. (run directory, the corpus copy, its feature cache)."""
+    from trainers.rundir import RunDir
+
+    base = tmp_path_factory.mktemp("tiny-run")
+    data = base / "ravdess"
+    shutil.copytree(small_corpus, data)
+    cache = base / "cache"
+    settings = []
+    for item in [*SMALL_MODEL, "train.epochs=1", f"data.cache_dir={cache}"]:
+        settings += ["--set", item]
+    proc = run_trainers(
+        "train", "hybrid-attention", "--data", str(data), "--out", str(base / "runs"),
+        "--run-id", "tiny", *settings,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return RunDir(base / "runs" / "tiny"), data, cache
+
+
+@pytest.fixture(scope="session")
+def tiny_run_test_files(tiny_run, tmp_path_factory):
+    """The tiny run's test recordings copied out of its corpus (which a test may then
+    delete): (folder, the run's predictions.jsonl rows of the test split by key)."""
+    run, data, _cache = tiny_run
+    rows = [json.loads(line) for line in run.predictions.read_text().splitlines()]
+    test = {r["key"]: r for r in rows if r["split"] == "test"}
+    assert test
+    out = tmp_path_factory.mktemp("tiny-run-inputs") / "test"
+    out.mkdir()
+    for actor in {r["actor"] for r in test.values()}:
+        for f in (data / f"Actor_{actor}").iterdir():
+            shutil.copy2(f, out / f.name)
+    return out, test

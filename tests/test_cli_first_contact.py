@@ -25,13 +25,20 @@ def test_help_lists_commands_in_the_order_a_user_meets_them_and_no_bool():
     assert "<bool>" not in result.output
     commands = result.output.split("Commands:")[1]
     names = re.findall(r"^  (\w+)\s", commands, flags=re.MULTILINE)
-    order = ["demo", "deploy", "runs", "monitor", "watch", "stop", "download", "hosts"]
+    order = [
+        "demo", "deploy", "runs", "monitor", "watch", "stop", "download", "predict", "hosts",
+    ]  # fmt: skip
     assert names[: len(order)] == order
     assert "version" in names[len(order) :]
 
 
 def test_subcommand_help_shows_no_bool_for_flags():
-    for args in (["hosts", "--help"], ["deploy", "--help"], ["demo", "--help"]):
+    for args in (
+        ["hosts", "--help"],
+        ["deploy", "--help"],
+        ["demo", "--help"],
+        ["predict", "--help"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         assert "<bool>" not in result.output, args

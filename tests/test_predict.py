@@ -1,7 +1,9 @@
 """A trained model leaves its run: self-contained checkpoints, load_bundle, predict.
 
 One tiny hybrid-attention run on a private copy of the small generated corpus
-is shared by every test here (module-scoped): training dominates the cost.
+is shared by every test here (``tiny_run`` in conftest.py): training dominates
+the cost. ``emoconsole predict`` is tested here too, so that it never trains a
+run of its own (the suite runs with ``--dist loadfile``: one file, one worker).
 """
 
 from __future__ import annotations
@@ -10,33 +12,27 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SMALL_MODEL, run_trainers, trainers_cmd
+from tests.conftest import trainers_cmd
 from trainers.rundir import RunDir
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ["tests.sshd"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(small_corpus, tmp_path_factory):
+def trained(tiny_run):
     """(run directory, the corpus copy it trained on, its feature cache)."""
-    base = tmp_path_factory.mktemp("predict")
-    data = base / "ravdess"
-    shutil.copytree(small_corpus, data)
-    cache = base / "cache"
-    settings = []
-    for item in [*SMALL_MODEL, "train.epochs=1", f"data.cache_dir={cache}"]:
-        settings += ["--set", item]
-    proc = run_trainers(
-        "train", "hybrid-attention", "--data", str(data), "--out", str(base / "runs"),
-        "--run-id", "tiny", *settings,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return RunDir(base / "runs" / "tiny"), data, cache
+    return tiny_run
 
 
 def test_checkpoints_load_weights_only_and_carry_the_audio_norm(trained):
@@ -97,21 +93,13 @@ def test_an_old_pickled_checkpoint_is_refused_unless_trusted(trained, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def test_inputs(trained, tmp_path_factory):
-    """The run's test recordings, copied out; then the data set and its cache are deleted."""
-    run, data, cache = trained
-    rows = [json.loads(line) for line in run.predictions.read_text().splitlines()]
-    test = {r["key"]: r for r in rows if r["split"] == "test"}
-    assert test
-    out = tmp_path_factory.mktemp("inputs") / "test"
-    out.mkdir()
-    actors = {r["actor"] for r in test.values()}
-    for actor in actors:
-        for f in (data / f"Actor_{actor}").iterdir():
-            shutil.copy2(f, out / f.name)
-    shutil.rmtree(data)
+def test_inputs(trained, tiny_run_test_files):
+    """The run's test recordings, copied out; then the data set and its cache are
+    deleted (no test after this one reads them: the shared run keeps only its files)."""
+    _run, data, cache = trained
+    shutil.rmtree(data, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
-    return out, test
+    return tiny_run_test_files
 
 
 def predict(*args, cache):
@@ -186,3 +174,108 @@ def test_bad_usage_exits_2_with_one_line(trained, tmp_path, capsys):
     assert code == 2 and "--device" in err
     code, _out, err = predict_here(capsys, str(run.path), str(tmp_path / "nothing.mp4"))
     assert code == 1 and "nothing.mp4: no such file" in err
+
+
+# ------------------------------------------------------------------ emoconsole predict
+
+
+@pytest.fixture(scope="module")
+def console_inputs(trained, test_inputs, tmp_path_factory):
+    """A folder with one good take, a good take under a plain name (keyed by its folder
+    and stem), a truncated video; and what `python -m trainers predict --json` says of
+    them, run here from that folder: (folder, args, rows by input)."""
+    folder, expected = test_inputs
+    base = tmp_path_factory.mktemp("console")
+    (base / "clips").mkdir()
+    first, second = sorted(expected)[:2]
+    shutil.copy2(folder / f"{first}.mp4", base / "clips" / f"{first}.mp4")
+    shutil.copy2(folder / f"{second}.mp4", base / "take.mp4")
+    blob = (folder / f"{first}.mp4").read_bytes()
+    (base / "broken.mp4").write_bytes(blob[: len(blob) // 3])
+    args = ["clips/", "take.mp4", "broken.mp4"]
+    run, _data, _cache = trained
+    from trainers.cli import main
+
+    here = os.getcwd()
+    out, err = StringIO(), StringIO()
+    try:
+        os.chdir(base)
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["predict", str(run.path), *args, "--json"])
+    finally:
+        os.chdir(here)
+    assert code == 1, err.getvalue()[-2000:]
+    rows = {r["input"]: r for r in map(json.loads, out.getvalue().splitlines())}
+    assert set(rows) == {f"clips/{first}.mp4", "broken.mp4", "take.mp4"}
+    assert rows["take.mp4"]["key"] == "/take" and "error" in rows["broken.mp4"]
+    return base, args, rows
+
+
+def check_rows(got: dict[str, dict], expected: dict[str, dict]) -> None:
+    assert sorted(got) == sorted(expected)
+    for name, row in got.items():
+        want = expected[name]
+        assert {k: v for k, v in row.items() if k != "probabilities"} == {
+            k: v for k, v in want.items() if k != "probabilities"
+        }, name
+        if "probabilities" in want:
+            assert list(row["probabilities"]) == list(want["probabilities"])  # class order
+            assert row["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
+
+
+def test_console_predicts_a_local_run_as_trainers_does(trained, console_inputs, monkeypatch):
+    """No host: the local run directory is read in place; trainers' table, its error line."""
+    from typer.testing import CliRunner
+
+    from emoconsole.cli import app
+    from trainers.inference.table import table_header, table_line
+
+    run, _data, _cache = trained
+    base, args, expected = console_inputs
+    monkeypatch.chdir(base)
+    result = CliRunner().invoke(app, ["predict", str(run.path), *args])
+    assert result.exit_code == 1, result.output[-2000:]
+    assert result.stderr == f"error: broken.mp4: {expected['broken.mp4']['error']}\n"
+    ok = [r for r in expected.values() if "error" not in r]
+    classes = list(ok[0]["probabilities"])
+    header, *lines = result.stdout.splitlines()
+    assert header == table_header(classes)
+    want = {r["input"]: table_line(r["input"], r["prediction"], r["probabilities"], classes)
+            for r in ok}  # fmt: skip
+    assert sorted(line.split()[0] for line in lines) == sorted(want)
+    for line in lines:
+        name, top, *probs = line.split()
+        _name, w_top, *w_probs = want[name].split()
+        assert top == w_top
+        assert list(map(float, probs)) == pytest.approx(list(map(float, w_probs)), abs=2e-4)
+
+
+def test_console_predicts_on_an_ssh_host_with_local_names(
+    trained, console_inputs, sshd, ssh_env, tmp_path, monkeypatch
+):
+    """The inputs travel to <workdir>/predict/<token>/ (code/current: this checkout, as
+    deploy leaves it); the JSON lines are trainers' for the same arguments here (names,
+    keys, sources, errors), and the copy on the host is removed."""
+    from typer.testing import CliRunner
+
+    from emoconsole.cli import app
+
+    run, _data, _cache = trained
+    base, args, expected = console_inputs
+    work = tmp_path / "work"
+    (work / "code").mkdir(parents=True)
+    (work / "code" / "current").symlink_to(REPO)
+    config = ssh_env.config_dir / "emoconsole" / "hosts.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f'[hosts.box]\nhost = "127.0.0.1"\nport = {sshd.port}\nuser = "{sshd.user}"\n'
+        f'identity_file = "{sshd.client_key}"\npython = "{sys.executable}"\n'
+        f'workdir = "{work}"\n'
+    )
+    ssh_env.trust(sshd)
+    monkeypatch.chdir(base)
+    result = CliRunner().invoke(app, ["predict", str(run.path), *args, "--host", "box", "--json"])
+    assert result.exit_code == 1, result.output[-2000:]
+    check_rows({r["input"]: r for r in map(json.loads, result.stdout.splitlines())}, expected)
+    assert result.stderr == f"error: broken.mp4: {expected['broken.mp4']['error']}\n"
+    assert [p.name for p in (work / "predict").iterdir()] == []  # the shipped copy is gone

@@ -729,12 +729,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from trainers.inference.bundle import BundleError, load_bundle
-    from trainers.inference.predict import (
-        predict_inputs,
-        recompute_inference,
-        table_header,
-        table_row,
-    )
+    from trainers.inference.predict import predict_inputs, recompute_inference, table_row
+    from trainers.inference.table import table_header
 
     if not (args.device == "cpu" or args.device.startswith("cuda")):
         raise UsageError(f"--device {args.device!r}: expected cpu, cuda or cuda:N")

@@ -40,6 +40,7 @@ import numpy as np
 
 from trainers.data.base import BadInputReporter, ProgressReporter
 from trainers.inference.bundle import Bundle, BundleError
+from trainers.inference.table import table_line
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".m4a", ".mp3"})
@@ -352,15 +353,7 @@ def predict_inputs(
 # ---------------------------------------------------------------------------- output
 
 
-def table_header(classes: Sequence[str], name_width: int = 40) -> str:
-    cols = "".join(f" {c[:9]:>9}" for c in classes)
-    return f"{'input':<{name_width}} {'prediction':<12}{cols}"
-
-
 def table_row(row: Prediction, classes: Sequence[str], name_width: int = 40) -> str:
     """One fixed-width line: the input, the top class, each class's probability."""
-    name = min(row.input, os.path.relpath(row.input), key=len)
-    name = name if len(name) <= name_width else "..." + name[-name_width + 3 :]
     assert row.probabilities is not None
-    cols = "".join(f" {row.probabilities[c]:>9.4f}" for c in classes)
-    return f"{name:<{name_width}} {row.prediction or '':<12}{cols}"
+    return table_line(row.input, row.prediction, row.probabilities, classes, name_width)
