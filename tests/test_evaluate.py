@@ -1,7 +1,7 @@
 """`python -m trainers evaluate`: a run scored on another corpus or split.
 
-One tiny hybrid-attention run, trained on a copy of the small generated
-RAVDESS corpus as in test_predict, is shared by every test here; the CREMA-D
+The session's tiny hybrid-attention run (``tiny_run`` in conftest.py, shared with
+test_predict) is evaluated here; the CREMA-D
 corpus is the session's shared one (tests/corpora.py). Every figure of
 evaluation.json is checked against scikit-learn on the predictions.jsonl it
 was written with, over the shared classes.
@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import SMALL_MODEL, run_trainers
+from tests.conftest import run_trainers
 from tests.corpora import CREMAD, shared_corpus
 from trainers.rundir import RunDir
 
@@ -27,21 +27,15 @@ CREMAD_TO_RAVDESS = {
 
 
 @pytest.fixture(scope="module")
-def trained(small_corpus, tmp_path_factory):
-    """(run directory, the RAVDESS corpus it trained on, its feature cache)."""
-    base = tmp_path_factory.mktemp("evaluate")
-    data = base / "ravdess"
+def trained(tiny_run, small_corpus, tmp_path_factory):
+    """(the session's tiny run, a copy of the corpus it was trained on, its cache).
+
+    A copy of the same generated corpus: tests/test_predict.py deletes the run's own
+    copy to prove predict never reads it, and the two files may share a worker."""
+    run, _data, cache = tiny_run
+    data = tmp_path_factory.mktemp("evaluate") / "ravdess"
     shutil.copytree(small_corpus, data)
-    cache = base / "cache"
-    settings = []
-    for item in [*SMALL_MODEL, "train.epochs=1", f"data.cache_dir={cache}"]:
-        settings += ["--set", item]
-    proc = run_trainers(
-        "train", "hybrid-attention", "--data", str(data), "--out", str(base / "runs"),
-        "--run-id", "tiny", *settings,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return RunDir(base / "runs" / "tiny"), data, cache
+    return run, data, cache
 
 
 @pytest.fixture(scope="module")
