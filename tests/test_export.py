@@ -181,3 +181,25 @@ def test_export_refuses_a_folder_that_is_not_empty(trained, tmp_path, capsys):
     assert main(["export", str(run.path), "--out", str(tmp_path)]) == 2
     assert "not empty and not an earlier export" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_onnx_failure_leaves_a_complete_safetensors_export(
+    trained, tmp_path, monkeypatch, capsys
+):
+    from trainers.cli import main
+    from trainers.inference import export
+    from trainers.inference.bundle import load_bundle
+
+    def fail(bundle, path, batches):
+        raise export.ExportError(f"model {bundle.model_name!r} cannot be exported to ONNX: why")
+
+    monkeypatch.setattr(export, "export_onnx", fail)
+    run, _data, _cache = trained
+    out = tmp_path / "model"
+    assert main(["export", str(run.path), "--out", str(out), "--format", "onnx"]) == 1
+    err = capsys.readouterr().err
+    assert "model 'hybrid-attention' cannot be exported to ONNX: why" in err
+    assert f"the safetensors export in {out} is complete" in err
+    assert not (out / "model.onnx").exists()
+    assert "onnx" not in json.loads((out / "config.json").read_text())
+    assert load_bundle(out).model_name == "hybrid-attention"

@@ -155,3 +155,18 @@ def test_max_pool_ceil_is_ceil_mode_max_pooling():
         for factor in (2, 3):
             want = F.max_pool1d(x, factor, factor, ceil_mode=True)
             assert torch.equal(max_pool_ceil(x, factor), want), (length, factor)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_equals_pytorch_on_two_lengths(tmp_path):
+    from trainers.inference.export import example_batches, export_torchscript
+
+    bundle = tiny_bundle("hybrid-attention")
+    randomize_norms(bundle.model)
+    export_torchscript(bundle, tmp_path / "model.pt", example_batches(bundle))
+    traced = torch.jit.load(str(tmp_path / "model.pt"))
+    for batch in example_batches(bundle, seed=3):
+        with torch.no_grad():
+            torch.testing.assert_close(
+                traced(*batch.values()), bundle.model(batch), atol=1e-5, rtol=0
+            )

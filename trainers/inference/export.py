@@ -350,7 +350,9 @@ def export_torchscript(bundle: Bundle, path: Path, batches: list[dict[str, Any]]
             f"({reason}); use --format onnx or the safetensors weights"
         )
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.jit.save(traced, str(tmp))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still works
+        torch.jit.save(traced, str(tmp))
     tmp.replace(path)
     return worst
 
