@@ -32,6 +32,8 @@ examples:
   python -m trainers resume runs/<run-id>
   python -m trainers predict runs/<run-id> clip.mp4 folder/ [--json]
   python -m trainers evaluate runs/<run-id> --data data/CREMA-D --layout crema-d [--split all]
+  python -m trainers export runs/<run-id> --out models/<name> [--format onnx]
+  python -m trainers predict models/<name> clip.mp4        (an exported folder)
   python -m trainers fuse late-fusion runs/<visual-run> runs/<audio-run> --out runs
   python -m trainers fuse image-ensemble runs/<r1> runs/<r2> runs/<r3> --out runs
   python -m trainers fuse attention-fusion runs/<visual-run> runs/<audio-run> --out runs
@@ -357,6 +359,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: <corpus folder>-<layout>-<split>); an existing one is replaced",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a checkpoint that needs full pickle (written by an older version); "
+        "only for files you trust: unpickling can run code",
+    )
+
+    p = sub.add_parser(
+        "export",
+        help="write a run's model as a Hugging Face-layout folder (safetensors, ONNX)",
+        description="Write the model of a run (or of an earlier export) to OUT in the layout "
+        "of a Hugging Face model repository: model.safetensors (weights, no pickle), "
+        "config.json (model, config, classes, preprocessing and the statistics fitted on "
+        "the train split), README.md (a model card from summary.json) and the run's "
+        "summary.json. --format onnx adds model.onnx (batch and time axes dynamic), checked "
+        "against PyTorch with onnxruntime on two input lengths; --format torchscript adds "
+        "model.pt. `predict OUT ...` then works without the run. If ONNX or TorchScript "
+        "fails, the safetensors export is still complete and the exit code is 1.",
+    )
+    p.add_argument("run", type=Path, help="the run directory (or an exported folder)")
+    p.add_argument("--out", type=Path, required=True, help="the folder to write (new or empty)")
+    p.add_argument(
+        "--format",
+        choices=("safetensors", "onnx", "torchscript"),
+        default="safetensors",
+        help="safetensors only (default), or also model.onnx / model.pt",
+    )
+    p.add_argument(
+        "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to use"
+    )
     p.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -767,6 +799,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from trainers.inference.bundle import BundleError
+    from trainers.inference.export import ExportError, export_model
+
+    try:
+        result = export_model(args.run, args.out, args.format, args.checkpoint, args.trust_pickle)
+    except BundleError as exc:
+        raise UsageError(str(exc)) from None
+    except ExportError as exc:
+        if not exc.complete:
+            raise UsageError(str(exc)) from None
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"note: the safetensors export in {args.out} is complete", file=sys.stderr)
+        return 1
+    for file in result.files:
+        print(f"wrote {file} ({file.stat().st_size / 1e6:.1f} MB)")
+    for fmt, diff in result.checked.items():
+        print(f"checked {fmt} against PyTorch on two example batches: max |diff| {diff:.1e}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from trainers.inference.bundle import BundleError, load_bundle
     from trainers.inference.evaluate import (
@@ -814,6 +867,7 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "predict": cmd_predict,
     "evaluate": cmd_evaluate,
+    "export": cmd_export,
 }
 
 

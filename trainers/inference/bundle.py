@@ -1,4 +1,4 @@
-"""One loader for inference: a run directory (later an exported folder) -> a Bundle.
+"""One loader for inference: a run directory or an exported folder -> a Bundle.
 
 A :class:`Bundle` is everything needed to turn media files into predictions
 without the training data: the model (built through the registry from the
@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from trainers.config import ConfigError, apply_mapping, validate
 from trainers.data.base import INFERENCE_FORMAT
+from trainers.inference import folder as exported
 from trainers.registry import ModelEntry, UnknownModelError, get_entry
 from trainers.rundir import RUN_JSON, RunDir
 
@@ -76,11 +77,32 @@ def _run_checkpoint(path: Path, checkpoint: CheckpointKind) -> Path:
     return file
 
 
-# Where a model can be loaded from: (does this path look like one, its checkpoint file).
-# An exported folder (safetensors + config.json, `python -m trainers export`) is meant to
-# be added here as a second source with its own reader; load_bundle tries them in order.
-SOURCES: list[tuple[str, Callable[[Path], bool], Callable[[Path, CheckpointKind], Path]]] = [
-    ("run directory", _is_run_directory, _run_checkpoint),
+def _exported_weights(path: Path, checkpoint: CheckpointKind) -> Path:
+    # One set of weights per folder: the checkpoint it was exported from is in config.json.
+    return path / exported.WEIGHTS
+
+
+def _read_exported(file: Path, trust_pickle: bool = False) -> dict[str, Any]:
+    """The exported folder's checkpoint-shaped dict: JSON and safetensors, no pickle."""
+    try:
+        return exported.read_folder(file)
+    except exported.FolderError as exc:
+        raise BundleError(str(exc)) from None
+
+
+# Where a model can be loaded from: (what it is, does this path look like one, its
+# checkpoint file, the reader of that file -> the checkpoint dict). load_bundle tries
+# them in order.
+SOURCES: list[
+    tuple[
+        str,
+        Callable[[Path], bool],
+        Callable[[Path, CheckpointKind], Path],
+        Callable[[Path, bool], dict[str, Any]],
+    ]
+] = [
+    ("run directory", _is_run_directory, _run_checkpoint, lambda f, t: read_checkpoint(f, t)),
+    ("exported folder", exported.is_exported_folder, _exported_weights, _read_exported),
 ]
 
 
@@ -135,17 +157,21 @@ def load_bundle(
         raise BundleError(f"checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
     path = Path(path)
     if not path.is_dir():
-        raise BundleError(f"{path}: not a directory (expected a run directory)")
-    for _name, matches, checkpoint_file in SOURCES:
+        raise BundleError(f"{path}: not a directory (expected a run directory or an export)")
+    for _name, matches, checkpoint_file, reader in SOURCES:
         if matches(path):
             file = checkpoint_file(path, checkpoint)
+            read = reader
             break
     else:
-        raise BundleError(f"{path}: not a run directory (no {RUN_JSON}, no checkpoints/)")
+        raise BundleError(
+            f"{path}: not a run directory (no {RUN_JSON}, no checkpoints/) nor an exported "
+            f"folder (no {exported.CONFIG} with {exported.WEIGHTS})"
+        )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BundleError(f"device {device!r}: CUDA is not available on this machine")
 
-    ckpt = read_checkpoint(file, trust_pickle=trust_pickle)
+    ckpt = read(file, trust_pickle)
     missing = [k for k in ("model", "model_name", "config", "classes") if k not in ckpt]
     if missing:
         raise BundleError(f"{file}: not a training checkpoint (no {', '.join(missing)})")

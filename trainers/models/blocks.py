@@ -17,13 +17,54 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
+def max_pool_ceil(x: torch.Tensor, factor: int, fill: float = float("-inf")) -> torch.Tensor:
+    """``F.max_pool1d(x, factor, factor, ceil_mode=True)`` over ``(B, C, T)``: ceil(T/factor)
+    steps, the last one over what is left.
+
+    Written as the max of ``x`` shifted left by 0..factor-1 steps (``fill`` shifted in,
+    which never wins: -inf, or 0 for inputs >= 0), then every factor-th step: the same
+    values, but the time axis stays symbolic under torch.export, which specializes
+    max_pool1d's (either mode) to the traced length; an ONNX export must take any length.
+    """
+    out = x
+    for shift in range(1, factor):
+        tail = x.new_full((*x.shape[:-1], shift), fill)
+        out = torch.maximum(out, torch.cat([x[..., shift:], tail], dim=-1))
+    return out[..., ::factor]
+
+
 def downsample_mask(mask: torch.Tensor, factor: int, length: int) -> torch.Tensor:
     """A pooled frame is real if any frame under it was real."""
-    pooled = F.max_pool1d(mask.float().unsqueeze(1), factor, factor, ceil_mode=True).squeeze(1)
+    pooled = max_pool_ceil(mask.float().unsqueeze(1), factor, fill=0.0).squeeze(1)
     pooled = pooled[:, :length]
     if pooled.shape[1] < length:
         pooled = F.pad(pooled, (0, length - pooled.shape[1]))
     return pooled > 0
+
+
+def exporting() -> bool:
+    """True while torch.export, the ONNX exporter or torch.jit.trace records the model."""
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+def encode_frames(encoder: nn.Module, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, T, D)``: ``encoder`` on every real frame of ``video`` (B, T, ...), zeros at
+    padding.
+
+    Only real frames go through the encoder: padding would cost compute and, in
+    training, enter its BatchNorm statistics. Boolean indexing has a data-dependent
+    shape, which torch.export (the ONNX exporter) cannot trace and torch.jit.trace
+    freezes, so while exporting every frame is encoded and the padded ones zeroed: the
+    same values in eval mode, where BatchNorm uses its running statistics per frame.
+    """
+    if exporting():
+        encoded = encoder(video.flatten(0, 1))
+        encoded = encoded.view(video.shape[0], video.shape[1], encoded.shape[-1])
+        return encoded * mask.unsqueeze(-1).to(encoded.dtype)
+    real = encoder(video[mask])
+    out = real.new_zeros(*mask.shape, real.shape[-1])
+    out[mask] = real
+    return out
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
@@ -195,7 +236,7 @@ class TCN(nn.Module):
 
 class MultiScaleConv1d(nn.Module):
     """Parallel Conv1D branches with different kernels, concatenated, BN, ReLU,
-    then max-pooled by 2: spectral patterns at several time scales.
+    then max-pooled by 2 (ceil mode): spectral patterns at several time scales.
 
     ``masked_norm`` takes BatchNorm's batch statistics from real frames only, so
     how much padding a batch carries does not shift the normalisation.
@@ -211,7 +252,6 @@ class MultiScaleConv1d(nn.Module):
         self.masked_norm = masked_norm
         norm = MaskedBatchNorm1d if masked_norm else nn.BatchNorm1d
         self.bn = norm(out_per_kernel * len(kernels))
-        self.pool = nn.MaxPool1d(2, ceil_mode=True)
 
     @property
     def out_channels(self) -> int:
@@ -221,7 +261,7 @@ class MultiScaleConv1d(nn.Module):
         x = x * mask.unsqueeze(1).to(x.dtype)
         h = torch.cat([conv(x) for conv in self.convs], dim=1)
         h = F.relu(self.bn(h, mask) if self.masked_norm else self.bn(h))
-        h = self.pool(h * mask.unsqueeze(1).to(h.dtype))
+        h = max_pool_ceil(h * mask.unsqueeze(1).to(h.dtype), 2)
         return h, downsample_mask(mask, 2, h.shape[-1])
 
 

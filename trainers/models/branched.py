@@ -64,7 +64,10 @@ from trainers.models.blocks import (
     FrameEncoder,
     MaskedBatchNorm1d,
     downsample_mask,
+    encode_frames,
+    exporting,
     masked_mean,
+    max_pool_ceil,
 )
 from trainers.registry import register_model
 
@@ -203,6 +206,44 @@ def _lengths(mask: torch.Tensor) -> torch.Tensor:
     return mask.sum(1).clamp_min(1).cpu()
 
 
+def bilstm_unpacked(
+    lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A one-layer bidirectional ``lstm`` over the real steps of ``x`` (B, T, D), without
+    packing: ``(B, T, 2H)`` outputs (zero past each item's end, as pad_packed_sequence
+    leaves them) and ``(B, 2H)`` final states (forward at the last real step, backward
+    at step 0), what the packed path gives.
+
+    pack_padded_sequence has data-dependent shapes, which torch.export (ONNX) cannot
+    trace; this is the export path (see blocks.exporting). The backward direction reads
+    each item reversed within its own length, so padding never enters it.
+    """
+    lengths = mask.sum(1).clamp_min(1)  # as _lengths: an empty item runs on one step
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+    real = steps < lengths.unsqueeze(1)
+    reverse = torch.where(real, lengths.unsqueeze(1) - 1 - steps, steps)  # its own inverse
+    fwd = _one_direction(lstm, x, "")
+    bwd = _one_direction(lstm, x.gather(1, _expand(reverse, x)), "_reverse")
+    bwd = bwd.gather(1, _expand(reverse, bwd))
+    out = torch.cat([fwd, bwd], dim=-1) * real.unsqueeze(-1).to(x.dtype)
+    last = fwd.gather(1, _expand((lengths - 1).unsqueeze(1), fwd)).squeeze(1)
+    return out, torch.cat([last, bwd[:, 0]], dim=-1)
+
+
+def _expand(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return index.unsqueeze(-1).expand(-1, -1, like.shape[-1])
+
+
+def _one_direction(lstm: nn.LSTM, x: torch.Tensor, suffix: str) -> torch.Tensor:
+    weights = [
+        getattr(lstm, f"{name}_l0{suffix}")
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    ]
+    h0 = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+    # torch.lstm is the op nn.LSTM calls; here on one direction's weights.
+    return torch.lstm(x, (h0, h0), weights, True, 1, 0.0, False, False, True)[0]
+
+
 class AudioBranch(nn.Module):
     """The note's audio branch; ``forward`` returns one ``dense``-wide vector per item."""
 
@@ -238,13 +279,17 @@ class AudioBranch(nn.Module):
             x = norm(F.relu(conv(x)), mask)
             # -inf past the end: a pooling window that straddles it keeps the real value.
             x = x.masked_fill(~mask.unsqueeze(1), float("-inf"))
-            x = F.max_pool1d(x, 2, 2, ceil_mode=True)
+            x = max_pool_ceil(x, 2)
             mask = downsample_mask(mask, 2, x.shape[-1])
             x = x.masked_fill(~mask.unsqueeze(1), 0.0)
         return x.transpose(1, 2), mask
 
     def forward(self, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x, mask = self.sequence(audio, mask)
+        if exporting():
+            h, _ = bilstm_unpacked(self.lstm1, x, mask)
+            _, x = bilstm_unpacked(self.lstm2, self.drop(h), mask)
+            return self.drop(F.relu(self.dense(x)))
         lengths = _lengths(mask)
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         h, _ = pad_packed_sequence(self.lstm1(packed)[0], batch_first=True)
@@ -285,6 +330,8 @@ class VideoBranch(nn.Module):
         if self.tcn is not None:
             return self.tcn(x.transpose(1, 2), mask).transpose(1, 2)
         assert self.lstm is not None
+        if exporting():
+            return bilstm_unpacked(self.lstm, x, mask)[0]
         packed = pack_padded_sequence(x, _lengths(mask), batch_first=True, enforce_sorted=False)
         out, _ = pad_packed_sequence(
             self.lstm(packed)[0], batch_first=True, total_length=x.shape[1]
@@ -334,10 +381,7 @@ class BranchedModel(nn.Module):
                     f"video_input='embeddings' expects video (B, T, D), got {tuple(video.shape)}"
                 )
             return video * mask.unsqueeze(-1).to(video.dtype)
-        encoded = self.frames(video[mask])
-        out = encoded.new_zeros(*mask.shape, encoded.shape[-1])
-        out[mask] = encoded
-        return out
+        return encode_frames(self.frames, video, mask)
 
     def encode_video(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.video(self.per_frame(video, mask), mask)

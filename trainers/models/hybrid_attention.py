@@ -30,6 +30,7 @@ from trainers.models.blocks import (
     AttentionBlock,
     FrameEncoder,
     MultiScaleConv1d,
+    encode_frames,
     masked_mean,
 )
 from trainers.registry import register_model
@@ -130,11 +131,7 @@ class HybridAttentionModel(nn.Module):
         return self.audio_proj(x.transpose(1, 2)), mask
 
     def encode_video(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # Only real frames go through the CNN: padding would cost compute and pollute
-        # its BatchNorm statistics.
-        real = self.frames(video[mask])
-        per_frame = real.new_zeros(*mask.shape, real.shape[-1])
-        per_frame[mask] = real
+        per_frame = encode_frames(self.frames, video, mask)  # real frames only
         x = self.tcn(per_frame.transpose(1, 2), mask).transpose(1, 2)
         x = self.video_proj(x)
         return self.video_self(x, x, mask)
