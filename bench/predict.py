@@ -106,17 +106,15 @@ def onnx_forward(bundle, batch: dict, out: Path, rounds: int) -> tuple[float, fl
     """(eager s, onnxruntime s) at batch 1, or why there is no figure."""
     import torch
 
-    try:
-        from trainers.inference.export import export_run
-    except ImportError:
-        return "no export module in this tree"
+    from trainers.inference.export import export_model
+
     try:
         import onnxruntime as ort
     except ImportError:
-        return "onnxruntime not installed (uv sync: the dev group has it)"
+        return "onnxruntime not installed (the export extra; the dev group has it)"
     folder = out / "export"
     shutil.rmtree(folder, ignore_errors=True)
-    export_run(bundle.path, folder, fmt="onnx")
+    export_model(bundle.path, folder, "onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
