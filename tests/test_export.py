@@ -14,28 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SMALL_MODEL, run_trainers
+from tests.conftest import run_trainers
 from trainers.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(small_corpus, tmp_path_factory):
-    """(run directory, the corpus copy it trained on, its feature cache)."""
-    base = tmp_path_factory.mktemp("export-run")
-    data = base / "ravdess"
-    shutil.copytree(small_corpus, data)
-    cache = base / "cache"
-    settings = []
-    for item in [*SMALL_MODEL, "train.epochs=1", f"data.cache_dir={cache}"]:
-        settings += ["--set", item]
-    proc = run_trainers(
-        "train", "hybrid-attention", "--data", str(data), "--out", str(base / "runs"),
-        "--run-id", "tiny", *settings,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return RunDir(base / "runs" / "tiny"), data, cache
+def trained(tiny_run):
+    """The session's tiny hybrid-attention run (conftest.py), shared with predict and
+    evaluate: (run directory, the corpus copy it trained on, its feature cache)."""
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -127,25 +116,33 @@ def test_onnx_equals_pytorch_on_two_lengths(exported):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
-def test_predict_from_the_folder_equals_the_runs_predictions(trained, exported, tmp_path):
-    """With the data set and its cache deleted: only the folder is left."""
+def test_predict_from_the_folder_equals_the_runs_predictions(
+    trained, exported, tiny_run_test_files, tmp_path
+):
+    """With the data set (hidden) and its cache deleted: only the folder is left."""
     from trainers.inference.bundle import load_bundle
     from trainers.inference.predict import predict_inputs
 
-    run, data, cache = trained
-    rows = [json.loads(line) for line in run.predictions.read_text().splitlines()]
-    expected = {r["key"]: r for r in rows if r["split"] == "test"}
+    _run, data, cache = trained
+    test_files, expected = tiny_run_test_files
     keys = sorted(expected)[:4]  # a few recordings keep the decoding cheap
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    for f in data.rglob("*"):
-        if f.is_file() and any(f.stem[3:] == key[3:] for key in keys):
+    for f in test_files.iterdir():
+        if any(f.stem[3:] == key[3:] for key in keys):
             shutil.copy2(f, inputs / f.name)
-    shutil.rmtree(data)
     shutil.rmtree(cache, ignore_errors=True)
-
-    bundle = load_bundle(exported)
-    got = {p.key: p for p in predict_inputs(bundle, [inputs])}
+    # The run's corpus is the session's (test_predict deletes it for good): hidden
+    # while predicting, put back for whatever runs next on this worker.
+    hidden = data.with_name(data.name + ".hidden")
+    if data.exists():
+        data.rename(hidden)
+    try:
+        bundle = load_bundle(exported)
+        got = {p.key: p for p in predict_inputs(bundle, [inputs])}
+    finally:
+        if hidden.exists():
+            hidden.rename(data)
     assert set(got) == set(keys)
     classes = bundle.classes
     for key, row in got.items():

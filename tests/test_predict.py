@@ -94,12 +94,17 @@ def test_an_old_pickled_checkpoint_is_refused_unless_trusted(trained, tmp_path):
 
 @pytest.fixture(scope="module")
 def test_inputs(trained, tiny_run_test_files):
-    """The run's test recordings, copied out; then the data set and its cache are
-    deleted (no test after this one reads them: the shared run keeps only its files)."""
+    """The run's test recordings, copied out; the feature cache deleted and the data set
+    out of the way while this module's tests run (put back after: the run and its
+    corpus are the session's, and export's model card reads the corpus's manifest)."""
     _run, data, cache = trained
-    shutil.rmtree(data, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
-    return tiny_run_test_files
+    hidden = data.with_name(data.name + ".hidden")
+    if data.exists():
+        data.rename(hidden)
+    yield tiny_run_test_files
+    if hidden.exists():
+        hidden.rename(data)
 
 
 def predict(*args, cache):
