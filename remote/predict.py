@@ -1,7 +1,7 @@
 """A run's model applied to local media files on the host where the run lives.
 
 :func:`predict_on_host` runs ``python -m trainers predict RUN_DIR ... --json``
-on the host and yields one :class:`PredictRow` per input as its JSON lines
+on the host and yields one :class:`Prediction` per input as its JSON lines
 arrive. On this checkout (the ``local`` host without a workdir) the inputs
 are read where they are. Elsewhere they are shipped first: each INPUT (a
 file, or a folder's files with their relative names, hidden ones skipped) to
@@ -25,7 +25,6 @@ import secrets
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from remote.errors import RemoteError
 from remote.host import Host
@@ -37,6 +36,7 @@ from remote.layout import (
     remote_run_dir,
     resolve_layout,
 )
+from trainers.inference.table import Prediction
 
 # Long enough for a cold host to import torch and build the model, and for one long
 # video's face crops; a host silent for longer than this is taken for a dead link.
@@ -47,45 +47,6 @@ PREDICT_SUBDIR = "predict"
 class PredictError(RemoteError):
     """The prediction could not run at all (no run there, no code, a bad checkpoint);
     one input that fails is a row with an ``error``, not this."""
-
-
-@dataclass(frozen=True)
-class PredictRow:
-    """One input's result, as ``python -m trainers predict --json`` writes it."""
-
-    input: str
-    key: str
-    prediction: str | None = None
-    probabilities: dict[str, float] | None = None
-    sources: tuple[str, ...] = ()
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @classmethod
-    def from_json(cls, row: dict[str, Any]) -> PredictRow:
-        return cls(
-            input=row["input"],
-            key=row.get("key", ""),
-            prediction=row.get("prediction"),
-            probabilities=row.get("probabilities"),
-            sources=tuple(row.get("sources") or ()),
-            error=row.get("error"),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The same object (same keys, same order) trainers predict prints."""
-        if self.error is not None:
-            return {"input": self.input, "key": self.key, "error": self.error}
-        return {
-            "input": self.input,
-            "key": self.key,
-            "prediction": self.prediction,
-            "probabilities": self.probabilities,
-            "sources": list(self.sources),
-        }
 
 
 @dataclass
@@ -118,12 +79,11 @@ class _Shipment:
             text = text.replace(remote, local)
         return text
 
-    def row(self, row: PredictRow) -> PredictRow:
+    def row(self, row: Prediction) -> Prediction:
         name = self.local(row.input)
-        return PredictRow(
+        return Prediction(
             input=name,
             key=self.key(row.key, row.input, name),
-            prediction=row.prediction,
             probabilities=row.probabilities,
             sources=tuple(self.local(s) for s in row.sources),
             error=None if row.error is None else self.text(row.error),
@@ -205,10 +165,10 @@ def _interpreter(host: Host, layout: HostLayout, run_dir: str) -> str:
     return host.python
 
 
-def _missing(inputs: Sequence[str]) -> list[PredictRow]:
+def _missing(inputs: Sequence[str]) -> list[Prediction]:
     # As trainers predict reports them: first, keyed by the path's stem.
     return [
-        PredictRow(p, Path(p).stem, error="no such file or directory")
+        Prediction(p, Path(p).stem, error="no such file or directory")
         for p in inputs
         if not os.path.exists(p)
     ]
@@ -222,7 +182,7 @@ def predict_on_host(
     checkpoint: str = "best",
     device: str = "cpu",
     idle_timeout: float | None = IDLE_TIMEOUT_S,
-) -> Generator[PredictRow, None, None]:
+) -> Generator[Prediction, None, None]:
     """One row per input as the host answers (inputs that do not exist here first).
 
     ``run``: a run id (under the host's runs/) or the run directory's path there.
@@ -259,13 +219,13 @@ def predict_on_host(
 
 def _stream(
     host: Host, cmd: str | list[str], shipment: _Shipment, idle_timeout: float | None
-) -> Iterator[PredictRow]:
+) -> Iterator[Prediction]:
     failed = 0
     with host.stream(cmd, idle_timeout=idle_timeout) as lines:
         for line in lines:
             if not line.startswith("{"):
                 continue  # not a result (a library's print): trainers writes rows as JSON
-            row = shipment.row(PredictRow.from_json(json.loads(line)))
+            row = shipment.row(Prediction.from_json(json.loads(line)))
             failed += not row.ok
             yield row
         code = lines.wait_exit(30.0)

@@ -40,7 +40,7 @@ import numpy as np
 
 from trainers.data.base import BadInputReporter, ProgressReporter
 from trainers.inference.bundle import Bundle, BundleError
-from trainers.inference.table import table_line
+from trainers.inference.table import Prediction, table_line
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".m4a", ".mp3"})
@@ -59,36 +59,6 @@ class MediaInput:
     video: tuple[str, ...] = ()  # candidate sources, best first
     audio: tuple[str, ...] = ()
     image: str | None = None
-
-
-@dataclass(frozen=True)
-class Prediction:
-    input: str
-    key: str
-    probabilities: dict[str, float] | None = None
-    error: str | None = None
-    sources: tuple[str, ...] = ()  # the files whose content was used
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def prediction(self) -> str | None:
-        if self.probabilities is None:
-            return None
-        return max(self.probabilities, key=lambda c: self.probabilities[c])  # type: ignore[index]
-
-    def to_json(self) -> dict[str, Any]:
-        if self.error is not None:
-            return {"input": self.input, "key": self.key, "error": self.error}
-        return {
-            "input": self.input,
-            "key": self.key,
-            "prediction": self.prediction,
-            "probabilities": self.probabilities,
-            "sources": list(self.sources),
-        }
 
 
 # ------------------------------------------------------------------------------ inputs
