@@ -112,7 +112,9 @@ def test_synth_writes_both_layouts_and_the_loader_reads_them_back(tmp_path: Path
 def test_index_counts_and_actor_disjoint_splits(combined: Path) -> None:
     manifests = manifests_of(combined)
     want, excluded = expected(manifests)
-    indexed = LAYOUTS["combined"].index(str(combined), lambda p, r: pytest.fail(f"{p}: {r}"))
+    indexed = LAYOUTS["combined"].index(
+        str(combined), lambda p, r: pytest.fail(f"{p}: {r}"), DataConfig(root=str(combined))
+    )
     assert {r.key: (r.label, r.actor) for r in indexed.recordings} == {
         k: v[:2] for k, v in want.items()
     }

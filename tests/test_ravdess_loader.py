@@ -447,3 +447,33 @@ def test_collate_scales_a_batch_that_mixes_uint8_and_float_video():
     assert batch["video"].max() <= 1.0
     assert batch["video"][0, :2].eq(1.0).all() and batch["video"][1, :3].eq(0.5).all()
     assert batch["video_mask"].tolist() == [[True, True, False], [True, True, True]]
+
+
+@pytest.mark.parametrize(
+    ("channel", "keys"),
+    [
+        ("speech", ["01-01-03-02-01-01-07"]),
+        ("song", ["01-02-03-02-01-01-07"]),
+        ("both", ["01-01-03-02-01-01-07", "01-02-03-02-01-01-07"]),
+    ],
+)
+def test_vocal_channel_chooses_speech_song_or_both_and_debris_is_ignored(
+    tmp_path: Path, channel: str, keys: list[str]
+) -> None:
+    """data.vocal_channel, through the layout the data module reads; the debris a zip
+    made on a Mac leaves (__MACOSX/ with ._ forks, .DS_Store) is no bad input."""
+    from trainers.data.av_dataset import LAYOUTS
+    from trainers.data.config import DataConfig
+
+    folder = tmp_path / "Actor_07"
+    folder.mkdir()
+    for name in ("01-01-03-02-01-01-07.mp4", "01-02-03-02-01-01-07.mp4", ".DS_Store"):
+        (folder / name).write_bytes(b"x")
+    debris = tmp_path / "__MACOSX" / "Actor_07"
+    debris.mkdir(parents=True)
+    (debris / "._01-01-03-02-01-01-07.mp4").write_bytes(b"x")
+    bad = BadLog()
+    cfg = DataConfig(root=str(tmp_path), vocal_channel=channel)  # type: ignore[arg-type]
+    indexed = LAYOUTS["ravdess"].index(str(tmp_path), bad, cfg)
+    assert [r.key for r in indexed.recordings] == keys
+    assert bad.items == []

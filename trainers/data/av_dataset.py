@@ -66,14 +66,13 @@ from trainers.data.cache import (
 from trainers.data.combined import CLASSES as COMBINED_CLASSES
 from trainers.data.combined import EXPECTED as COMBINED_EXPECTED
 from trainers.data.combined import format_excluded, index_combined, refuse_combined_root
-from trainers.data.config import DataConfig, DataError
+from trainers.data.config import VOCAL_CHANNELS, DataConfig, DataError
 from trainers.data.cremad import CLASSES as CREMAD_CLASSES
 from trainers.data.cremad import index_cremad
 from trainers.data.meld import CLASSES as MELD_CLASSES
 from trainers.data.meld import index_meld
 from trainers.data.ravdess import (
     CLASSES,
-    SPEECH,
     Prepared,
     PrepareTask,
     Recording,
@@ -104,25 +103,25 @@ class Indexed:
 @dataclass(frozen=True)
 class AVLayout:
     classes: tuple[str, ...]
-    index: Callable[[str, BadInputReporter], Indexed]
+    index: Callable[[str, BadInputReporter, DataConfig], Indexed]
     expected: str = field(default="")  # what the files should look like, for "found nothing"
 
 
-def _index_ravdess(root: str, report: BadInputReporter) -> Indexed:
-    return Indexed(index_ravdess(root, report, vocal_channels=(SPEECH,)))
+def _index_ravdess(root: str, report: BadInputReporter, cfg: DataConfig) -> Indexed:
+    return Indexed(index_ravdess(root, report, vocal_channels=VOCAL_CHANNELS[cfg.vocal_channel]))
 
 
-def _index_cremad(root: str, report: BadInputReporter) -> Indexed:
+def _index_cremad(root: str, report: BadInputReporter, cfg: DataConfig) -> Indexed:
     return Indexed(index_cremad(root, report))
 
 
-def _index_meld(root: str, report: BadInputReporter) -> Indexed:
+def _index_meld(root: str, report: BadInputReporter, cfg: DataConfig) -> Indexed:
     found = index_meld(root, report)
     return Indexed(found.recordings, found.split_of)
 
 
-def _index_combined(root: str, report: BadInputReporter) -> Indexed:
-    found = index_combined(root, report)
+def _index_combined(root: str, report: BadInputReporter, cfg: DataConfig) -> Indexed:
+    found = index_combined(root, report, VOCAL_CHANNELS[cfg.vocal_channel])
     return Indexed(found.recordings, excluded=found.excluded)
 
 
@@ -297,7 +296,7 @@ class RavdessDataModule:
         refuse_combined_root(cfg.root, cfg.layout)
         layout = LAYOUTS[cfg.layout]
         self.classes = list(layout.classes)
-        indexed = layout.index(cfg.root, report)
+        indexed = layout.index(cfg.root, report, cfg)
         recordings, self._fixed_split = indexed.recordings, indexed.split_of
         if indexed.excluded:
             log.info("excluded by the label map: %s", format_excluded(indexed.excluded))

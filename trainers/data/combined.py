@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,8 +162,11 @@ def refuse_combined_root(root: str, layout: str) -> None:
     )
 
 
-def index_combined(root: str, report_bad: BadInputReporter) -> CombinedIndex:
-    """Both corpora under ``root`` as one list of recordings in the combined label space.
+def index_combined(
+    root: str, report_bad: BadInputReporter, vocal_channels: Sequence[int] = (ravdess.SPEECH,)
+) -> CombinedIndex:
+    """Both corpora under ``root`` as one list of recordings in the combined label space
+    (RAVDESS's takes of ``vocal_channels``: ``data.vocal_channel``).
 
     Names that do not parse are reported by each corpus's own indexer, as in
     a single-corpus run. Recordings of excluded classes are counted, not
@@ -170,9 +174,7 @@ def index_combined(root: str, report_bad: BadInputReporter) -> CombinedIndex:
     """
     roots = corpus_roots(root)
     found = {
-        "ravdess": ravdess.index_ravdess(
-            roots["ravdess"], report_bad, vocal_channels=(ravdess.SPEECH,)
-        ),
+        "ravdess": ravdess.index_ravdess(roots["ravdess"], report_bad, vocal_channels),
         "crema-d": cremad.index_cremad(roots["crema-d"], report_bad),
     }
     own_classes = {"ravdess": ravdess.CLASSES, "crema-d": cremad.CLASSES}

@@ -27,6 +27,9 @@ class DecodeError(DataError):
     """One input file cannot be decoded; the loader reports it and tries another source."""
 
 
+VOCAL_CHANNELS = {"speech": (1,), "song": (2,), "both": (1, 2)}  # RAVDESS's VV field
+
+
 @dataclass
 class DataConfig:
     # Data directory; set by the CLI's --data. For layout=combined: a folder holding
@@ -35,6 +38,10 @@ class DataConfig:
     # Which data set layout to read under root: ravdess, crema-d, meld, or combined
     # (RAVDESS + CREMA-D in their six shared classes, trainers.data.combined).
     layout: Literal["ravdess", "crema-d", "meld", "combined"] = "ravdess"
+    # RAVDESS takes read (also the RAVDESS part of combined): its speech takes, its song
+    # takes (vocal channel 02: emotions 1-6, not every actor sang), or both. Files of the
+    # channel not read are skipped silently: a choice, not bad inputs.
+    vocal_channel: Literal["speech", "song", "both"] = "speech"
     # Inputs each sample carries; a recording without a working source for one is dropped.
     modalities: tuple[str, ...] = ("audio", "video")
     # "actor": no actor in two splits. "random" leaks actors and inflates accuracy.

@@ -185,7 +185,7 @@ def describe(dataset: str, root: str) -> dict[str, Any]:
     refuse_combined_root(root, dataset)
 
     layout = LAYOUTS[dataset]
-    indexed = layout.index(root, report)
+    indexed = layout.index(root, report, DataConfig())
     recs = indexed.recordings
     if indexed.split_of is not None:
         split_of = [indexed.split_of[r.key] for r in recs]
