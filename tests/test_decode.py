@@ -274,3 +274,24 @@ def test_file_bytes_are_hashed_once_per_process(
     assert opened.count(str(path)) == 1
     path.write_bytes(b"y" * 10)  # changed on disk: hashed again
     assert cache.file_digest(str(path)) != first
+
+
+def test_a_git_lfs_pointer_says_to_fetch_the_media(tmp_path: Path) -> None:
+    """A corpus cloned without git-lfs (CREMA-D's repository) has a ~130-byte pointer
+    under every media name: the reason says so and gives the command."""
+    pointer = (
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+        "size 242856\n"
+    )
+    for name in ("1001_DFA_ANG_XX.flv", "1001_DFA_ANG_XX.wav"):
+        (tmp_path / name).write_text(pointer)
+    with pytest.raises(DecodeError, match=r"git-lfs pointer.*git lfs pull"):
+        video.decode_frames(str(tmp_path / "1001_DFA_ANG_XX.flv"), 10.0, 8)
+    with pytest.raises(DecodeError, match=r"git-lfs pointer.*git lfs pull"):
+        audio.load_audio(str(tmp_path / "1001_DFA_ANG_XX.wav"), 16000)
+    # A small file that is not a pointer still gets the decoder's own reason.
+    (tmp_path / "tiny.wav").write_bytes(b"RIFF0000WAVE")
+    with pytest.raises(DecodeError) as err:
+        audio.load_audio(str(tmp_path / "tiny.wav"), 16000)
+    assert "git-lfs" not in str(err.value)

@@ -22,7 +22,6 @@ Why it looks like this:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import av
@@ -31,6 +30,7 @@ import soundfile as sf
 
 from trainers.data import spectral
 from trainers.data.config import DataConfig, DecodeError
+from trainers.data.media import check_media_file
 from trainers.data.video import check_complete
 
 # Bump when feature extraction changes, so cached audio entries are rebuilt.
@@ -63,15 +63,6 @@ def audio_settings(cfg: DataConfig) -> dict[str, object]:
         "top_db": cfg.top_db,
         "version": AUDIO_VERSION,
     }
-
-
-def _check_size(path: str) -> None:
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise DecodeError(f"cannot open: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise DecodeError("zero-byte file")
 
 
 def _load_soundfile(path: str, sample_rate: int) -> np.ndarray:
@@ -115,7 +106,7 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
     Wav files go through libsndfile; when it refuses one, FFmpeg gets a try
     before the file is declared bad (its error is the one reported).
     """
-    _check_size(path)
+    check_media_file(path)
     if path.lower().endswith((".wav", ".flac", ".ogg")):
         try:
             signal = _load_soundfile(path, sample_rate)

@@ -16,7 +16,6 @@ never hold more than ``max_frames`` frames in memory.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from trainers.data import faces
 from trainers.data.config import DataConfig, DecodeError
+from trainers.data.media import check_media_file
 
 # Bump when sampling or cropping changes, so cached video entries are rebuilt.
 VIDEO_VERSION = f"video-1/{faces.FACES_VERSION}"
@@ -68,12 +68,7 @@ def video_settings(cfg: DataConfig) -> dict[str, object]:
 
 
 def _open(path: str) -> av.container.InputContainer:
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise DecodeError(f"cannot open: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise DecodeError("zero-byte file")
+    check_media_file(path)
     try:
         return av.open(path)
     except (av.error.FFmpegError, OSError) as exc:
