@@ -31,7 +31,7 @@ fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -39,6 +39,7 @@ from torch import nn
 from trainers.config import ExperimentConfig, TrainConfig
 from trainers.data.clips import ClipDataConfig, clip_data_module
 from trainers.engine.callbacks import Callback
+from trainers.engine.weights import R3D18_KINETICS400, SLOWFAST_R50_KINETICS400, WeightSource
 from trainers.registry import register_model
 
 SEED_NOTE_SLOWFAST = "000_2c0d303d2709a941.txt"
@@ -265,6 +266,7 @@ class R3DConfig(ExperimentConfig):
     model: R3DParams = field(default_factory=R3DParams)
     train: TrainConfig = field(default_factory=_r3d_train)
     data: ClipDataConfig = field(default_factory=_r3d_data)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {"kinetics400": R3D18_KINETICS400}
 
 
 @register_model(
@@ -540,6 +542,9 @@ class SlowFastConfig(ExperimentConfig):
     model: SlowFastParams = field(default_factory=SlowFastParams)
     train: TrainConfig = field(default_factory=_slowfast_train)
     data: ClipDataConfig = field(default_factory=_slowfast_data)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {
+        "kinetics400": SLOWFAST_R50_KINETICS400
+    }
 
 
 @register_model(
@@ -632,6 +637,9 @@ class MeldSlowFastConfig(ExperimentConfig):
     model: SlowFastParams = field(default_factory=_meld_model)
     train: TrainConfig = field(default_factory=_meld_train)
     data: ClipDataConfig = field(default_factory=_meld_data)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {
+        "kinetics400": SLOWFAST_R50_KINETICS400
+    }
 
 
 @register_model(
