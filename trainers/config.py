@@ -264,6 +264,24 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# Field metadata: the value a config saved before the field existed (run.json, a
+# checkpoint, an export) meant, e.g. field(default="new", metadata={SAVED_DEFAULT: "old"}),
+# so that an old run still rebuilds the model it trained. See apply_saved.
+SAVED_DEFAULT = "saved_default"
+
+
+def apply_saved(cfg: Any, tree: Mapping[str, Any], source: str = "") -> None:
+    """``apply_mapping`` for a config a run saved: keys it lacks take their SAVED_DEFAULT."""
+    apply_mapping(cfg, tree, source)
+    present = flatten(tree)
+    for name, section in sections(cfg).items():
+        if name not in tree:
+            continue
+        for f in fields(section):
+            if SAVED_DEFAULT in f.metadata and f"{name}.{f.name}" not in present:
+                setattr(section, f.name, f.metadata[SAVED_DEFAULT])
+
+
 def apply_mapping(cfg: Any, tree: Mapping[str, Any], source: str = "") -> None:
     for key, value in flatten(tree).items():
         try:

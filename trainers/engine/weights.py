@@ -74,8 +74,9 @@ R3D18_KINETICS400 = _torchvision(
 # pytorchvideo's model zoo (pytorchvideo/models/hub/slowfast.py, checkpoint_paths
 # ["slowfast_r50"]): SlowFast R50 8x8 trained on Kinetics-400. No hash is
 # published for it: the file name carries none, pytorchvideo's hub loads it with
-# load_state_dict_from_url's default check_hash=False, and its MODEL_ZOO.md lists
-# only accuracy and FLOPs. So nothing is checked, as in pytorchvideo itself.
+# load_state_dict_from_url's default check_hash=False, and its model zoo page
+# (docs/source/model_zoo.md) gives only the link, accuracy, FLOPs and parameters.
+# So nothing is checked, as in pytorchvideo itself.
 SLOWFAST_R50_KINETICS400 = WeightSource(
     "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth",
     "pytorchvideo model zoo slowfast_r50 (Kinetics-400; no hash published)",
