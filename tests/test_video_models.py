@@ -227,6 +227,40 @@ def test_every_stages_se_changes_the_output():
         torch.testing.assert_close(model(batch), before)
 
 
+def test_identity_se_blocks_leave_the_pretrained_network_as_it_was():
+    """model.se_gate=identity (the default): every SE gate is exactly 1 at the start, so
+    weights loaded into the backbone (kinetics400, which has no SE) compute what they did
+    without the SE blocks; the gate still learns (2 * sigmoid, fc2 zeroed)."""
+    with_se = as_if_trained(tiny_model("slowfast-r50")).eval()
+    assert with_se.blocks[1].multipathway_blocks[0].res_blocks[0].se.scale == 2.0
+    plain = tiny_model("slowfast-r50", "model.se=false").eval()
+    missing, unexpected = plain.load_state_dict(with_se.state_dict(), strict=False)
+    assert not missing and all(".se." in k for k in unexpected) and unexpected
+    batch = clip_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(with_se(batch), plain(batch), rtol=0, atol=1e-6)
+    se = SqueezeExcite3d(8, 2, TemporalMasks(), gate="identity")
+    x = torch.randn(2, 8, 3, 2, 2)
+    assert torch.equal(se(x), x)
+    with torch.no_grad():
+        se.fc2.bias.fill_(-2.0)
+    torch.testing.assert_close(se(x), x * 2 * torch.sigmoid(torch.tensor(-2.0)))
+
+
+def test_runs_saved_before_se_gate_rebuild_with_the_sigmoid_gate():
+    from trainers.config import apply_saved, to_dict
+
+    cfg = get_entry("slowfast-r50").default_config()
+    assert cfg.model.se_gate == "identity"
+    saved = to_dict(cfg)
+    del saved["model"]["se_gate"]  # a run.json or checkpoint from before the key
+    apply_saved(cfg, saved)
+    assert cfg.model.se_gate == "sigmoid"
+    cfg = get_entry("slowfast-r50").default_config()
+    apply_saved(cfg, to_dict(get_entry("slowfast-r50").default_config()))
+    assert cfg.model.se_gate == "identity"
+
+
 # ------------------------------------------------------------------------------ masking
 
 

@@ -18,9 +18,10 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from trainers.data.config import DataConfig
+from trainers.engine.weights import NAMES as PRETRAINED_NAMES  # stdlib only
 
 
 class ConfigError(ValueError):
@@ -70,7 +71,9 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms
     # "weighted": draw each epoch's samples with replacement, weight 1/count of their class.
     sampler: Literal["shuffle", "weighted"] = "shuffle"
-    # A local state dict (or torch hub cache file) loaded into the model before training.
+    # Weights loaded into the model before training: a local state dict, hub:<file> (a
+    # file in torch hub's cache), or a name the model knows (imagenet, kinetics400:
+    # downloaded into torch hub's cache on first use; trainers.engine.weights).
     pretrained: str = ""
     # Under torchrun: BatchNorm statistics over the global batch instead of each rank's.
     sync_bn: bool = False
@@ -97,9 +100,10 @@ class TrainConfig:
             raise ConfigError(
                 "train.device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}"
             )
-        if self.pretrained:
+        if self.pretrained and self.pretrained not in PRETRAINED_NAMES:
             # Checked here, not when the model is built: a missing file must stop the CLI
-            # (exit 2) before a run directory exists. Imports torch only when set.
+            # (exit 2) before a run directory exists. Imports torch only when set. Named
+            # sources (imagenet...) depend on the model: validate() checks them.
             from trainers.engine.pretrained import PretrainedError, missing_file_message
 
             try:
@@ -117,6 +121,9 @@ class ExperimentConfig:
     model: Any = None
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    # The names train.pretrained may take for this model -> their published file
+    # (trainers.engine.weights.WeightSource). Not a field: no config key sets it.
+    pretrained_sources: ClassVar[Mapping[str, Any]] = {}
 
 
 def sections(cfg: Any) -> dict[str, Any]:
@@ -257,6 +264,24 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# Field metadata: the value a config saved before the field existed (run.json, a
+# checkpoint, an export) meant, e.g. field(default="new", metadata={SAVED_DEFAULT: "old"}),
+# so that an old run still rebuilds the model it trained. See apply_saved.
+SAVED_DEFAULT = "saved_default"
+
+
+def apply_saved(cfg: Any, tree: Mapping[str, Any], source: str = "") -> None:
+    """``apply_mapping`` for a config a run saved: keys it lacks take their SAVED_DEFAULT."""
+    apply_mapping(cfg, tree, source)
+    present = flatten(tree)
+    for name, section in sections(cfg).items():
+        if name not in tree:
+            continue
+        for f in fields(section):
+            if SAVED_DEFAULT in f.metadata and f"{name}.{f.name}" not in present:
+                setattr(section, f.name, f.metadata[SAVED_DEFAULT])
+
+
 def apply_mapping(cfg: Any, tree: Mapping[str, Any], source: str = "") -> None:
     for key, value in flatten(tree).items():
         try:
@@ -280,6 +305,17 @@ def validate(cfg: Any) -> None:
             raise
         except ValueError as exc:
             raise ConfigError(_key_in(name, section, str(exc)), str(exc)) from None
+    train = getattr(cfg, "train", None)
+    spec = getattr(train, "pretrained", "")
+    if spec in PRETRAINED_NAMES:
+        known = getattr(type(cfg), "pretrained_sources", {})
+        if spec not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise ConfigError(
+                "train.pretrained",
+                f"{spec!r} is not a named source of this model ({type(cfg).__name__}); its "
+                f"named sources: {names}. Or give a weights file path, or hub:<file>",
+            )
 
 
 def _key_in(name: str, section: Any, message: str) -> str:

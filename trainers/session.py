@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from trainers.config import ConfigError, apply_mapping, set_value, validate
+from trainers.config import ConfigError, apply_saved, set_value, validate
 from trainers.registry import ModelEntry, UnknownModelError, get_entry
 from trainers.rundir import RunDir
 
@@ -43,7 +43,7 @@ def config_from_manifest(
     try:
         entry = get_entry(manifest["model"])
         cfg = entry.default_config()
-        apply_mapping(cfg, manifest["config"], source=str(run.run_json))
+        apply_saved(cfg, manifest["config"], source=str(run.run_json))
         for key, value in (overrides or {}).items():
             set_value(cfg, key, value)
         validate(cfg)

@@ -1,9 +1,12 @@
-"""Pretrained weights into our models, from a local file or torch hub's cache.
+"""Pretrained weights into our models, from a local file, torch hub's cache, or a name.
 
-No machine here can download weights (DESIGN.md), so ``train.pretrained`` is
-a path, or ``hub:<file>`` for ``torch.hub.get_dir()/checkpoints/<file>``, the
-place torchvision and pytorchvideo download to: a file fetched on another
-machine and copied there is found under the name it was published with.
+``train.pretrained`` is a path, ``hub:<file>`` for
+``torch.hub.get_dir()/checkpoints/<file>`` (the place torchvision and
+pytorchvideo download to: a file fetched on another machine and copied there is
+found under the name it was published with), or a name the model knows
+(``imagenet``, ``kinetics400``: its config's ``pretrained_sources``), which
+``trainers.engine.weights`` downloads into that same cache on first use, with
+the published hash checked, or finds there without network.
 
 Why the loading is forgiving where checkpoints (``engine.checkpoint``) are
 strict: a pretrained file was written by someone else's code. It may wrap the
@@ -32,6 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.engine.weights import NAMES, WeightsDownloadError, fetch, hub_dir
+
 HUB_SCHEME = "hub:"
 # Keys under which checkpoint formats nest the state dict, most specific first:
 # ours and timm's ("model", "state_dict"), pytorchvideo's .pyth ("model_state").
@@ -48,11 +53,6 @@ class PretrainedError(RuntimeError):
     """The weights file is missing, unreadable, or fits nothing in the model."""
 
 
-def hub_dir() -> Path:
-    """torch hub's download cache: ``$TORCH_HOME/hub/checkpoints`` by default."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def resolve_spec(spec: str) -> Path:
     """``hub:<file>`` -> the hub cache path; anything else is a local path."""
     if spec.startswith(HUB_SCHEME):
@@ -67,7 +67,10 @@ def resolve_spec(spec: str) -> Path:
 
 
 def missing_file_message(spec: str) -> str | None:
-    """Why ``spec`` cannot be loaded and where to put the file, or None when it exists."""
+    """Why ``spec`` cannot be loaded and where to put the file, or None when it exists
+    (or is a named source: downloaded when loaded, see trainers.engine.weights)."""
+    if spec in NAMES:
+        return None
     path = resolve_spec(spec)
     if path.is_file():
         return None
@@ -213,12 +216,35 @@ def best_mapping(
     return drop, add, fits
 
 
-def load_pretrained(model: nn.Module, spec: str) -> PretrainedReport:
-    """Copy every fitting tensor of ``spec`` into ``model`` (in place); report the rest."""
+def load_pretrained(
+    model: nn.Module, spec: str, sources: Mapping[str, Any] | None = None
+) -> PretrainedReport:
+    """Copy every fitting tensor of ``spec`` into ``model`` (in place); report the rest.
+
+    ``sources``: the model's named sources (its config's ``pretrained_sources``),
+    for ``spec`` = ``imagenet``, ``kinetics400``.
+    """
+    if spec in NAMES:
+        known = sources or {}
+        if spec not in known:
+            raise PretrainedError(
+                f"train.pretrained={spec!r}: not a named source of this model; its named "
+                f"sources: {', '.join(sorted(known)) or 'none'}"
+            )
+        try:
+            path = fetch(known[spec])
+        except WeightsDownloadError as exc:
+            raise PretrainedError(f"train.pretrained={spec}: {exc}") from exc
+        report = _load_file(model, path)
+        report.note = "; ".join(filter(None, [f"{spec}: {known[spec].origin}", report.note]))
+        return report
     problem = missing_file_message(spec)
     if problem:
         raise PretrainedError(f"train.pretrained: {problem}")
-    path = resolve_spec(spec)
+    return _load_file(model, resolve_spec(spec))
+
+
+def _load_file(model: nn.Module, path: Path) -> PretrainedReport:
     source, note = read_state_dict(path)
     own = model.state_dict()
     drop, add, fits = best_mapping(source, own)

@@ -315,7 +315,8 @@ class Trainer:
         if tc.pretrained:
             from trainers.engine.pretrained import load_pretrained
 
-            report = load_pretrained(self.model, tc.pretrained)
+            sources = getattr(type(self.cfg), "pretrained_sources", None)
+            report = load_pretrained(self.model, tc.pretrained, sources)
             self.logger.log(f"pretrained: {report}")
         self.model = self.model.to(self.device)
         if self.dist.enabled and tc.sync_bn:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trainers.config import ConfigError, apply_mapping, validate
+from trainers.config import ConfigError, apply_saved, validate
 from trainers.data.base import INFERENCE_FORMAT
 from trainers.inference import folder as exported
 from trainers.registry import ModelEntry, UnknownModelError, get_entry
@@ -121,7 +121,7 @@ def read_checkpoint(file: Path, trust_pickle: bool = False) -> dict[str, Any]:
 def _config(entry: ModelEntry, saved: dict[str, Any], file: Path) -> Any:
     cfg = entry.default_config()
     try:
-        apply_mapping(cfg, saved, source=str(file))
+        apply_saved(cfg, saved, source=str(file))
         validate(cfg)
     except ConfigError as exc:
         raise BundleError(f"{file}: its config does not fit model {entry.name!r}: {exc}") from None

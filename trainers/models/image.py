@@ -50,7 +50,7 @@ Choices the note leaves open, stated:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -59,6 +59,12 @@ from torchvision import models as tvm
 from trainers.config import ConfigError, ExperimentConfig, TrainConfig
 from trainers.data.images import ImageDataConfig, fi_data_module
 from trainers.engine.mixing import MixConfig, mix_callbacks
+from trainers.engine.weights import (
+    EFFICIENTNET_B0_IMAGENET,
+    RESNET50_IMAGENET,
+    VIT_B16_IMAGENET,
+    WeightSource,
+)
 from trainers.registry import register_model
 
 SEED_NOTE = "003_00999254419ffd90.txt"
@@ -138,6 +144,7 @@ class ResNet50Config(ExperimentConfig):
     train: TrainConfig = field(default_factory=image_train_defaults)
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     mix: MixConfig = field(default_factory=MixConfig)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {"imagenet": RESNET50_IMAGENET}
 
 
 @dataclass
@@ -146,6 +153,7 @@ class EfficientNetB0Config(ExperimentConfig):
     train: TrainConfig = field(default_factory=image_train_defaults)
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     mix: MixConfig = field(default_factory=MixConfig)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {"imagenet": EFFICIENTNET_B0_IMAGENET}
 
 
 @dataclass
@@ -155,6 +163,7 @@ class ViTB16Config(ExperimentConfig):
     # Fixed input size: no progressive resizing (position embeddings fit one size).
     data: ImageDataConfig = field(default_factory=lambda: ImageDataConfig(start_size=224))
     mix: MixConfig = field(default_factory=MixConfig)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {"imagenet": VIT_B16_IMAGENET}
 
 
 def enhanced_head(dim: int, num_classes: int, dropout: float, dropout2: float) -> nn.Sequential:

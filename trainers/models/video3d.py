@@ -31,14 +31,15 @@ fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from trainers.config import ExperimentConfig, TrainConfig
+from trainers.config import SAVED_DEFAULT, ExperimentConfig, TrainConfig
 from trainers.data.clips import ClipDataConfig, clip_data_module
 from trainers.engine.callbacks import Callback
+from trainers.engine.weights import R3D18_KINETICS400, SLOWFAST_R50_KINETICS400, WeightSource
 from trainers.registry import register_model
 
 SEED_NOTE_SLOWFAST = "000_2c0d303d2709a941.txt"
@@ -265,6 +266,7 @@ class R3DConfig(ExperimentConfig):
     model: R3DParams = field(default_factory=R3DParams)
     train: TrainConfig = field(default_factory=_r3d_train)
     data: ClipDataConfig = field(default_factory=_r3d_data)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {"kinetics400": R3D18_KINETICS400}
 
 
 @register_model(
@@ -288,16 +290,32 @@ class SqueezeExcite3d(nn.Module):
     """Channel attention (Hu et al. 2018): squeeze over (masked) time and space,
     two linear layers, a sigmoid gate per channel."""
 
-    def __init__(self, channels: int, reduction: int, masks: TemporalMasks) -> None:
+    def __init__(
+        self,
+        channels: int,
+        reduction: int,
+        masks: TemporalMasks,
+        gate: Literal["sigmoid", "identity"] = "sigmoid",
+    ) -> None:
         super().__init__()
         hidden = max(4, channels // reduction)  # the fast pathway's narrow stages keep 4
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, channels)
         self.masks = masks
+        # "sigmoid": Hu et al.'s gate, default-initialised (about 0.5 per channel at the
+        # start: it halves each residual branch). "identity": 2 * sigmoid with fc2 zeroed,
+        # exactly 1 at the start (NF-ResNets' SE gate, Brock et al. 2021), so a block
+        # starts as the ResBlock it wraps and pretrained weights see their own network.
+        self.scale = 2.0 if gate == "identity" else 1.0
+        if gate == "identity":
+            nn.init.zeros_(self.fc2.weight)
+            nn.init.zeros_(self.fc2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeezed = masked_pool3d(x, self.masks.get(x.shape[2]))
         gate = torch.sigmoid(self.fc2(torch.relu(self.fc1(squeezed))))
+        if self.scale != 1.0:
+            gate = gate * self.scale
         return x * gate[:, :, None, None, None]
 
 
@@ -310,14 +328,20 @@ class SEResBlock(nn.Module):
     checkpoints load into it; only ``se.*`` is new.
     """
 
-    def __init__(self, block: nn.Module, reduction: int, masks: TemporalMasks) -> None:
+    def __init__(
+        self,
+        block: nn.Module,
+        reduction: int,
+        masks: TemporalMasks,
+        gate: Literal["sigmoid", "identity"] = "sigmoid",
+    ) -> None:
         super().__init__()
         self.branch1_conv = block.branch1_conv
         self.branch1_norm = block.branch1_norm
         self.branch2 = block.branch2
         self.activation = block.activation
         self.branch_fusion = block.branch_fusion
-        self.se = SqueezeExcite3d(block.branch2.conv_c.out_channels, reduction, masks)
+        self.se = SqueezeExcite3d(block.branch2.conv_c.out_channels, reduction, masks, gate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch = self.se(self.branch2(x))
@@ -343,6 +367,13 @@ class SlowFastParams:
     # Squeeze-and-Excitation on every residual block of every stage, both pathways.
     se: bool = True
     se_reduction: int = 16
+    # "identity": each SE gate is 2 * sigmoid with its last layer zeroed, exactly 1 at the
+    # start, so pretrained (kinetics400) weights are undisturbed by the new blocks.
+    # "sigmoid": Hu et al.'s gate, default-initialised (about 0.5 at the start); what runs
+    # saved before this key existed used, and still rebuild.
+    se_gate: Literal["sigmoid", "identity"] = field(
+        default="identity", metadata={SAVED_DEFAULT: "sigmoid"}
+    )
     # "linear": dropout + Linear. "mlp": note 004's BN-GELU-dropout-Linear-BN-GELU-dropout-Linear.
     head: Literal["linear", "mlp"] = "linear"
     head_dropout: float = 0.5  # before the first Linear of either head
@@ -413,7 +444,7 @@ class SlowFast(VideoClassifier):
         self.blocks = nn.ModuleList(list(net.blocks)[:5])
         self.masks = TemporalMasks()
         if p.se:
-            add_se_blocks(self.blocks, p.se_reduction, self.masks)
+            add_se_blocks(self.blocks, p.se_reduction, self.masks, p.se_gate)
         slow_out = p.width * 32  # stem width x4 per stage doubling: 64 -> 2048 in R50
         self.feature_dim = slow_out + slow_out // p.slowfast_beta
         if p.head == "linear":
@@ -457,14 +488,19 @@ class SlowFast(VideoClassifier):
         return torch.cat(pooled, dim=1)
 
 
-def add_se_blocks(blocks: nn.ModuleList, reduction: int, masks: TemporalMasks) -> int:
+def add_se_blocks(
+    blocks: nn.ModuleList,
+    reduction: int,
+    masks: TemporalMasks,
+    gate: Literal["sigmoid", "identity"] = "sigmoid",
+) -> int:
     """Wrap every ResBlock of every residual stage (blocks[1:]) and pathway in SE."""
     added = 0
     for stage in list(blocks)[1:]:
         for pathway in stage.multipathway_blocks:
             res_blocks = pathway.res_blocks
             for i, block in enumerate(res_blocks):
-                res_blocks[i] = SEResBlock(block, reduction, masks)
+                res_blocks[i] = SEResBlock(block, reduction, masks, gate)
                 added += 1
     return added
 
@@ -540,6 +576,9 @@ class SlowFastConfig(ExperimentConfig):
     model: SlowFastParams = field(default_factory=SlowFastParams)
     train: TrainConfig = field(default_factory=_slowfast_train)
     data: ClipDataConfig = field(default_factory=_slowfast_data)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {
+        "kinetics400": SLOWFAST_R50_KINETICS400
+    }
 
 
 @register_model(
@@ -632,6 +671,9 @@ class MeldSlowFastConfig(ExperimentConfig):
     model: SlowFastParams = field(default_factory=_meld_model)
     train: TrainConfig = field(default_factory=_meld_train)
     data: ClipDataConfig = field(default_factory=_meld_data)
+    pretrained_sources: ClassVar[dict[str, WeightSource]] = {
+        "kinetics400": SLOWFAST_R50_KINETICS400
+    }
 
 
 @register_model(
