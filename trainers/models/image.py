@@ -3,7 +3,7 @@
 averages their run directories' probabilities, in ``trainers.fusion``).
 
 Architecture: a torchvision backbone built with ``weights=None`` (ImageNet
-weights load through ``train.pretrained``; none can be downloaded here) with
+weights load through ``train.pretrained``, e.g. ``imagenet``: downloaded on first use) with
 its own classifier replaced by the note's enhanced head, BN(d) - Dropout(0.5) -
 Linear(d, d/2) - ReLU - BN(d/2) - Dropout(0.25) - Linear(d/2, classes). The
 backbone sits under ``self.backbone`` with torchvision's own module names, so
