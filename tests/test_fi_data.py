@@ -368,3 +368,49 @@ def test_tta_yields_eight_different_views_per_image_sharing_sample(data):
     flat = plain.dataset("test")
     assert len(flat) == n and "sample" not in flat[0]
     assert torch.allclose(flat[0]["image"], views[0])  # the "original" view
+
+
+def test_a_flat_folder_named_by_class_reads_like_class_folders(tmp_path):
+    """FI is also shared as one folder of ``<class>_<n>.jpg``: the same records."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rgb = Image.new("RGB", (32, 24), (200, 40, 40))
+    for name in ("amusement_0002.jpg", "amusement_0001.jpg", "sadness_0001.jpg"):
+        rgb.save(flat / name)
+    rgb.save(flat / "holiday_0001.jpg")  # no class: listed
+    (flat / "LICENSE.txt").write_text("terms")  # not an image: ignored
+    from trainers.data.images import index_fi
+
+    bad = []
+    records = index_fi(flat, lambda path, why: bad.append((Path(path).name, why)))
+    assert [(r.key, FI_CLASSES[r.label]) for r in records] == [
+        ("amusement/amusement_0001", "amusement"),
+        ("amusement/amusement_0002", "amusement"),
+        ("sadness/sadness_0001", "sadness"),
+    ]
+    assert [name for name, _ in bad] == ["holiday_0001.jpg"]
+    assert "starts with no class" in bad[0][1]
+
+
+def test_cmyk_greyscale_and_exif_rotated_jpegs_load_upright_rgb(tmp_path):
+    """Real photo collections hold CMYK and greyscale JPEGs and camera pictures whose
+    pixels are stored sideways with an EXIF orientation tag."""
+    left_red = Image.new("RGB", (40, 20), (0, 0, 255))
+    left_red.paste((255, 0, 0), (0, 0, 20, 20))  # red left half, blue right half
+    left_red.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    left_red.convert("L").save(tmp_path / "grey.jpg", quality=95)
+    # Stored rotated 90 degrees counter-clockwise; orientation 6: "rotate 90 CW to view".
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    left_red.transpose(Image.Transpose.ROTATE_90).save(
+        tmp_path / "rotated.jpg", quality=95, exif=exif
+    )
+    for name in ("cmyk.jpg", "rotated.jpg"):
+        out = decode_image(str(tmp_path / name), 16, "stretch")
+        assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+        left, right = out[:, :6].mean(axis=(0, 1)), out[:, -6:].mean(axis=(0, 1))
+        assert left[0] > 180 and left[2] < 80, (name, left)  # red on the left: upright
+        assert right[2] > 180 and right[0] < 80, (name, right)
+    grey = decode_image(str(tmp_path / "grey.jpg"), 16, "stretch")
+    assert grey.shape == (16, 16, 3)
+    assert np.abs(grey[..., 0].astype(int) - grey[..., 2]).max() <= 2  # grey in all three

@@ -175,33 +175,41 @@ class ImageRecord:
 def index_fi(
     root: str | Path, report_bad: BadInputReporter, classes: Sequence[str] = FI_CLASSES
 ) -> list[ImageRecord]:
-    """Every image file under ``root/<class>/``, sorted by class then file name.
+    """Every image file under ``root/<class>/``, sorted by class then file name; or,
+    where ``root`` has no class folders, every image directly in it named
+    ``<class>_<anything>`` (FI is also shared flat, e.g. ``amusement_0001.jpg``).
 
     Hidden files are ignored; a file with another extension inside a class folder
     is reported (it is probably a mistake); folders that are no class are ignored.
+    In a flat folder, an image whose name starts with no class is reported.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data.root={str(root)!r} is not a directory")
     folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    found = [c for c in classes if c in folders]
-    if not found:
-        raise DataError(
-            f"no class folders under {str(root)!r}: expected folders named "
-            f"{', '.join(classes)} (FI layout: <root>/<class>/<image>.jpg)"
-        )
     records: list[ImageRecord] = []
-    for label, name in enumerate(classes):
-        folder = folders.get(name)
-        if folder is None:
-            continue
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") or not path.is_file():
+    if any(c in folders for c in classes):
+        for label, name in enumerate(classes):
+            folder = folders.get(name)
+            if folder is None:
                 continue
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                report_bad(str(path), f"not an image file (extension {path.suffix or 'none'!r})")
-                continue
-            records.append(ImageRecord(f"{name}/{path.stem}", str(path), label))
+            for path in sorted(folder.iterdir()):
+                if path.name.startswith(".") or not path.is_file():
+                    continue
+                if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                    report_bad(
+                        str(path), f"not an image file (extension {path.suffix or 'none'!r})"
+                    )
+                    continue
+                records.append(ImageRecord(f"{name}/{path.stem}", str(path), label))
+    else:
+        records = _index_flat(root, report_bad, classes)
+        if not records:
+            raise DataError(
+                f"no class folders under {str(root)!r} and no images named by class: "
+                f"expected folders named {', '.join(classes)} (FI layout: "
+                "<root>/<class>/<image>.jpg) or files named <class>_<n>.jpg"
+            )
     keys = [r.key for r in records]
     if len(set(keys)) != len(keys):  # a.jpg and a.png in one folder
         seen: set[str] = set()
@@ -214,6 +222,25 @@ def index_fi(
             kept.append(r)
         records = kept
     return records
+
+
+def _index_flat(
+    root: Path, report_bad: BadInputReporter, classes: Sequence[str]
+) -> list[ImageRecord]:
+    """Images directly in ``root`` whose name starts with a class and ``_``, by class."""
+    by_class: dict[int, list[ImageRecord]] = {label: [] for label in range(len(classes))}
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue  # a flat download also holds its licence, CSVs, readme...
+        prefix = path.stem.split("_", 1)[0].lower()
+        if prefix not in classes:
+            report_bad(str(path), f"name starts with no class ({', '.join(classes)})")
+            continue
+        label = list(classes).index(prefix)
+        by_class[label].append(ImageRecord(f"{prefix}/{path.stem}", str(path), label))
+    return [r for label in sorted(by_class) for r in by_class[label]]
 
 
 def _rounded(x: float) -> int:
