@@ -70,6 +70,8 @@ def test_config_and_card_carry_classes_metrics_and_the_floor(trained, exported):
     actors = summary["data"]["splits"]["test"]["actors"]
     assert f"test: {', '.join(actors)}" in card  # the held-out actors
     assert "**generated**" in card  # the corpus is the project's generator's
+    # Recorded when the run described its data: true after the data root is gone too.
+    assert summary["data"]["generated"] is True
     assert "python -m trainers predict ." in card
     assert "Small test set" in card and "single held-out split" in card
 

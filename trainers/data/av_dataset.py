@@ -565,6 +565,9 @@ class RavdessDataModule:
         return total
 
     def describe(self) -> dict[str, Any]:
+        # Here, not at the top: the generator package is a heavy import for workers.
+        from trainers.data.synth.manifest import is_generated
+
         cfg = self.cfg
         splits: dict[str, Any] = {}
         for split in SPLITS:
@@ -579,6 +582,7 @@ class RavdessDataModule:
         out: dict[str, Any] = {
             "dataset": cfg.layout,
             "root": cfg.root,
+            "generated": is_generated(cfg.root),
             "classes": list(self.classes),
             "modalities": list(cfg.modalities),
             "split": "official" if self._fixed_split is not None else cfg.split,

@@ -579,6 +579,9 @@ class FIDataModule:
         return 0 if self.images is None else self.images.numel()
 
     def describe(self) -> dict[str, Any]:
+        # Here, not at the top: the generator package is a heavy import for workers.
+        from trainers.data.synth.manifest import is_generated
+
         cfg = self.cfg
         splits = {}
         all_labels = []
@@ -593,6 +596,7 @@ class FIDataModule:
         return {
             "dataset": "fi",
             "root": cfg.root,
+            "generated": is_generated(cfg.root),
             "classes": list(self.classes),
             "per_class": per_class,
             "imbalance_ratio": imbalance_ratio(per_class),

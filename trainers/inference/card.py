@@ -13,7 +13,6 @@ summary as plain dicts, so a card can be rewritten without torch.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 METRICS = (
@@ -27,18 +26,15 @@ SMALL_TEST_SET = 200
 
 
 def generated_corpus(summary: dict[str, Any] | None) -> bool | None:
-    """Whether the run trained on the project's generator's output: its synth manifest
-    lies at the data root (or, for a combined root, in a corpus folder under it).
-    None when the data root is not on this machine any more (or unknown)."""
-    from trainers.data.synth.manifest import MANIFEST_NAME
+    """Whether the run trained on the project's generator's output, as its summary.json
+    recorded it; for a run from before summary.json did, its data root is looked at
+    (None when that is not on this machine any more)."""
+    from trainers.data.synth.manifest import is_generated
 
-    root = ((summary or {}).get("data") or {}).get("root")
-    if not root or not Path(root).is_dir():
-        return None
-    root = Path(root)
-    if (root / MANIFEST_NAME).is_file():
-        return True
-    return any((sub / MANIFEST_NAME).is_file() for sub in root.iterdir() if sub.is_dir())
+    data = (summary or {}).get("data") or {}
+    if "generated" in data:
+        return data["generated"]
+    return is_generated(data.get("root") or "")
 
 
 def _q(value: Any) -> str:

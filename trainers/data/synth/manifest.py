@@ -96,3 +96,17 @@ class CorpusManifest:
         """Read ``root/synth_manifest.json``."""
         root = Path(root)
         return cls.from_json((root / MANIFEST_NAME).read_text(encoding="utf-8"), root=root)
+
+
+def is_generated(root: str | Path) -> bool | None:
+    """Whether ``root`` is the generator's output (its manifest lies there, or in a
+    corpus folder under a combined root); None when ``root`` is not on this machine.
+
+    Asked by the data modules when a run describes its data, so summary.json says it
+    for as long as the run exists, not only while the data root does."""
+    if not root or not Path(root).is_dir():
+        return None
+    root = Path(root)
+    if (root / MANIFEST_NAME).is_file():
+        return True
+    return any((sub / MANIFEST_NAME).is_file() for sub in root.iterdir() if sub.is_dir())
