@@ -17,6 +17,7 @@ layout, the quoting of ``~`` and the ``PYTHONPATH`` recipe are written once.
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,26 @@ def resolve_layout(host: Host) -> HostLayout:
     if not result.ok:
         raise CommandError(cmd, result.exit_code, result.tail())
     return HostLayout(result.stdout.strip().splitlines()[-1])
+
+
+def read_host_json(host: Host, path: str) -> object | None:
+    """A JSON file on the host, or None when it is missing or not JSON."""
+    result = host.run(["cat", path], timeout=60)
+    if not result.ok:
+        return None
+    try:
+        return json.loads(result.stdout)
+    except ValueError:
+        return None
+
+
+def launched_python(host: Host, layout: HostLayout, run_id: str) -> str:
+    """The interpreter a deployed run was started with (its launch record's argv: it
+    has torch, which the host's configured python may not), else the host's own."""
+    argv = read_host_json(host, f"{layout.launches}/{run_id}/argv.json")
+    if isinstance(argv, list) and argv and isinstance(argv[0], str):
+        return argv[0]
+    return host.python
 
 
 def remote_run_dir(host: Host, run: str) -> str:

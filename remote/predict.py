@@ -31,11 +31,13 @@ from remote.host import Host
 from remote.layout import (
     HostLayout,
     is_this_checkout,
+    launched_python,
     python_module,
     quote_path,
     remote_run_dir,
     resolve_layout,
 )
+from trainers.data.files import walk_files
 from trainers.inference.table import Prediction
 
 # Long enough for a cold host to import torch and build the model, and for one long
@@ -90,22 +92,6 @@ class _Shipment:
         )
 
 
-def _walk(folder: str) -> Iterator[str]:
-    """Files under ``folder`` (relative, sorted), hidden ones and hidden folders skipped,
-    folder links followed once: what trainers' walk over media files would see."""
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield os.path.relpath(os.path.join(dirpath, name), folder)
-
-
 def plan_shipment(root: str, inputs: Sequence[str]) -> _Shipment:
     """Host paths for existing local inputs under ``root`` (no I/O on the host)."""
     shipment = _Shipment(root)
@@ -117,8 +103,8 @@ def plan_shipment(root: str, inputs: Sequence[str]) -> _Shipment:
         shipment.names.append((remote, given.rstrip("/") or given))
         if os.path.isdir(given):
             shipment.files += [
-                (os.path.join(given, rel), f"{remote}/{PurePosixPath(*Path(rel).parts)}")
-                for rel in _walk(given)
+                (path, f"{remote}/{PurePosixPath(*Path(os.path.relpath(path, given)).parts)}")
+                for path in walk_files(given)
             ]
         else:
             shipment.files.append((given, remote))
@@ -152,17 +138,9 @@ def _host_run_dir(host: Host, run: str) -> str:
 
 def _interpreter(host: Host, layout: HostLayout, run_dir: str) -> str:
     """The python the run was started with, where deploy recorded it: it has torch."""
-    name = PurePosixPath(run_dir).name
     if str(PurePosixPath(run_dir).parent) != layout.runs:
         return host.python
-    result = host.run(["cat", f"{layout.launches}/{name}/argv.json"], timeout=60)
-    try:
-        argv = json.loads(result.stdout) if result.ok else None
-    except ValueError:
-        argv = None
-    if isinstance(argv, list) and argv and isinstance(argv[0], str):
-        return argv[0]
-    return host.python
+    return launched_python(host, layout, PurePosixPath(run_dir).name)
 
 
 def _missing(inputs: Sequence[str]) -> list[Prediction]:

@@ -21,7 +21,6 @@ before anything starts.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
@@ -32,7 +31,14 @@ from typing import Any
 
 from remote.deploy import DeployError, hostctl, list_runs
 from remote.host import Host
-from remote.layout import PROJECT_ROOT, HostLayout, is_this_checkout, resolve_layout
+from remote.layout import (
+    PROJECT_ROOT,
+    HostLayout,
+    is_this_checkout,
+    launched_python,
+    read_host_json,
+    resolve_layout,
+)
 
 RESUMABLE = ("stopped", "crashed", "failed")
 
@@ -52,26 +58,13 @@ class Resumed:
     output: str  # the process's stdout and stderr, on the host
 
 
-def _read_json(host: Host, path: str) -> Any:
-    result = host.run(["cat", path], timeout=60)
-    if not result.ok:
-        return None
-    try:
-        return json.loads(result.stdout)
-    except ValueError:
-        return None
-
-
 def _origin(
     host: Host, layout: HostLayout, run_id: str, manifest: dict[str, Any]
 ) -> tuple[str, str]:
     """(python, code dir) the run was started with, if the host still has them."""
     if is_this_checkout(host):
         return sys.executable, str(PROJECT_ROOT)
-    python, code_dir = host.python, layout.current
-    argv = _read_json(host, f"{layout.launches}/{run_id}/argv.json")
-    if isinstance(argv, list) and argv and isinstance(argv[0], str):
-        python = argv[0]
+    python, code_dir = launched_python(host, layout, run_id), layout.current
     main = (manifest.get("argv") or [""])[0]
     if isinstance(main, str) and main.endswith("/trainers/__main__.py"):
         candidate = str(PurePosixPath(main).parent.parent)
@@ -96,7 +89,7 @@ def resume_run(host: Host, run_id: str, *, timeout: float = 180.0) -> Resumed:
             "failed run can be resumed"
         )
     run_dir = layout.run_dir(run_id)
-    manifest = _read_json(host, f"{run_dir}/run.json") or {}
+    manifest = read_host_json(host, f"{run_dir}/run.json") or {}
     python, code_dir = _origin(host, layout, run_id, manifest)
     launch_id = f"{run_id}.resume-{int(time.time())}"
     argv = [python, "-m", "trainers", "resume", run_dir]
@@ -135,7 +128,7 @@ def _wait(
     deadline = time.monotonic() + timeout
     alive = f"kill -0 {resumed.pid} 2>/dev/null && echo alive || echo dead"
     while True:
-        manifest = _read_json(host, f"{resumed.run_dir}/run.json") or {}
+        manifest = read_host_json(host, f"{resumed.run_dir}/run.json") or {}
         if done(manifest, resumed.pid):
             return
         state = host.run(alive, timeout=60).stdout.strip()

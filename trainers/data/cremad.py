@@ -31,6 +31,7 @@ from pathlib import Path
 
 from trainers.data.base import BadInputReporter
 from trainers.data.config import DataError
+from trainers.data.files import walk_files
 from trainers.data.ravdess import Recording
 
 CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad")
@@ -77,32 +78,13 @@ def parse_name(filename: str) -> CremaName:
     return CremaName(actor, sentence, CODES.index(emotion), level)
 
 
-def walk_media(root: str, suffixes: frozenset[str]) -> list[str]:
-    """Files under ``root`` with one of ``suffixes``, sorted, hidden ones skipped,
-    directory links followed once."""
-    found: list[str] = []
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
-                continue
-            found.append(os.path.join(dirpath, name))
-    return found
-
-
 def index_cremad(root: str, report_bad: BadInputReporter) -> list[Recording]:
     """Group the media files under ``root`` into takes, sorted by key."""
     if not os.path.isdir(root):
         raise DataError(f"data root {root!r} is not a directory")
     groups: dict[str, list[str]] = defaultdict(list)
     names: dict[str, CremaName] = {}
-    for path in walk_media(root, MEDIA_SUFFIXES):
+    for path in walk_files(root, MEDIA_SUFFIXES):
         try:
             name = parse_name(os.path.basename(path))
         except ValueError as exc:

@@ -42,6 +42,7 @@ from trainers.data.cache import (
     remember_digests,
 )
 from trainers.data.config import DataConfig, DataError, DecodeError
+from trainers.data.files import walk_files
 
 CLASSES = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MODALITY_AV, MODALITY_VIDEO_ONLY, MODALITY_AUDIO_ONLY = 1, 2, 3
@@ -142,22 +143,8 @@ class Recording:
 
 
 def walk_media(root: str, suffixes: frozenset[str] = MEDIA_SUFFIXES) -> list[str]:
-    """Media files under ``root`` in sorted order, following directory links once."""
-    found: list[str] = []
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a link loop or a second link to the same folder
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            # Hidden files include macOS "._name.mp4" resource forks left by zip tools.
-            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
-                continue
-            found.append(os.path.join(dirpath, name))
-    return found
+    """Media files under ``root`` in sorted order (:func:`trainers.data.files.walk_files`)."""
+    return walk_files(root, suffixes)
 
 
 def index_ravdess(
