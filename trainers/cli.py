@@ -122,6 +122,20 @@ def add_distributed_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_checkpoint_options(p: argparse.ArgumentParser) -> None:
+    """Which checkpoint of a run to load, and whether an old pickled one may be:
+    the same two options on every command that loads a trained model."""
+    p.add_argument(
+        "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to use"
+    )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a checkpoint that needs full pickle (written by an older version); "
+        "only for files you trust: unpickling can run code",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainers",
@@ -300,19 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", type=Path, help="the run directory (holds checkpoints/)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="media files or folders")
-    p.add_argument(
-        "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to use"
-    )
+    add_checkpoint_options(p)
     p.add_argument(
         "--json", action="store_true", help="one JSON object per input on stdout, no table"
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="load a checkpoint that needs full pickle (written by an older version); "
-        "only for files you trust: unpickling can run code",
-    )
     p.add_argument(
         "--data",
         type=Path,
@@ -348,9 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="test: the layout's speaker-independent test split with the run's split "
         "settings (MELD: the official one); all: every recording",
     )
-    p.add_argument(
-        "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to use"
-    )
+    add_checkpoint_options(p)
     p.add_argument(
         "--out",
         default=None,
@@ -359,12 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: <corpus folder>-<layout>-<split>); an existing one is replaced",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="load a checkpoint that needs full pickle (written by an older version); "
-        "only for files you trust: unpickling can run code",
-    )
 
     p = sub.add_parser(
         "export",
@@ -386,15 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="safetensors",
         help="safetensors only (default), or also model.onnx / model.pt",
     )
-    p.add_argument(
-        "--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to use"
-    )
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="load a checkpoint that needs full pickle (written by an older version); "
-        "only for files you trust: unpickling can run code",
-    )
+    add_checkpoint_options(p)
     return parser
 
 
