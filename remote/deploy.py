@@ -392,15 +392,26 @@ def prepare_host(
     return layout, code_dir, data, python
 
 
-def stop_run(host: Host, run: str, grace: float = 30.0) -> dict[str, Any]:
+def _current_code(host: Host) -> tuple[HostLayout, str]:
+    """The host's layout and the code hostctl runs from for runs already there: the
+    last code shipped (this checkout, here)."""
     layout = resolve_layout(host)
-    code = str(PROJECT_ROOT) if is_this_checkout(host) else layout.current
+    return layout, str(PROJECT_ROOT) if is_this_checkout(host) else layout.current
+
+
+def stop_run(host: Host, run: str, grace: float = 30.0) -> dict[str, Any]:
+    layout, code = _current_code(host)
     return hostctl(
         host, code, ["stop", layout.run_dir(run), "--grace", str(grace)], timeout=grace + 60
     )
 
 
 def list_runs(host: Host) -> list[dict[str, Any]]:
-    layout = resolve_layout(host)
-    code = str(PROJECT_ROOT) if is_this_checkout(host) else layout.current
+    layout, code = _current_code(host)
     return hostctl(host, code, ["list", layout.runs])["runs"]
+
+
+def read_evaluations(host: Host, run_dir: str) -> dict[str, Any]:
+    """``hostctl evaluations``: the run's evaluations on other data and its own test."""
+    _layout, code = _current_code(host)
+    return hostctl(host, code, ["evaluations", run_dir], timeout=60)

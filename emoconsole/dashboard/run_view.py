@@ -258,16 +258,15 @@ class RunScreen(RunActions, DashboardScreen):
     def _read_evaluations(self, host: Any, run_dir: str) -> None:
         """The run's evaluations, if any. Code deployed before ``hostctl evaluations``
         existed answers with a usage error: then there are none to show."""
-        from remote.layout import python_module
+        from remote.deploy import read_evaluations
+        from remote.errors import RemoteError
 
-        answer = host.run(
-            python_module(host, "remote.hostctl", ["evaluations", run_dir]), timeout=60
-        )
-        lines = [line for line in answer.stdout.splitlines() if line.startswith("{")]
-        with contextlib.suppress(ValueError):
-            data = json.loads(lines[-1]) if answer.ok and lines else {}
-            if data.get("evaluations"):
-                self._put(EvaluationsRead(data))
+        try:
+            answer = read_evaluations(host, run_dir)
+        except RemoteError:
+            return
+        if answer.get("evaluations"):
+            self._put(EvaluationsRead(answer))
 
     def _wait_for_run(self, host: Any, run_dir: str) -> bool:
         """Until run.json exists (a run opened while its process still imports torch),
