@@ -49,19 +49,12 @@ def host_for(run: str, host: str | None) -> tuple[str, str, bool]:
 
     if is_run_path(run):
         return host or "local", run, True
-    rows = [r for r in ledger.entries() if host is None or r.get("host") == host]
-    exact = [r for r in rows if r["run_id"] == run]
-    if exact:
-        return exact[-1]["host"], run, True
-    prefixed = {r["run_id"]: r for r in rows if r["run_id"].startswith(run)}
-    if len(prefixed) == 1:
-        (row,) = prefixed.values()
-        return row["host"], row["run_id"], True
-    if len(prefixed) > 1:
-        fail(
-            f"{run!r} matches several runs: {_candidates(list(prefixed))}",
-            "type more of the run id",
-        )
+    found = ledger.matches(run, host)
+    if len(found) == 1:
+        ((run_id, row),) = found.items()
+        return row["host"], run_id, True
+    if len(found) > 1:
+        fail(f"{run!r} matches several runs: {_candidates(list(found))}", "type more of the run id")
     return host or "local", run, False
 
 

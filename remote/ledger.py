@@ -46,11 +46,17 @@ def entries() -> list[dict[str, Any]]:
     return rows
 
 
-def lookup(run: str) -> dict[str, Any] | None:
-    """The latest record of a run id (or of a unique id prefix)."""
-    rows = entries()
+def matches(run: str, host: str | None = None) -> dict[str, dict[str, Any]]:
+    """{run id: its latest record} of the runs ``run`` names (on ``host``, if given):
+    the one run of that exact id, else every run whose id starts with ``run``."""
+    rows = [r for r in entries() if host is None or r.get("host") == host]
     exact = [r for r in rows if r["run_id"] == run]
     if exact:
-        return exact[-1]
-    prefixed = {r["run_id"]: r for r in rows if r["run_id"].startswith(run)}
-    return next(iter(prefixed.values())) if len(prefixed) == 1 else None
+        return {run: exact[-1]}
+    return {r["run_id"]: r for r in rows if r["run_id"].startswith(run)}
+
+
+def lookup(run: str) -> dict[str, Any] | None:
+    """The latest record of a run id (or of a unique id prefix)."""
+    found = matches(run)
+    return next(iter(found.values())) if len(found) == 1 else None
