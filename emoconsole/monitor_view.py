@@ -33,21 +33,36 @@ class MonitorState:
     step: int = 0
     steps: int = 0
     loss: float | None = None
-    best: float | None = None
-    best_epoch: int | None = None
-    monitor_metric: str = ""
     connection: str = "connecting"
     crashed_log: list[str] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    test: dict[str, Any] | None = None
     sys: dict[str, Any] | None = None
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # a multi-node job's samples
     eta: EtaEstimator = field(default_factory=EtaEstimator)
-    # The epochs' rows, best and final evaluation as the run ends up (resumes applied):
-    # ``history``, ``best``, ``best_epoch``, ``monitor_metric`` and ``test`` mirror it.
+    # The epochs' rows, best and final evaluation as the run ends up (resumes applied);
+    # ``history``, ``best``, ``best_epoch``, ``monitor_metric`` and ``test`` read it.
     runlog: RunLog = field(default_factory=RunLog)
     log: deque[str] = field(default_factory=deque)
     _partial: str = ""
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.runlog.rows
+
+    @property
+    def best(self) -> float | None:
+        return self.runlog.best
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.runlog.best_epoch
+
+    @property
+    def monitor_metric(self) -> str:
+        return self.runlog.monitor or ""
+
+    @property
+    def test(self) -> dict[str, Any] | None:
+        return self.runlog.test
 
     def add(self, item: object) -> None:
         if isinstance(item, EventItem):
@@ -78,11 +93,7 @@ class MonitorState:
     def _event(self, event: dict[str, Any]) -> None:
         self.eta.update(event)
         log = self.runlog
-        if log.add(event):
-            self.history = log.rows
-            self.best, self.best_epoch = log.best, log.best_epoch
-            self.monitor_metric = log.monitor or ""
-        self.test = log.test
+        log.add(event)
         kind = event.get("type")
         if kind == "status":
             self.status = str(log.status)
