@@ -151,3 +151,90 @@ def test_offline_names_the_url_and_the_cache_path(tmp_path, mirror):
     assert "copy" in message
     with pytest.raises(PretrainedError, match="named sources: imagenet"):
         load_pretrained(torch.nn.Linear(2, 2), "kinetics400", {"imagenet": source})
+
+
+class Flaky(http.server.BaseHTTPRequestHandler):
+    """Serves one payload; the first request breaks off half way, later ones honour
+    Range. ``stall`` instead sends the headers and then nothing."""
+
+    payload = b""
+    stall = False
+    ranges: list[str | None] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        asked = self.headers.get("Range")
+        type(self).ranges.append(asked)
+        data, status = self.payload, 200
+        if asked:
+            start = int(asked.removeprefix("bytes=").rstrip("-"))
+            data, status = data[start:], 206
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.stall:
+            threading.Event().wait(5)
+            return
+        if len(type(self).ranges) == 1:  # the first connection drops half way
+            data = data[: len(data) // 2]
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def flaky(tmp_path, monkeypatch):
+    handler = type("Handler", (Flaky,), {"payload": bytes(range(256)) * 4096, "ranges": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    prefix = hashlib.sha256(handler.payload).hexdigest()[:8]
+    yield handler, WeightSource(f"https://download.pytorch.org/models/x-{prefix}.pth", "t", prefix)
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_dropped_download_resumes_from_its_partial_file(flaky):
+    from trainers.engine.weights import WeightsDownloadError, fetch
+
+    handler, source = flaky
+    with pytest.raises(WeightsDownloadError, match="connection closed after 524288 of 1048576"):
+        fetch(source, progress=False)
+    path = fetch(source, progress=False)
+    assert path.read_bytes() == handler.payload
+    assert handler.ranges == [None, "bytes=524288-"]  # only the missing half came again
+    assert not path.with_name(path.name + ".partial").exists()
+
+
+def test_a_stalled_download_times_out_instead_of_hanging(flaky, monkeypatch):
+    import time
+
+    from trainers.engine import weights
+
+    handler, source = flaky
+    handler.stall = True
+    monkeypatch.setattr(weights, "TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    with pytest.raises(weights.WeightsDownloadError, match="timed out"):
+        weights.fetch(source, progress=False)
+    assert time.monotonic() - start < 4
+
+
+def test_train_fetches_named_weights_before_the_run_directory_exists(tmp_path, mirror, capsys):
+    from trainers.cli import main
+
+    _, server = mirror
+    server.shutdown()
+    server.server_close()
+    out = tmp_path / "runs"
+    code = main(
+        ["train", "image-resnet50", "--data", str(tmp_path), "--out", str(out),
+         "--set", "train.pretrained=imagenet"]
+    )  # fmt: skip
+    assert code == 2
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "train.pretrained=imagenet" in err and "resnet50-11ad3fa6.pth" in err
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in err

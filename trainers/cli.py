@@ -522,6 +522,29 @@ def _check_inputs(entry: Any, cfg: Any) -> None:
         problem = None
     if problem:
         raise UsageError(problem)
+    _fetch_named_weights(cfg)
+
+
+def _fetch_named_weights(cfg: Any) -> None:
+    """Download ``train.pretrained=imagenet|kinetics400`` into torch hub's cache now.
+
+    Before the run directory exists, so an offline host or a bad hash is a
+    usage error naming the URL and the cache path, not a run that fails after
+    its directory, log and events were created. A file already cached costs
+    nothing here; the engine then loads it from the cache.
+    """
+    from trainers.config import PRETRAINED_NAMES
+
+    spec = getattr(getattr(cfg, "train", None), "pretrained", "")
+    source = getattr(type(cfg), "pretrained_sources", {}).get(spec)
+    if spec not in PRETRAINED_NAMES or source is None:
+        return
+    from trainers.engine.weights import WeightsDownloadError, fetch
+
+    try:
+        fetch(source)
+    except WeightsDownloadError as exc:
+        raise UsageError(f"train.pretrained={spec}: {exc}") from None
 
 
 def _train(

@@ -116,8 +116,6 @@ def source_url(source: WeightSource) -> str:
 
 def fetch(source: WeightSource, progress: bool | None = None) -> Path:
     """The cached file of ``source``, downloaded (hash checked) when not there yet."""
-    import torch.hub
-
     path = hub_dir() / source.file
     if path.is_file():
         return path
@@ -126,19 +124,103 @@ def fetch(source: WeightSource, progress: bool | None = None) -> Path:
     if progress is None:
         progress = sys.stderr.isatty()
     try:
-        # Writes a temporary file beside ``path`` and moves it there only when the
-        # whole file arrived and its SHA-256 starts with the prefix.
-        torch.hub.download_url_to_file(url, str(path), source.sha256_prefix, progress=progress)
-    except RuntimeError as exc:
-        if "invalid hash value" not in str(exc):
-            raise
+        download(url, path, source.sha256_prefix, progress=progress)
+    except HashMismatch as exc:
         raise WeightsDownloadError(
             f"{url}: the downloaded file does not match the published SHA-256 prefix "
             f"{source.sha256_prefix} of {source.file} ({exc}); it was not saved to {path}"
         ) from exc
-    except Exception as exc:  # URLError, HTTPError, timeouts, refused connections...
+    except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts, refused connections
         raise WeightsDownloadError(
-            f"cannot download {url} (no network?): copy {source.file} from a machine that "
-            f"can download it into torch hub's cache as {path}, then run again"
+            f"cannot download {url} ({exc}; no network?): copy {source.file} from a machine "
+            f"that can download it into torch hub's cache as {path}, then run again"
         ) from exc
     return path
+
+
+class HashMismatch(ValueError):
+    """The downloaded bytes are not the published file."""
+
+
+def download(
+    url: str,
+    path: Path,
+    sha256_prefix: str | None,
+    *,
+    progress: bool = False,
+    timeout: float | None = None,
+) -> None:
+    """Fetch ``url`` into ``path``: resumable, hash-checked, atomic, never hanging.
+
+    Why not ``torch.hub.download_url_to_file``: it opens the URL with no timeout,
+    so a stalled connection (a spot instance's flaky NAT, a captive proxy) hangs
+    the run forever before its first step, and it restarts a 100 MB file from
+    zero after any drop. Here every socket operation times out
+    (``timeout``, default :data:`TIMEOUT_S`), bytes already in ``<file>.partial``
+    are asked for again with an HTTP Range request (a server that ignores it
+    sends the whole file, which then replaces them), and the file is moved into
+    place only when its SHA-256 starts with the published prefix. The partial
+    file is also the lock: ranks of one torchrun job starting together download
+    once, the others wait and find the file there.
+    """
+    import fcntl
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    timeout = TIMEOUT_S if timeout is None else timeout
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "ab") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)
+        try:
+            if path.is_file():  # another process finished it while we waited
+                return
+            have = out.tell()
+            request = urllib.request.Request(url, headers={"User-Agent": "emoconsole"})
+            if have:
+                request.add_header("Range", f"bytes={have}-")
+            try:
+                response = urllib.request.urlopen(request, timeout=timeout)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 416 or not have:  # 416: the partial file is not a prefix of it
+                    raise
+                out.truncate(0)
+                out.seek(0)
+                have = 0
+                request.remove_header("Range")
+                response = urllib.request.urlopen(request, timeout=timeout)
+            with response:
+                if have and response.status != 206:  # the server sent the whole file
+                    out.truncate(0)
+                    out.seek(0)
+                    have = 0
+                length = response.headers.get("Content-Length")
+                total = have + int(length) if length and length.isdigit() else None
+                done = have
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        shown = f"{done / total:6.1%}" if total else f"{done / 2**20:.1f} MiB"
+                        print(f"\r{path.name}: {shown}", end="", file=sys.stderr, flush=True)
+                if progress:
+                    print(file=sys.stderr)
+                if total is not None and done < total:
+                    raise OSError(f"connection closed after {done} of {total} bytes")
+            out.flush()
+            if sha256_prefix:
+                digest = hashlib.sha256()
+                with open(partial, "rb") as written:
+                    while block := written.read(CHUNK):
+                        digest.update(block)
+                if not digest.hexdigest().startswith(sha256_prefix):
+                    partial.unlink(missing_ok=True)
+                    raise HashMismatch(f"its SHA-256 is {digest.hexdigest()}")
+            os.replace(partial, path)
+        finally:
+            fcntl.flock(out, fcntl.LOCK_UN)
+
+
+# Seconds any one connect or read may take before a download gives up.
+TIMEOUT_S = 60.0
+CHUNK = 1 << 20
