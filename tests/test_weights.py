@@ -9,6 +9,7 @@ import http.server
 import threading
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -159,7 +160,7 @@ class Flaky(http.server.BaseHTTPRequestHandler):
 
     payload = b""
     stall = False
-    ranges: list[str | None] = []
+    ranges: ClassVar[list[str | None]] = []
 
     def log_message(self, *args) -> None:
         pass
