@@ -148,6 +148,10 @@ LAYOUTS: dict[str, AVLayout] = {
 # (ravdess imports the whole decoding stack: audio, spectral, video, faces).
 _WORKER_PRELOAD = ["trainers.data.ravdess"]
 _STD_FLOOR = 1e-5
+# data.audio_norm=speaker: an actor with fewer recordings than this gets the train
+# statistics instead; a mean and std from a handful of utterances would mostly
+# normalise away their emotion (MELD has hundreds of one-line speakers).
+MIN_SPEAKER_RECORDINGS = 8
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,44 @@ class AudioNorm:
             mean=np.asarray(data["mean"], dtype=np.float32),
             std=np.asarray(data["std"], dtype=np.float32),
         )
+
+
+def fit_audio_norm(features: list[np.ndarray], dim: int) -> AudioNorm:
+    """Per-feature mean and std over every frame of ``features`` (``(T, F)`` arrays).
+
+    Running sums in float64: no concatenated copy of the whole split."""
+    count, total, squares = 0, np.zeros(dim), np.zeros(dim)
+    for array in features:
+        values = array.astype(np.float64)
+        count += len(values)
+        total += values.sum(axis=0)
+        squares += np.square(values).sum(axis=0)
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(squares / max(count, 1) - np.square(mean), 0.0))
+    return AudioNorm(
+        mean=mean.astype(np.float32), std=np.maximum(std, _STD_FLOOR).astype(np.float32)
+    )
+
+
+def fit_speaker_norms(
+    recordings: list[tuple[str | int, np.ndarray | None]], dim: int
+) -> dict[str | int, AudioNorm]:
+    """Each actor's own statistics (``data.audio_norm=speaker``), for every split.
+
+    Speaker normalisation is a standard step of speech emotion recognition: actors
+    differ in pitch and loudness far more than one emotion from another, and a
+    held-out actor's own mean is known without its labels. Actors with fewer than
+    :data:`MIN_SPEAKER_RECORDINGS` recordings are left out (the caller falls back
+    to the train statistics)."""
+    by_actor: dict[str | int, list[np.ndarray]] = {}
+    for actor, features in recordings:
+        if features is not None:
+            by_actor.setdefault(actor, []).append(features)
+    return {
+        actor: fit_audio_norm(arrays, dim)
+        for actor, arrays in by_actor.items()
+        if len(arrays) >= MIN_SPEAKER_RECORDINGS
+    }
 
 
 class AVDataset(Dataset):
@@ -272,6 +314,8 @@ class RavdessDataModule:
         self.classes = list(layout.classes if layout is not None else CLASSES)
         self._fixed_split: dict[str, str] | None = None
         self.audio_norm: AudioNorm | None = None
+        # data.audio_norm=speaker: each actor's own statistics, fitted in setup.
+        self.speaker_norms: dict[str | int, AudioNorm] = {}
         # Statistics fitted on another data set's train split (use_fitted), used instead of
         # fitting on this one's: a trained model evaluated on other data (evaluate).
         self._given_audio_norm: AudioNorm | None = None
@@ -451,19 +495,13 @@ class RavdessDataModule:
         if use_audio and self._given_audio_norm is not None:
             self.audio_norm = self._given_audio_norm
         elif use_audio:
-            # Running sums in float64: no concatenated copy of the whole train split.
-            count, total, squares = 0, np.zeros(cfg.audio_dim), np.zeros(cfg.audio_dim)
-            for (_, r), split in zip(kept, assign, strict=True):
-                if split == "train" and r.audio is not None:
-                    features = r.audio[cfg.audio_features].astype(np.float64)
-                    count += len(features)
-                    total += features.sum(axis=0)
-                    squares += np.square(features).sum(axis=0)
-            mean = total / count
-            std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
-            self.audio_norm = AudioNorm(
-                mean=mean.astype(np.float32),
-                std=np.maximum(std, _STD_FLOOR).astype(np.float32),
+            train = [r.audio[cfg.audio_features] for (_, r), s in zip(kept, assign, strict=True)
+                     if s == "train" and r.audio is not None]  # fmt: skip
+            self.audio_norm = fit_audio_norm(train, cfg.audio_dim)
+        self.speaker_norms = {}
+        if use_audio and cfg.audio_norm == "speaker":
+            self.speaker_norms = fit_speaker_norms(
+                [(rec.actor, r.audio[cfg.audio_features]) for rec, r in kept], cfg.audio_dim
             )
 
         splits: dict[str, _Split] = {}
@@ -471,8 +509,14 @@ class RavdessDataModule:
             rows = [(rec, r) for (rec, r), s in zip(kept, assign, strict=True) if s == split]
             audio = video = None
             if use_audio and self.audio_norm is not None:
-                norm = self.audio_norm
-                audio = [_frozen(norm.apply(r.audio[cfg.audio_features])) for _, r in rows]
+                audio = [
+                    _frozen(
+                        self.speaker_norms.get(rec.actor, self.audio_norm).apply(
+                            r.audio[cfg.audio_features]
+                        )
+                    )
+                    for rec, r in rows
+                ]
             if use_video:
                 video = [_frozen(r.video) for _, r in rows]
             splits[split] = _Split(
@@ -523,7 +567,11 @@ class RavdessDataModule:
                 **audio_mod.audio_settings(cfg),
                 "features": cfg.audio_features,
                 "dim": cfg.audio_dim,
-                "normalization": "per feature: (x - mean) / std, train split statistics",
+                "normalization": "per feature: (x - mean) / std, train split statistics"
+                if cfg.audio_norm == "train"
+                else "per feature: (x - mean) / std, each actor's own statistics (actors "
+                f"with fewer than {MIN_SPEAKER_RECORDINGS} recordings: train split statistics)",
+                "norm": cfg.audio_norm,
             }
             if self.audio_norm is None:
                 raise RuntimeError("RavdessDataModule.setup() has not been called")
@@ -597,7 +645,10 @@ class RavdessDataModule:
             out["audio"] = {
                 "features": cfg.audio_features,
                 "dim": cfg.audio_dim,
-                "normalized": "per feature, with train-split mean and std",
+                "normalized": "per feature, with train-split mean and std"
+                if cfg.audio_norm == "train"
+                else f"per feature, with each actor's own mean and std "
+                f"({len(self.speaker_norms)} actors; the rest with train-split statistics)",
             }
         if "video" in cfg.modalities:
             out["video"] = {"channels": cfg.video_channels, "size": cfg.face_size, "fps": cfg.fps}

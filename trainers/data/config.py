@@ -77,6 +77,11 @@ class DataConfig:
     audio_features: Literal["logmel", "mfcc"] = "mfcc"
     # Longest audio feature sequence kept; longer clips keep their middle.
     max_audio_frames: int = 400
+    # Audio feature normalisation: "train" uses the train split's per-feature mean and
+    # std for every recording; "speaker" uses each actor's own statistics (over all of
+    # that actor's recordings, labels unused), removing pitch and loudness differences
+    # between speakers. Actors with fewer than 8 recordings fall back to "train".
+    audio_norm: Literal["train", "speaker"] = "train"
     # Cut leading and trailing silence before computing features.
     trim_silence: bool = False
     # Level below the peak (dB) that counts as silence when trimming.
@@ -158,6 +163,8 @@ class DataConfig:
             raise bad("win_ms", f"must be >= hop_ms ({self.hop_ms}) or samples are skipped")
         if self.sample_rate < 4000:
             raise bad("sample_rate", "must be >= 4000 Hz")
+        if self.audio_norm not in ("train", "speaker"):
+            raise bad("audio_norm", "must be 'train' or 'speaker'")
         if self.audio_features not in ("logmel", "mfcc"):
             raise bad("audio_features", "must be 'logmel' or 'mfcc'")
         if self.prepare_workers < 0:
