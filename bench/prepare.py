@@ -44,10 +44,9 @@ def corpus(out: Path, actors: int) -> Path:
 
 def sources(root: Path) -> list[tuple[str, str]]:
     """(video file, audio file) of each speech recording, as the loader picks them."""
-    from trainers.data.config import DataConfig
     from trainers.data.ravdess import index_ravdess
 
-    records = index_ravdess(str(root), lambda path, reason: None, DataConfig(root=str(root)))
+    records = index_ravdess(str(root), lambda path, reason: None)
     return [(rec.video_sources[0], rec.audio_sources[0]) for rec in records]
 
 
