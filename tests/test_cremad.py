@@ -1,14 +1,18 @@
 """CREMA-D: the generated layout read back exactly, both real folder layouts, bad inputs
-listed once each, and a tiny end-to-end training run through the CLI."""
+listed once each, a tiny end-to-end training run through the CLI, and the generator's
+realistic (release) layout: folders, codecs and VideoDemographics.csv."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from collections import Counter
 from pathlib import Path
 
+import av
 import pytest
+import soundfile as sf
 
 from tests.conftest import SMALL_MODEL, run_trainers
 from tests.corpora import CREMAD, shared_corpus
@@ -16,6 +20,7 @@ from trainers.data.av_dataset import RavdessDataModule
 from trainers.data.config import DataConfig, DataError
 from trainers.data.cremad import CLASSES, index_cremad, parse_name
 from trainers.data.synth import CorpusManifest
+from trainers.data.synth import cremad as synth_cremad
 from trainers.rundir import RunDir
 
 # The data settings of every decoding test here, so the e2e run reuses the suite's cache.
@@ -199,3 +204,78 @@ def test_train_hybrid_attention_end_to_end(corpus: Path, cache: Path, tmp_path: 
     assert len(actors["val"]) == len(actors["test"]) == 1 and actors["val"] != actors["test"]
     truth = {r.key: r.label for r in CorpusManifest.load(corpus).recordings}
     assert all(truth[r["key"]] == r["label"] for r in rows)
+
+
+# ---------------------------------------------------------------- realistic layout (generator)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> tuple[Path, list]:
+    """Two takes in the release's layout: actor 1001's first (which also writes
+    VideoDemographics.csv for both actors) and actor 1002's first."""
+    tasks = synth_cremad.plan(actors=2, seed=4, statements=1, repetitions=1, realistic=True)
+    picked = [tasks[0], next(t for t in tasks if t.actor == 1002)]
+    out = tmp_path_factory.mktemp("cremad-release")
+    return out, [synth_cremad.write(t, out) for t in picked]
+
+
+def test_realistic_layout_is_the_releases_folders(release) -> None:
+    out, recs = release
+    assert synth_cremad.SUPPORTS_REALISTIC
+    assert sorted(p.name for p in out.iterdir()) == [
+        "AudioMP3", "AudioWAV", "VideoDemographics.csv", "VideoFlash",
+    ]  # fmt: skip
+    for rec in recs:
+        assert rec.files == (
+            f"VideoFlash/{rec.key}.flv", f"AudioWAV/{rec.key}.wav", f"AudioMP3/{rec.key}.mp3",
+        )  # fmt: skip
+        assert all((out / f).is_file() for f in rec.files)
+
+
+def test_realistic_media_have_the_releases_codecs(release) -> None:
+    out, recs = release
+    for rec in recs:
+        with av.open(str(out / rec.files[0])) as flv:
+            assert flv.format.name == "flv"
+            video, audio = flv.streams.video[0], flv.streams.audio[0]
+            assert video.codec_context.name == "flv"  # FLV1, Sorenson Spark
+            assert (video.codec_context.width, video.codec_context.height) == (480, 360)
+            assert video.average_rate == 30
+            assert audio.codec_context.name in ("mp3", "mp3float")
+            assert audio.codec_context.sample_rate == 44100 and audio.channels == 1
+            frames = sum(1 for _ in flv.decode(video))
+        assert frames == rec.n_frames == round(rec.duration * 30)
+        info = sf.info(str(out / rec.files[1]))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert info.frames == rec.n_samples
+        with av.open(str(out / rec.files[2])) as mp3:
+            assert mp3.format.name == "mp3"
+            stream = mp3.streams.audio[0]
+            assert stream.codec_context.sample_rate == 44100 and stream.channels == 1
+            seconds = sum(f.samples for f in mp3.decode(stream)) / 44100
+        assert abs(seconds - rec.duration) < 0.1  # the encoder's padding, no more
+
+
+def test_demographics_csv_has_the_real_header_and_the_generators_sexes(release) -> None:
+    out, recs = release
+    text = (out / "VideoDemographics.csv").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[0] == '"ActorID","Age","Sex","Race","Ethnicity"'
+    rows = list(csv.DictReader(lines))
+    assert [int(r["ActorID"]) for r in rows] == [1001, 1002]
+    female = {rec.actor: rec.female for rec in recs}
+    for row in rows:
+        assert row["Sex"] == ("Female" if female[int(row["ActorID"])] else "Male")
+        assert 20 <= int(row["Age"]) <= 74
+        assert row["Race"] in synth_cremad.RACES
+        assert row["Ethnicity"] in synth_cremad.ETHNICITIES
+    assert "1001," in text and '"Male"' in text  # numbers bare, strings quoted, as R writes
+
+
+def test_realistic_takes_are_deterministic(release, tmp_path: Path) -> None:
+    out, recs = release
+    task = synth_cremad.plan(actors=2, seed=4, statements=1, repetitions=1, realistic=True)[0]
+    again = synth_cremad.write(task, tmp_path)
+    assert again == recs[0]
+    for rel in (*again.files, "VideoDemographics.csv"):
+        assert (tmp_path / rel).read_bytes() == (out / rel).read_bytes(), rel

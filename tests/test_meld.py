@@ -1,8 +1,11 @@
 """MELD: the CSVs and clip folders read back exactly (labels, speakers, official splits),
-MELD's text quirks, and bad inputs listed once each while setup survives."""
+MELD's text quirks, bad inputs listed once each while setup survives, and the realistic
+layout's quirks and MELD.Raw's known defects, each read or reported as it should be."""
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -12,8 +15,9 @@ import pytest
 from tests.corpora import MELD, shared_corpus
 from trainers.data.av_dataset import RavdessDataModule
 from trainers.data.config import DataConfig, DataError
-from trainers.data.meld import CLASSES, CSV_NAMES, index_meld, parse_time
-from trainers.data.synth import CorpusManifest
+from trainers.data.meld import CLASSES, CSV_NAMES, MeldIndex, fix_c1, index_meld, parse_time
+from trainers.data.synth import CorpusManifest, Recording
+from trainers.data.synth import meld as synth_meld
 from trainers.data.synth.meld import FOLDERS, speaker_name
 
 SPLIT_OF = {"train": "train", "dev": "val", "test": "test"}
@@ -185,3 +189,149 @@ def test_meld_slowfast_trains_on_meld_by_default(corpus: Path, tmp_path: Path) -
     assert summary["majority_floor"]["class"] == 0  # neutral
     rows = run.predictions.read_text().splitlines()
     assert len(rows) == 12  # dev 6 + test 6 clips, one prediction each (clips averaged)
+
+
+# ---------------------------------------------------------------- realistic layout
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory) -> tuple[Path, dict[str, Recording]]:
+    """The realistic layout at its smallest: 2 speakers; train dialogues 0, 1, 125,
+    dev 110 (8 utterances, utt7's clip missing), test 155 (31 clips)."""
+    out = tmp_path_factory.mktemp("meld-realistic")
+    tasks = synth_meld.plan(actors=2, seed=6, statements=1, repetitions=1, realistic=True)
+    return out, {t.key: synth_meld.write(t, out) for t in tasks}
+
+
+def _index(root: Path) -> tuple[MeldIndex, dict[str, str]]:
+    bad = Bad()
+    index = index_meld(str(root), bad)
+    reasons = dict(bad.items)
+    assert len(reasons) == len(bad.items), "an input was reported twice"
+    return index, reasons
+
+
+def test_realistic_layout_has_melds_folders_and_csv_places(realistic) -> None:
+    root, _ = realistic
+    assert synth_meld.SUPPORTS_REALISTIC
+    assert sorted(str(p.relative_to(root)) for p in root.iterdir()) == ["dev", "test", "train"]
+    for split, folder in FOLDERS.items():
+        assert (root / split / folder).is_dir()
+        assert (root / split / CSV_NAMES[split]).is_file()
+
+
+def test_realistic_csvs_mix_c1_apostrophes_with_lf_and_typographic_quotes_with_crlf(
+    realistic,
+) -> None:
+    root, _ = realistic
+    for split in ("train", "dev"):
+        data = (root / split / CSV_NAMES[split]).read_bytes()
+        assert b"\r\n" not in data and data.count(b"\n") > 1
+        assert "\x92".encode() in data and "’".encode() not in data
+    data = (root / "test" / CSV_NAMES["test"]).read_bytes()
+    assert data.count(b"\r\n") == data.count(b"\n") > 1
+    assert "’".encode() in data and "“".encode() in data
+    assert not any(0x80 <= ord(ch) <= 0x9F for ch in data.decode("utf-8"))
+
+
+def test_realistic_csvs_parse_gaps_hours_two_digit_ms_and_zero_duration(realistic) -> None:
+    root, written = realistic
+    rows = {
+        split: list(csv.DictReader(io.StringIO(
+            (root / split / CSV_NAMES[split]).read_text(encoding="utf-8"), newline=""
+        )))
+        for split in FOLDERS
+    }  # fmt: skip
+    serials = [int(r["Sr No."]) for r in rows["train"]]
+    assert serials != list(range(1, len(serials) + 1))  # gaps, as in MELD
+    times = [r[c] for r in rows["train"] for c in ("StartTime", "EndTime")]
+    assert any(t.startswith("0:") for t in times) and any(t.startswith("00:") for t in times)
+    assert any(len(t.split(",")[1]) == 2 for t in times)  # 00:06:47,28
+    zero = [r for r in rows["test"] if r["StartTime"] == r["EndTime"]]
+    assert [(r["Dialogue_ID"], r["Utterance_ID"]) for r in zero] == [("155", "3")]
+
+    index, _ = _index(root)
+    assert index.bad_times == 0  # every spelling parsed
+    assert index.rows["test/dia155_utt3"].csv_seconds == 0.0
+    assert index.recordings[-1].key.startswith("test/")
+    kept = {r.key: r for r in index.recordings}
+    assert kept["test/dia155_utt3"].label == written["test/dia155_utt3"].label  # kept, right label
+    two_digit = next(r for r in rows["train"] if len(r["EndTime"].split(",")[1]) == 2)
+    key = f"train/dia{two_digit['Dialogue_ID']}_utt{two_digit['Utterance_ID']}"
+    want = parse_time(two_digit["EndTime"]) - parse_time(two_digit["StartTime"])
+    assert index.rows[key].csv_seconds == pytest.approx(want) and want > 0
+
+
+def test_realistic_corpus_reads_back_every_label_and_speaker(realistic) -> None:
+    root, written = realistic
+    index, _ = _index(root)
+    broken = {"train/dia125_utt3"}  # unplayable; dev/dia110_utt7 was never written
+    assert "dev/dia110_utt7" not in written
+    assert sorted(r.key for r in index.recordings) == sorted(set(written) - broken)
+    for rec in index.recordings:
+        truth = written[rec.key]
+        assert rec.label == truth.label and CLASSES[rec.label] == truth.emotion
+        assert rec.actor == speaker_name(truth.actor)
+        assert index.split_of[rec.key] == SPLIT_OF[rec.key.split("/")[0]]
+    assert Counter(index.split_of.values()) == {"train": 17, "val": 7, "test": 6}
+
+
+def test_melds_known_defects_are_listed_once_each_with_their_issue(
+    realistic, tmp_path: Path
+) -> None:
+    root, _ = realistic
+    copy = tmp_path / "MELD.Raw"
+    shutil.copytree(root, copy)
+    test_folder = copy / "test" / FOLDERS["test"]
+    for utt in (1, 2):  # the real folder holds about 130 of them: still one line
+        shutil.copy(
+            test_folder / "dia155_utt0.mp4", test_folder / f"final_videos_testdia155_utt{utt}.mp4"
+        )
+    _, reasons = _index(copy)
+    unplayable = reasons.pop(str(copy / "train" / FOLDERS["train"] / "dia125_utt3.mp4"))
+    assert unplayable.startswith("unplayable: cannot open") and "MELD/issues/39" in unplayable
+    missing = reasons.pop(str(copy / "dev" / FOLDERS["dev"] / "dia110_utt7.mp4"))
+    assert missing.startswith("listed in dev_sent_emo.csv (Sr No. ") and "issues/27" in missing
+    summary = reasons.pop(str(test_folder / "final_videos_test*.mp4"))
+    assert summary.startswith("3 file(s) ignored") and "issues/22" in summary
+    assert reasons == {}
+
+
+def test_a_repaired_dia125_utt3_is_used(realistic, tmp_path: Path) -> None:
+    """Users replace the broken clip with a re-cut one (declare-lab/MELD#39)."""
+    root, written = realistic
+    copy = tmp_path / "MELD.Raw"
+    shutil.copytree(root, copy)
+    train = copy / "train" / FOLDERS["train"]
+    shutil.copy(train / "dia125_utt2.mp4", train / "dia125_utt3.mp4")
+    index, reasons = _index(copy)
+    assert str(train / "dia125_utt3.mp4") not in reasons and len(reasons) == 2
+    assert {r.key: r.label for r in index.recordings}["train/dia125_utt3"] == (
+        written["train/dia125_utt3"].label
+    )
+
+
+def test_c1_speaker_names_and_a_cp1252_csv_read_the_same(realistic, tmp_path: Path) -> None:
+    """A speaker name with MELD.Raw's U+0092, and the train CSV re-saved as cp1252 bytes."""
+    assert fix_c1("Chandler\x92s Boss") == "Chandler’s Boss" and fix_c1("Joey") == "Joey"
+    root, _ = realistic
+    copy = tmp_path / "MELD.Raw"
+    shutil.copytree(root, copy)
+    path = copy / "train" / CSV_NAMES["train"]
+    text = path.read_text(encoding="utf-8").replace(",Joey,", ",Joey\x92s Dad,", 1)
+    path.write_bytes(fix_c1(text).encode("cp1252"))
+    assert b"\x92" in path.read_bytes()  # raw bytes now: no UTF-8
+    want, _ = _index(root)
+    got, _ = _index(copy)
+    assert [(r.key, r.label) for r in got.recordings] == [(r.key, r.label) for r in want.recordings]
+    assert "Joey’s Dad" in {r.actor for r in got.recordings}
+
+
+def test_realistic_meld_is_deterministic(realistic, tmp_path: Path) -> None:
+    """The spoiled clip and the CSVs are the same bytes each time."""
+    root, written = realistic
+    tasks = synth_meld.plan(actors=2, seed=6, statements=1, repetitions=1, realistic=True)
+    for task in (tasks[0], next(t for t in tasks if t.key == "train/dia125_utt3")):
+        assert synth_meld.write(task, tmp_path) == written[task.key]
+    for rel in ("train/train_sent_emo.csv", "train/train_splits/dia125_utt3.mp4"):
+        assert (tmp_path / rel).read_bytes() == (root / rel).read_bytes(), rel

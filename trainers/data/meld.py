@@ -14,12 +14,25 @@ Why the loader looks like this:
 * The official splits are kept (train, dev as val, test): papers report on
   them, and dialogues must not straddle splits. Speakers play the part of
   actors in sample info and ``describe``.
-* Real quirks are met, not fixed by hand: UTF-8 with a possible BOM and
-  typographic quotes (read as UTF-8, undecodable bytes replaced), times with
-  one- or two-digit hours (:func:`parse_time`), rows whose clip is missing
-  (reported with the CSV row and skipped), rows that do not parse and files
-  in a clip folder that are no ``dia_utt`` name (reported and skipped).
-  Corrupt clips are reported by the decoders, like every other layout's.
+* Real quirks are met, not fixed by hand: UTF-8 with a possible BOM, LF or
+  CRLF line ends, typographic quotes or MELD.Raw's cp1252 punctuation stored
+  as C1 control characters (U+0092 for an apostrophe; a speaker name is
+  mapped back to the cp1252 character, :func:`fix_c1`), a file in cp1252
+  proper when it is no UTF-8, ``Sr No.`` with gaps (only ever quoted in
+  messages), times with one- or two-digit hours and two-digit milliseconds
+  (:func:`parse_time`) and zero-duration rows (their clip is what counts),
+  rows whose clip is missing (reported with the CSV row and skipped), rows
+  that do not parse and files in a clip folder that are no ``dia_utt`` name
+  (reported and skipped). Corrupt clips are reported by the decoders, like
+  every other layout's.
+* MELD's known defects (github.com/declare-lab/MELD issues) are named in
+  their reports: ``dev_splits_complete/dia110_utt7.mp4`` is missing (#22,
+  #27) and ``train_splits/dia125_utt3.mp4`` does not play (#39, #52); the
+  latter is probed at indexing (one clip) so it is reported once, with the
+  issue, and a repaired copy is used. The ``final_videos_test<dia_utt>.mp4``
+  files of the test folder (about 130) are extra copies no CSV row names;
+  the maintainers say to ignore them (#22), so they are left out and
+  summed up in one bad_inputs line per folder instead of one each.
 * There is no audio-only file in MELD: audio comes from the clip's track.
 
 No torch here, like :mod:`trainers.data.ravdess`.
@@ -28,13 +41,15 @@ No torch here, like :mod:`trainers.data.ravdess`.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass, field
 
 from trainers.data.base import BadInputReporter
-from trainers.data.config import DataError
+from trainers.data.config import DataError, DecodeError
 from trainers.data.ravdess import Recording
+from trainers.data.video import decode_frames
 
 CLASSES: tuple[str, ...] = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 MELD_SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -52,12 +67,22 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 CLIP_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm"})
 _CLIP_NAME = re.compile(r"^dia(\d+)_utt(\d+)$")
+# Unannotated copies in MELD.Raw's test folder, e.g. final_videos_testdia101_utt0.mp4.
+FINAL_VIDEOS_PREFIX = "final_videos_test"
+# (MELD split, clip stem) -> what is known to be wrong with the clip MELD.Raw ships.
+KNOWN_DEFECTS: dict[tuple[str, str], str] = {
+    ("train", "dia125_utt3"): "a known MELD.Raw defect, see github.com/declare-lab/MELD/issues/39",
+    ("dev", "dia110_utt7"): "a known MELD.Raw defect, see github.com/declare-lab/MELD/issues/27",
+}
 _TIME = re.compile(r"^\s*(\d{1,2}):(\d{2}):(\d{2})(?:[,.](\d{1,3}))?\s*$")
 _SEARCH_DEPTH = 3
 
 
 def parse_time(text: str) -> float:
-    """Seconds of ``H:MM:SS,mmm`` or ``HH:MM:SS,mmm`` (``.`` also accepted); ValueError."""
+    """Seconds of ``H:MM:SS,mmm`` or ``HH:MM:SS,mmm`` (``.`` also accepted); ValueError.
+
+    A fraction of fewer than three digits is a decimal fraction (``,28`` is 280 ms),
+    as MELD's few two-digit times read."""
     match = _TIME.match(text or "")
     if match is None:
         raise ValueError(f"not a time like 0:00:01,234: {text!r}")
@@ -127,6 +152,37 @@ def _csv_seconds(row: dict[str, str]) -> float | None:
         return None
 
 
+def fix_c1(text: str) -> str:
+    """``text`` with C1 control characters (U+0080..U+009F) read as the cp1252 bytes
+    they once were: MELD.Raw's CSVs store an apostrophe as U+0092."""
+    if not any("\x80" <= ch <= "\x9f" for ch in text):
+        return text
+    return "".join(
+        bytes([ord(ch)]).decode("cp1252", errors="replace") if "\x80" <= ch <= "\x9f" else ch
+        for ch in text
+    )
+
+
+def _csv_text(csv_path: str) -> str:
+    """The CSV's text: UTF-8 (BOM allowed) as MELD ships it, else cp1252, the encoding
+    its punctuation came from (a copy re-saved by a spreadsheet on Windows)."""
+    with open(csv_path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _unplayable(clip: str) -> str | None:
+    """Why ``clip`` cannot be decoded (the decoders' own check, one frame), or None."""
+    try:
+        decode_frames(clip, fps=1.0, max_frames=1, threads=1)
+    except DecodeError as exc:
+        return str(exc)
+    return None
+
+
 def index_meld(root: str, report_bad: BadInputReporter) -> MeldIndex:
     """Read the CSVs under ``root`` and pair every row with its clip (see module docstring)."""
     if not os.path.isdir(root):
@@ -156,7 +212,7 @@ def _read_csv(
 ) -> set[str]:
     """Add the split's rows to ``index``; return the clip stems the CSV lists."""
     listed: set[str] = set()
-    with open(csv_path, encoding="utf-8-sig", errors="replace", newline="") as f:
+    with io.StringIO(_csv_text(csv_path), newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -181,13 +237,18 @@ def _read_csv(
                 continue
             listed.add(stem)
             clip = os.path.join(folder, stem + ".mp4")
+            known = KNOWN_DEFECTS.get((split, stem))
             if not os.path.isfile(clip):
                 row_id = (row.get("Sr No.") or "").strip() or "?"
-                report_bad(clip, f"listed in {CSV_NAMES[split]} (Sr No. {row_id}) but missing")
+                reason = f"listed in {CSV_NAMES[split]} (Sr No. {row_id}) but missing"
+                report_bad(clip, f"{reason} ({known})" if known else reason)
+                continue
+            if known and (why := _unplayable(clip)) is not None:
+                report_bad(clip, f"unplayable: {why} ({known})")
                 continue
             seconds = _csv_seconds(row)
             index.bad_times += seconds is None
-            speaker = (row.get("Speaker") or "").strip() or "unknown"
+            speaker = fix_c1((row.get("Speaker") or "").strip()) or "unknown"
             index.rows[key] = MeldRow(
                 split, dialogue, utterance, CLASSES.index(emotion), speaker, seconds
             )
@@ -206,10 +267,23 @@ def _read_csv(
 
 
 def _report_strays(folder: str, report_bad: BadInputReporter) -> None:
-    """Media files in a clip folder whose names are no ``dia{D}_utt{U}`` clip."""
+    """Media files in a clip folder whose names are no ``dia{D}_utt{U}`` clip; MELD's
+    ``final_videos_test`` copies are summed up in one line (see the module docstring)."""
+    extra_copies = 0
     for name in sorted(os.listdir(folder)):
         stem, suffix = os.path.splitext(name)
         if name.startswith(".") or suffix.lower() not in CLIP_SUFFIXES:
             continue
-        if _CLIP_NAME.match(stem) is None:
+        if stem.startswith(FINAL_VIDEOS_PREFIX) and _CLIP_NAME.match(
+            stem[len(FINAL_VIDEOS_PREFIX) :]
+        ):
+            extra_copies += 1
+        elif _CLIP_NAME.match(stem) is None:
             report_bad(os.path.join(folder, name), "not a MELD clip name (dia{D}_utt{U}.mp4)")
+    if extra_copies:
+        report_bad(
+            os.path.join(folder, FINAL_VIDEOS_PREFIX + "*.mp4"),
+            f"{extra_copies} file(s) ignored: unannotated extra copies MELD.Raw ships in its "
+            "test folder, named by no CSV row (the maintainers say to ignore them, "
+            "github.com/declare-lab/MELD/issues/22)",
+        )

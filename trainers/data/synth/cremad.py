@@ -7,34 +7,46 @@ Why it looks like this:
   sentence codes, six emotions ANG DIS FEA HAP NEU SAD, levels LO MD HI or
   XX "unspecified"). The names here follow it to the letter, so a loader
   that reads these reads the real thing.
-* The real release keeps audio and video in separate folders
-  (``AudioWAV/<name>.wav`` and ``VideoFlash/<name>.flv``; some mirrors ship
-  ``VideoMP4/<name>.mp4``). This layout writes ``AudioWAV/`` and
-  ``VideoMP4/`` (PyAV's x264 writer makes mp4, not Flash video); the loader
-  pairs files by stem in any folder and accepts ``.flv`` too, so the real
-  ``VideoFlash/`` layout and a flat folder of both read the same.
+* Two layouts. The default writes ``AudioWAV/<name>.wav`` and
+  ``VideoMP4/<name>.mp4`` (H.264/AAC, as some mirrors ship), tidy and fast.
+  ``realistic=True`` writes what the release repository
+  (github.com/CheyneyComputerScience/CREMA-D) holds: ``VideoFlash/<name>.flv``
+  (FLV1 video at 480x360, 30 fps, with MP3 audio; see :mod:`flash`),
+  ``AudioWAV/<name>.wav`` (16 kHz, 16-bit mono), ``AudioMP3/<name>.mp3`` and
+  ``VideoDemographics.csv`` (``"ActorID","Age","Sex","Race","Ethnicity"``,
+  strings quoted as R writes them), and no ``VideoMP4/`` folder.
+* Until the renderer has a realistic profile, the realistic video is the
+  standard 192x144, 15 fps rendering scaled to 480x360 with every frame
+  shown twice (30 fps): the sizes, rate and codecs are the release's, the
+  detail is not.
 * As in the real corpus only the sentence IEO is spoken at graded levels
   (LO, MD, HI for the five emotions, XX for neutral) and every other
   sentence is XX, so NEU is rarer than each other emotion by construction,
   as in the real 1087 NEU vs 1271 per other emotion.
 * ``statements`` (1 or 2) picks 2 or 4 sentences; ``repetitions`` (1 or 2)
   gives IEO the levels (LO, HI) or (LO, MD, HI). Actors are numbered from
-  1001; odd male, even female (the real sexes are in VideoDemographics.csv,
-  which no loader needs).
+  1001; odd male, even female, and VideoDemographics.csv says so.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from trainers.data.synth import clip as clipmod
-from trainers.data.synth import encode
+from trainers.data.synth import encode, flash
 from trainers.data.synth.manifest import Recording
 
 NAME = "crema-d"
 LAYOUT_TAG = zlib.crc32(NAME.encode())
+SUPPORTS_REALISTIC = True
 
 # CREMA-D's emotion codes in label order, and the drawn emotion each one uses.
 CODES: tuple[str, ...] = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
@@ -56,6 +68,16 @@ LEVELS: dict[str, int] = {"XX": 0, "LO": 1, "MD": 2, "HI": 3}
 _RENDER_INTENSITY = {"XX": 1, "LO": 1, "MD": 1, "HI": 2}
 FIRST_ACTOR = 1001
 AUDIO_DIR, VIDEO_DIR = "AudioWAV", "VideoMP4"
+# The release's folders (realistic=True) and its demographics table.
+FLASH_DIR, MP3_DIR = "VideoFlash", "AudioMP3"
+DEMOGRAPHICS = "VideoDemographics.csv"
+DEMOGRAPHICS_COLUMNS = ("ActorID", "Age", "Sex", "Race", "Ethnicity")
+# VideoDemographics.csv's values; ages span the release's 20..74.
+RACES = ("Caucasian", "African American", "Asian", "Unknown")
+_RACE_SHARES = (0.67, 0.24, 0.08, 0.01)
+ETHNICITIES = ("Not Hispanic", "Hispanic")
+FLASH_SIZE = (480, 360)  # width, height of the release's .flv files
+FLASH_FPS = 30
 
 
 @dataclass(frozen=True)
@@ -67,13 +89,19 @@ class Task:
     sentence: int  # index into SENTENCES
     emotion: int  # index into EMOTIONS
     level: str  # LO MD HI XX
+    realistic: bool = False  # the release's layout (VideoFlash, AudioMP3, demographics)
+    # Non-zero on the corpus's first task only: it also writes VideoDemographics.csv
+    # for this many actors (realistic layout).
+    demographics_for: int = 0
 
     @property
     def key(self) -> str:
         return f"{self.actor}_{SENTENCES[self.sentence]}_{CODES[self.emotion]}_{self.level}"
 
 
-def plan(*, actors: int, seed: int, statements: int, repetitions: int) -> list[Task]:
+def plan(
+    *, actors: int, seed: int, statements: int, repetitions: int, realistic: bool = False
+) -> list[Task]:
     """Every recording of the corpus, actor by actor, sentence by sentence."""
     if not 1 <= actors <= 8999:
         raise ValueError(
@@ -89,12 +117,47 @@ def plan(*, actors: int, seed: int, statements: int, repetitions: int) -> list[T
                 else:
                     levels = ("XX",)
                 for level in levels:
-                    tasks.append(Task(seed, actor, sentence, emotion, level))
+                    tasks.append(Task(seed, actor, sentence, emotion, level, realistic))
+    if realistic:
+        tasks[0] = replace(tasks[0], demographics_for=actors)
     return tasks
 
 
+def demographics_rows(seed: int, actors: int) -> list[tuple[int, int, str, str, str]]:
+    """VideoDemographics.csv's rows: the generator's sexes (odd actor ids male), and an
+    age, race and ethnicity drawn per actor from (seed, actor) alone."""
+    rows = []
+    for actor in range(FIRST_ACTOR, FIRST_ACTOR + actors):
+        rng = np.random.default_rng([seed, LAYOUT_TAG, actor, 0xDE40])
+        age = int(rng.integers(20, 75))
+        race = RACES[int(rng.choice(len(RACES), p=_RACE_SHARES))]
+        ethnicity = ETHNICITIES[int(rng.random() < 0.12)]
+        rows.append((actor, age, "Female" if actor % 2 == 0 else "Male", race, ethnicity))
+    return rows
+
+
+def demographics_csv(seed: int, actors: int) -> str:
+    """The table as the release writes it: strings quoted, numbers bare, LF line ends."""
+    buf = io.StringIO()
+    csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(
+        [DEMOGRAPHICS_COLUMNS, *demographics_rows(seed, actors)]
+    )
+    return buf.getvalue()
+
+
+def _flash_frames(frames: np.ndarray, fps: int) -> np.ndarray:
+    """The standard rendering at the release's 480x360 and 30 fps (each frame repeated)."""
+    repeat = FLASH_FPS // fps
+    if repeat * fps != FLASH_FPS:
+        raise ValueError(f"cannot make {FLASH_FPS} fps from {fps} fps by repeating frames")
+    scaled = np.stack([cv2.resize(f, FLASH_SIZE, interpolation=cv2.INTER_CUBIC) for f in frames])
+    return np.repeat(scaled, repeat, axis=0)
+
+
 def write(task: Task, out: Path) -> Recording:
-    """Render ``task``; write ``AudioWAV/<key>.wav`` and ``VideoMP4/<key>.mp4``."""
+    """Render ``task``; write ``AudioWAV/<key>.wav`` and ``VideoMP4/<key>.mp4``, or in
+    the realistic layout ``VideoFlash/<key>.flv``, ``AudioWAV/<key>.wav`` and
+    ``AudioMP3/<key>.mp3`` (and VideoDemographics.csv from the first task)."""
     female = task.actor % 2 == 0
     actor = clipmod.make_actor(task.seed, LAYOUT_TAG, task.actor, female)
     seed = clipmod.clip_seed(
@@ -105,15 +168,34 @@ def write(task: Task, out: Path) -> Recording:
     clip = clipmod.render_clip(
         actor, RENDER_AS[emotion], _RENDER_INTENSITY[task.level], statement, seed
     )
-    (out / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
-    (out / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
-    video = f"{VIDEO_DIR}/{task.key}.mp4"
+    frames = clip.frames
     audio = f"{AUDIO_DIR}/{task.key}.wav"
-    encode.write_mp4(out / video, clip.frames, clip.fps, clip.audio, clip.sample_rate)
+    (out / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
+    if task.realistic:
+        frames = _flash_frames(clip.frames, clip.fps)
+        video = f"{FLASH_DIR}/{task.key}.flv"
+        mp3 = f"{MP3_DIR}/{task.key}.mp3"
+        (out / FLASH_DIR).mkdir(parents=True, exist_ok=True)
+        (out / MP3_DIR).mkdir(parents=True, exist_ok=True)
+        flash.write_flv(out / video, frames, FLASH_FPS, clip.audio, clip.sample_rate)
+        flash.write_mp3(out / mp3, clip.audio, clip.sample_rate)
+        files: tuple[str, ...] = (video, audio, mp3)
+    else:
+        video = f"{VIDEO_DIR}/{task.key}.mp4"
+        (out / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
+        encode.write_mp4(out / video, clip.frames, clip.fps, clip.audio, clip.sample_rate)
+        files = (video, audio)
     encode.write_wav(out / audio, clip.audio, clip.sample_rate)
+    if task.demographics_for:
+        path = out / DEMOGRAPHICS
+        tmp = path.with_name(f".{path.name}.partial")
+        tmp.write_text(
+            demographics_csv(task.seed, task.demographics_for), encoding="utf-8", newline=""
+        )
+        os.replace(tmp, path)
     return Recording(
         key=task.key,
-        files=(video, audio),
+        files=files,
         emotion=emotion,
         label=task.emotion,
         intensity=LEVELS[task.level],
@@ -121,7 +203,7 @@ def write(task: Task, out: Path) -> Recording:
         repetition=1,
         actor=task.actor,
         female=female,
-        n_frames=len(clip.frames),
+        n_frames=len(frames),
         n_samples=len(clip.audio),
         duration=round(clip.duration, 6),
     )
