@@ -258,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--statements", type=int, default=2, choices=(1, 2), help="statements per actor")
     p.add_argument("--repetitions", type=int, default=2, choices=(1, 2), help="takes per statement")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: cores)")
+    p.add_argument(
+        "--realistic",
+        action="store_true",
+        help="imitate the real download instead of the small tidy corpus: 1280x720 H.264 "
+        "with B-frames at 29.97 fps, 48 kHz audio, and (ravdess) song takes; "
+        "see docs/datasets.md",
+    )
 
     p = sub.add_parser(
         "prepare",
@@ -700,6 +707,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         "repetitions": args.repetitions,
         "progress": _progress_printer("synth"),
         "workers": args.workers,
+        "realistic": args.realistic,
     }
     try:
         if args.layout == "combined":

@@ -16,8 +16,14 @@ Why it exists and looks like this:
   not depend on ``workers`` and a killed run never leaves a truncated file
   under a real name.
 * Layouts are small modules (``ravdess.py``) offering ``plan`` and ``write``;
-  this module owns the rest (validation, processes, progress, manifest), so
-  adding CREMA-D or MELD is one new file and one line in :data:`LAYOUTS`.
+  this module owns the rest (validation, processes, progress, manifest, the
+  ground-truth face boxes of :mod:`~trainers.data.synth.truth`), so adding
+  CREMA-D or MELD is one new file and one line in :data:`LAYOUTS`.
+* ``realistic=True`` imitates the real downloads instead of the tidy default
+  (:data:`clip.REALISTIC`: 720p, 29.97 fps, 48 kHz, B-frames, and each
+  layout's own quirks). A layout opts in by setting ``SUPPORTS_REALISTIC =
+  True`` and accepting ``plan(..., realistic=True)``; asking a layout that has
+  not for it is an error rather than a quietly tidy corpus.
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ from typing import IO, Any, Protocol
 
 from trainers.data.synth import clip
 from trainers.data.synth.manifest import MANIFEST_NAME, CorpusManifest, Recording
+from trainers.data.synth.truth import FACES_NAME, write_face_boxes
 
 __all__ = [
     "COMBINED_PARTS",
+    "FACES_NAME",
     "LAYOUTS",
     "MANIFEST_NAME",
     "CorpusManifest",
@@ -63,8 +71,12 @@ COMBINED_PARTS: dict[str, str] = {"ravdess": "ravdess", "crema-d": "crema-d"}
 class _Layout(Protocol):
     NAME: str
     EMOTIONS: tuple[str, ...]
+    SUPPORTS_REALISTIC: bool  # read with getattr: a layout without it has no realistic mode
 
-    def plan(self, *, actors: int, seed: int, statements: int, repetitions: int) -> list[Any]: ...
+    # ``realistic=True`` is passed only to layouts that declare SUPPORTS_REALISTIC.
+    def plan(
+        self, *, actors: int, seed: int, statements: int, repetitions: int, **realistic: bool
+    ) -> list[Any]: ...
 
     def write(self, task: Any, out: Path) -> Recording: ...
 
@@ -74,6 +86,21 @@ def _layout(name: str) -> _Layout:
         known = ", ".join(sorted(LAYOUTS))
         raise ValueError(f"unknown synth layout {name!r}; known layouts: {known}")
     return importlib.import_module(LAYOUTS[name])  # type: ignore[return-value]
+
+
+def _check_realistic(name: str, mod: _Layout) -> None:
+    if not getattr(mod, "SUPPORTS_REALISTIC", False):
+        able = sorted(n for n in LAYOUTS if getattr(_layout(n), "SUPPORTS_REALISTIC", False))
+        raise ValueError(
+            f"synth layout {name!r} has no realistic mode yet; "
+            f"layouts with one: {', '.join(able) or 'none'}"
+        )
+
+
+def _plan(mod: _Layout, realistic: bool, **shape: int) -> list[Any]:
+    # The keyword only when asked for, so layouts without a realistic mode keep working.
+    extra = {"realistic": True} if realistic else {}
+    return mod.plan(**shape, **extra)
 
 
 def write_corpus(
@@ -86,10 +113,14 @@ def write_corpus(
     repetitions: int = 2,
     progress: Callable[[int, int, str], None] | None = None,
     workers: int | None = None,
+    realistic: bool = False,
 ) -> CorpusManifest:
     """Write a synthetic corpus in ``layout`` under ``out`` and return its manifest.
 
-    ``statements`` and ``repetitions`` (1 or 2) shrink the corpus for tests.
+    ``realistic`` imitates the real download (:data:`clip.REALISTIC` and the
+    layout's own quirks, e.g. RAVDESS's song takes); ValueError for a layout
+    without that mode. ``statements`` and ``repetitions`` (1 or 2) shrink the
+    corpus for tests.
     ``progress(done, total, what)`` is called after each recording.
     ``workers`` is the process count (default: all CPUs); the output is the
     same for any value. ``out`` must be empty, missing, or a corpus this
@@ -102,7 +133,11 @@ def write_corpus(
             raise ValueError(f"{name} must be 1 or 2, not {value}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, not {seed}")
-    tasks = mod.plan(actors=actors, seed=seed, statements=statements, repetitions=repetitions)
+    if realistic:
+        _check_realistic(layout, mod)
+    tasks = _plan(
+        mod, realistic, actors=actors, seed=seed, statements=statements, repetitions=repetitions
+    )
 
     out = Path(out)
     previous = _previous_files(out)
@@ -125,19 +160,23 @@ def write_corpus(
 
     order = {t.key: i for i, t in enumerate(tasks)}
     results.sort(key=lambda r: order[r.key])
+    # A layout may write other sizes and rates than RAVDESS's in its realistic mode.
+    profile = getattr(mod, "REALISTIC_PROFILE", clip.REALISTIC) if realistic else clip.STANDARD
     manifest = CorpusManifest(
         layout=mod.NAME,
         seed=seed,
         actors=actors,
-        fps=clip.FPS,
-        frame_size=(clip.FRAME_W, clip.FRAME_H),
-        sample_rate=clip.SAMPLE_RATE,
+        fps=profile.fps,
+        frame_size=profile.frame_size,
+        sample_rate=profile.sample_rate,
         classes=tuple(mod.EMOTIONS),
         recordings=tuple(results),
         root=out,
+        profile=profile.name,
     )
     _remove_stale(out, previous, manifest.recordings)
-    manifest.save(out)
+    write_face_boxes(out, manifest.recordings)
+    manifest.save(out)  # last: its presence means the corpus is complete
     return manifest
 
 
@@ -150,20 +189,31 @@ def write_combined(
     repetitions: int = 2,
     progress: Callable[[int, int, str], None] | None = None,
     workers: int | None = None,
+    realistic: bool = False,
 ) -> dict[str, CorpusManifest]:
     """Write the combined layout: ``out/ravdess`` and ``out/crema-d``, ``actors`` each.
 
     Each part is an ordinary corpus with its own manifest (so every
     single-corpus check applies to it unchanged); the combined loader reads
-    ``out`` as one data set. Progress counts run over both parts.
+    ``out`` as one data set. Progress counts run over both parts. With
+    ``realistic``, every part must have a realistic mode; that is checked
+    before anything is written.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a directory")
+    if realistic:
+        for layout in COMBINED_PARTS:
+            _check_realistic(layout, _layout(layout))
     plans = {
         layout: len(
-            _layout(layout).plan(
-                actors=actors, seed=seed, statements=statements, repetitions=repetitions
+            _plan(
+                _layout(layout),
+                realistic,
+                actors=actors,
+                seed=seed,
+                statements=statements,
+                repetitions=repetitions,
             )
         )
         for layout in COMBINED_PARTS
@@ -186,6 +236,7 @@ def write_combined(
             repetitions=repetitions,
             progress=report,
             workers=workers,
+            realistic=realistic,
         )
         offset += plans[layout]
     return manifests

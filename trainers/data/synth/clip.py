@@ -18,11 +18,30 @@ Why it looks like this:
   recording from its own seed sequence, so any recording can be rendered in
   any process in any order with the same result: that is what makes the
   output independent of the number of workers.
+* How a clip is rendered (frame size, frame rate, sample rate, codec
+  settings) is a :class:`RenderProfile`. :data:`STANDARD` is the small, tidy
+  corpus every test was tuned on (and renders exactly as it did before
+  profiles existed); :data:`REALISTIC` imitates the real RAVDESS download:
+  1280x720 at 30000/1001 fps, 48 kHz, H.264 with B-frames. At 29.97 fps and
+  48 kHz frames and samples share no grid, so there the audio has the
+  performance's length and the video the nearest whole number of frames
+  (within half a frame of it), as a camera and a recorder started together
+  would.
+* Drawing a face costs in proportion to its pixels, so the realistic profile
+  draws at a quarter of the output's pixels (640x360) and upscales: measured
+  on one core, that makes a 720p recording cost about as much to draw as to
+  encode (see ``docs/datasets.md`` for the figures).
+* The renderer knows where it drew the face, so every clip carries the
+  ground truth of it per frame (:attr:`Clip.face_boxes`), for scoring face
+  detectors on the corpus (:mod:`trainers.data.synth.truth`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,6 +57,73 @@ FRAME_H = 144
 SAMPLE_RATE = voice.SAMPLE_RATE
 QUANTUM = 0.2  # seconds; 3 frames and 3200 samples
 INTENSITY_GAIN = {1: 1.0, 2: 1.6}  # normal, strong: how far from neutral
+_GRAIN_PAD = 16  # how far (pixels) a clip's noise field shifts between frames
+
+
+@dataclass(frozen=True)
+class RenderProfile:
+    """How clips are rendered and encoded: one per kind of corpus imitated."""
+
+    name: str
+    frame_size: tuple[int, int]  # (width, height) of the written video
+    fps: Fraction
+    sample_rate: int
+    quantum: float  # clip lengths are whole multiples of this many seconds
+    render_size: tuple[int, int]  # (width, height) the face is drawn at, then resized
+    bframes: bool  # H.264 with B-frames (decoders must reorder) or zero-latency
+    # Sensor noise drawn afresh for every frame, or one field per clip shifted by a
+    # few pixels each frame: drawing 700,000 normals per frame was most of a 720p
+    # frame's cost (20 of 45 ms), and a shifted field looks the same to a model.
+    fresh_noise: bool
+    audio_channels: int  # in the mp4's AAC track (the wav is always mono)
+    audio_bitrate: int  # AAC bits per second
+    opencv_yuv: bool  # RGB -> yuv420p by OpenCV (fast) or swscale (see encode.write_mp4)
+
+    def mp4_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`encode.write_mp4` this profile asks for."""
+        return {
+            "audio_bitrate": self.audio_bitrate,
+            "bframes": self.bframes,
+            "audio_channels": self.audio_channels,
+            "opencv_yuv": self.opencv_yuv,
+        }
+
+    @property
+    def clip_fps(self) -> int | Fraction:
+        """The rate as :attr:`Clip.fps` holds it: whole rates stay ``int`` so that
+        callers' arithmetic on them (``round(n / fps, 6)``) stays plain numbers."""
+        return int(self.fps) if self.fps.denominator == 1 else self.fps
+
+
+STANDARD = RenderProfile(
+    name="standard",
+    frame_size=(FRAME_W, FRAME_H),
+    fps=Fraction(FPS),
+    sample_rate=SAMPLE_RATE,
+    quantum=QUANTUM,
+    render_size=(FRAME_W, FRAME_H),
+    bframes=False,
+    fresh_noise=True,
+    audio_channels=1,
+    audio_bitrate=48000,
+    opencv_yuv=False,
+)
+# The real RAVDESS download: "720p H.264, AAC 48kHz" video and "16bit, 48kHz"
+# wav (its Zenodo record, 10.5281/zenodo.1188976), at NTSC's 30000/1001 fps.
+REALISTIC = RenderProfile(
+    name="realistic",
+    frame_size=(1280, 720),
+    fps=Fraction(30000, 1001),
+    sample_rate=48000,
+    quantum=0.01,  # off any frame grid: lengths fall between frames, as recorded ones do
+    render_size=(640, 360),
+    bframes=True,
+    fresh_noise=False,
+    audio_channels=2,
+    audio_bitrate=128000,
+    opencv_yuv=True,
+)
+PROFILES: dict[str, RenderProfile] = {p.name: p for p in (STANDARD, REALISTIC)}
 
 
 @dataclass(frozen=True)
@@ -63,13 +149,18 @@ def make_actor(seed: int, layout_tag: int, number: int, female: bool) -> Actor:
 @dataclass(frozen=True)
 class Clip:
     frames: np.ndarray  # (T, H, W, 3) uint8 RGB
-    audio: np.ndarray  # (N,) int16 mono, N = T * SAMPLE_RATE / FPS
-    fps: int
+    audio: np.ndarray  # (N,) int16 mono; N / sample_rate within half a frame of T / fps
+    fps: int | Fraction
     sample_rate: int
+    # (T, 4) float32: per frame, [x0, y0, x1, y1] of the face ellipse's extent in
+    # output pixels (pixel i spans [i, i + 1)), clipped to the frame.
+    face_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    profile: RenderProfile = STANDARD
 
     @property
     def duration(self) -> float:
-        return len(self.frames) / self.fps
+        """Seconds of the recording: its audio (the video ends within half a frame)."""
+        return len(self.audio) / self.sample_rate
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -84,19 +175,66 @@ def _wander(rng: np.random.Generator, t: np.ndarray, period: float) -> np.ndarra
     return np.interp(t, knots_t, knots)
 
 
-def render_clip(actor: Actor, emotion: str, intensity: int, statement: int, seed: int) -> Clip:
-    """Render one performance; ``seed`` fixes every random choice in it."""
+def render_clip(
+    actor: Actor,
+    emotion: str,
+    intensity: int,
+    statement: int,
+    seed: int,
+    *,
+    profile: RenderProfile = STANDARD,
+    sing: bool = False,
+) -> Clip:
+    """Render one performance; ``seed`` fixes every random choice in it.
+
+    ``sing`` renders a sung take (RAVDESS's vocal channel 02) of the statement.
+    """
     rng = np.random.default_rng(seed)
     gain = INTENSITY_GAIN[intensity]
     prosody = voice.scaled(emotion, gain * actor.voice.expressiveness)
-    timing = voice.plan_timing(prosody, actor.voice, statement, rng, QUANTUM)
-    utt = voice.synthesize(actor.voice, emotion, gain, statement, timing, rng)
-    n_frames = round(timing.duration * FPS)
-    n_samples = n_frames * SAMPLE_RATE // FPS
+    timing = voice.plan_timing(prosody, actor.voice, statement, rng, profile.quantum, sing=sing)
+    utt = voice.synthesize(
+        actor.voice,
+        emotion,
+        gain,
+        statement,
+        timing,
+        rng,
+        sample_rate=profile.sample_rate,
+        sing=sing,
+    )
+    n_frames = round(timing.duration * float(profile.fps))
+    n_samples = round(timing.duration * profile.sample_rate)
     audio = voice.to_int16(utt.audio[:n_samples])
 
-    frames = _render_video(actor, emotion, gain, timing, utt.articulation, n_frames, rng)
-    return Clip(frames=frames, audio=audio, fps=FPS, sample_rate=SAMPLE_RATE)
+    frames, boxes = _render_video(
+        actor, emotion, gain, timing, utt.articulation, n_frames, rng, profile
+    )
+    return Clip(
+        frames=frames,
+        audio=audio,
+        fps=profile.clip_fps,
+        sample_rate=profile.sample_rate,
+        face_boxes=boxes,
+        profile=profile,
+    )
+
+
+def _face_extent(
+    cx: float, cy: float, face_w: float, face_h: float, roll: float
+) -> tuple[float, float, float, float]:
+    """The axis-aligned extent of the face ellipse that :func:`faces.draw_face` draws.
+
+    ``cx, cy`` in OpenCV's drawing convention (pixel centres at whole numbers);
+    the result in pixel-edge coordinates (pixel i spans [i, i + 1)), the form
+    a detector's (x, y, w, h) box compares with as [x, y, x + w, y + h].
+    """
+    a, b = face_w / 2.0, face_h / 2.0
+    r = math.radians(roll)
+    half_w = math.hypot(a * math.cos(r), b * math.sin(r))
+    half_h = math.hypot(a * math.sin(r), b * math.cos(r))
+    x, y = cx + 0.5, cy + 0.5
+    return (x - half_w, y - half_h, x + half_w, y + half_h)
 
 
 def _render_video(
@@ -107,10 +245,14 @@ def _render_video(
     articulation: np.ndarray,
     n_frames: int,
     rng: np.random.Generator,
-) -> np.ndarray:
+    profile: RenderProfile,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frames (T, H, W, 3) RGB at ``profile.frame_size`` and the face boxes (T, 4)."""
     look = actor.look
-    W, H = FRAME_W, FRAME_H
-    t = (np.arange(n_frames) + 0.5) / FPS
+    W, H = profile.render_size
+    out_w, out_h = profile.frame_size
+    sx, sy = out_w / W, out_h / H
+    t = (np.arange(n_frames) + 0.5) / float(profile.fps)
 
     # Expression over time: neutral, ramp to the apex just before speech,
     # hold, then relax part of the way back after the last syllable.
@@ -121,7 +263,7 @@ def _render_video(
     after = np.clip(t - timing.offset, 0.0, None)
     amount = amount * (1.0 - 0.45 * (1.0 - np.exp(-after / 0.3)))
     amount = amount * (1.0 + 0.06 * _wander(rng, t, 0.4))
-    idx = np.clip((t * SAMPLE_RATE).astype(int), 0, len(articulation) - 1)
+    idx = np.clip((t * profile.sample_rate).astype(int), 0, len(articulation) - 1)
     talk = articulation[idx]
 
     # Placement: each clip frames the head differently; it drifts during the clip.
@@ -145,7 +287,12 @@ def _render_video(
     noise_sigma = rng.uniform(0.008, 0.02)
 
     bg = faces.background(look, H, W)
-    frames = np.empty((n_frames, H, W, 3), np.uint8)
+    grain = None
+    if not profile.fresh_noise:
+        pad = _GRAIN_PAD
+        grain = rng.standard_normal((H + pad, W + pad, 3), dtype=np.float32) * noise_sigma
+    frames = np.empty((n_frames, out_h, out_w, 3), np.uint8)
+    boxes = np.empty((n_frames, 4), np.float32)
     for i in range(n_frames):
         expr = look.rest.mix(apex, float(amount[i]))
         expr = replace(expr, mouth_open=expr.mouth_open + 0.28 * float(talk[i]))
@@ -162,12 +309,31 @@ def _render_video(
             roll=float(roll[i]),
             light=light_side,
         )
+        x0, y0, x1, y1 = _face_extent(
+            float(cx), float(cy), float(face_w * scale), float(face_h * scale), float(roll[i])
+        )
+        boxes[i] = (
+            min(max(x0 * sx, 0.0), out_w),
+            min(max(y0 * sy, 0.0), out_h),
+            min(max(x1 * sx, 0.0), out_w),
+            min(max(y1 * sy, 0.0), out_h),
+        )
         canvas = cv2.GaussianBlur(canvas, (3, 3), 0.7)
         canvas *= brightness * flicker[i]
-        canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * noise_sigma
-        np.clip(canvas * 255.0 + 0.5, 0.0, 255.0, out=canvas)
-        frames[i] = cv2.cvtColor(canvas.astype(np.uint8), cv2.COLOR_BGR2RGB)
-    return frames
+        if grain is None:
+            canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * noise_sigma
+        else:
+            dy, dx = rng.integers(0, _GRAIN_PAD + 1, 2)
+            canvas += grain[dy : dy + H, dx : dx + W]
+        canvas *= 255.0
+        canvas += 0.5
+        np.clip(canvas, 0.0, 255.0, out=canvas)
+        rgb = cv2.cvtColor(canvas.astype(np.uint8), cv2.COLOR_BGR2RGB)
+        if (out_w, out_h) != (W, H):
+            # Edge coordinates scale linearly under cv2.resize, hence sx, sy above.
+            rgb = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+        frames[i] = rgb
+    return frames, boxes
 
 
 def clip_seed(*parts: int) -> int:
@@ -180,10 +346,14 @@ __all__ = [
     "FRAME_H",
     "FRAME_W",
     "INTENSITY_GAIN",
+    "PROFILES",
     "QUANTUM",
+    "REALISTIC",
     "SAMPLE_RATE",
+    "STANDARD",
     "Actor",
     "Clip",
+    "RenderProfile",
     "clip_seed",
     "make_actor",
     "render_clip",

@@ -35,6 +35,7 @@ import io
 import os
 import zlib
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -43,6 +44,7 @@ import numpy as np
 from trainers.data.synth import clip as clipmod
 from trainers.data.synth import encode, flash
 from trainers.data.synth.manifest import Recording
+from trainers.data.synth.truth import face_rows
 
 NAME = "crema-d"
 LAYOUT_TAG = zlib.crc32(NAME.encode())
@@ -78,6 +80,13 @@ _RACE_SHARES = (0.67, 0.24, 0.08, 0.01)
 ETHNICITIES = ("Not Hispanic", "Hispanic")
 FLASH_SIZE = (480, 360)  # width, height of the release's .flv files
 FLASH_FPS = 30
+
+
+# What the realistic files hold, for the manifest: the release's 480x360 at 30 fps
+# with 16 kHz wavs (the picture itself is the standard rendering scaled up).
+REALISTIC_PROFILE = replace(
+    clipmod.STANDARD, name="realistic", frame_size=FLASH_SIZE, fps=Fraction(FLASH_FPS)
+)
 
 
 @dataclass(frozen=True)
@@ -169,10 +178,14 @@ def write(task: Task, out: Path) -> Recording:
         actor, RENDER_AS[emotion], _RENDER_INTENSITY[task.level], statement, seed
     )
     frames = clip.frames
+    boxes = clip.face_boxes
     audio = f"{AUDIO_DIR}/{task.key}.wav"
     (out / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     if task.realistic:
         frames = _flash_frames(clip.frames, clip.fps)
+        height, width = clip.frames.shape[1:3]
+        scale = np.array([FLASH_SIZE[0] / width, FLASH_SIZE[1] / height])
+        boxes = np.repeat(clip.face_boxes * np.tile(scale, 2), len(frames) // len(clip.frames), 0)
         video = f"{FLASH_DIR}/{task.key}.flv"
         mp3 = f"{MP3_DIR}/{task.key}.mp3"
         (out / FLASH_DIR).mkdir(parents=True, exist_ok=True)
@@ -206,4 +219,5 @@ def write(task: Task, out: Path) -> Recording:
         n_frames=len(frames),
         n_samples=len(clip.audio),
         duration=round(clip.duration, 6),
+        faces=face_rows(boxes),
     )

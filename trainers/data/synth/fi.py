@@ -42,6 +42,7 @@ from trainers.data.synth.manifest import Recording
 
 NAME = "fi"
 LAYOUT_TAG = zlib.crc32(NAME.encode())
+SUPPORTS_REALISTIC = False  # still images: no video profile to imitate yet
 
 # FI's eight classes; their alphabetical order is the label order everywhere.
 EMOTIONS: tuple[str, ...] = (

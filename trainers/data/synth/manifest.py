@@ -11,12 +11,20 @@ Why it looks like this:
   remote host and still be checked.
 * It is plain JSON from frozen dataclasses: readable by the console and by
   hand, with no pickle and no torch.
+* Frame rates are exact fractions (the realistic profile's 30000/1001): a
+  whole rate is written as a number, any other as the string ``"30000/1001"``,
+  and both (and a float, written by hand) read back as a
+  :class:`~fractions.Fraction`. Fields added after format 1 (the profile, a
+  recording's vocal channel) are written only when they differ from their
+  default, so a standard corpus's manifest is the same bytes as before they
+  existed and older manifests read unchanged.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +47,37 @@ class Recording:
     female: bool
     n_frames: int
     n_samples: int
-    duration: float  # seconds; n_frames / fps == n_samples / sample_rate
+    # seconds: n_samples / sample_rate; the video's n_frames / fps is within half a
+    # frame of it (equal in the standard profile, whose rates share a grid)
+    duration: float
+    vocal_channel: int = 1  # RAVDESS's VV field: 1 speech, 2 song (1 for other corpora)
+    # Per-frame face boxes, on their way from a worker to truth.write_face_boxes;
+    # never in the manifest (see trainers.data.synth.truth).
+    faces: tuple[tuple[float, float, float, float], ...] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+
+# Fields written only when they differ from these defaults (see the module docstring).
+_RECORDING_DEFAULTS = {"vocal_channel": 1}
+_MANIFEST_DEFAULTS = {"profile": "standard"}
+
+
+def _fps_to_json(fps: Fraction) -> int | str:
+    return fps.numerator if fps.denominator == 1 else f"{fps.numerator}/{fps.denominator}"
+
+
+def _fps_from_json(value: object) -> Fraction:
+    """A manifest's fps: 15, "30000/1001", or a float written by hand (29.97)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"fps {value!r} is not a number or a fraction string")
+    try:
+        fps = Fraction(value) if not isinstance(value, float) else Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"fps {value!r} is not a number or a fraction string") from None
+    if fps <= 0:
+        raise ValueError(f"fps {value!r} must be positive")
+    return fps
 
 
 @dataclass(frozen=True)
@@ -49,12 +87,13 @@ class CorpusManifest:
     layout: str
     seed: int
     actors: int
-    fps: int
+    fps: Fraction  # exact: 15, or 30000/1001 in the realistic profile
     frame_size: tuple[int, int]  # (width, height)
     sample_rate: int
     classes: tuple[str, ...]  # emotion names in label order
     recordings: tuple[Recording, ...]
     root: Path | None = field(default=None, compare=False)  # not serialized
+    profile: str = "standard"  # the render profile: standard or realistic
 
     @property
     def files(self) -> list[Path]:
@@ -66,6 +105,11 @@ class CorpusManifest:
     def to_json(self) -> str:
         data: dict[str, Any] = {"format": FORMAT_VERSION, **asdict(self)}
         data.pop("root")
+        data["fps"] = _fps_to_json(Fraction(self.fps))
+        _drop_defaults(data, _MANIFEST_DEFAULTS)
+        for rec in data["recordings"]:
+            rec.pop("faces")
+            _drop_defaults(rec, _RECORDING_DEFAULTS)
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
     def save(self, root: Path) -> Path:
@@ -84,6 +128,7 @@ class CorpusManifest:
         return cls(
             **{
                 **data,
+                "fps": _fps_from_json(data["fps"]),
                 "frame_size": tuple(data["frame_size"]),
                 "classes": tuple(data["classes"]),
             },
@@ -96,6 +141,12 @@ class CorpusManifest:
         """Read ``root/synth_manifest.json``."""
         root = Path(root)
         return cls.from_json((root / MANIFEST_NAME).read_text(encoding="utf-8"), root=root)
+
+
+def _drop_defaults(data: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for key, default in defaults.items():
+        if data.get(key) == default:
+            data.pop(key)
 
 
 def is_generated(root: str | Path) -> bool | None:

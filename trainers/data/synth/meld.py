@@ -61,7 +61,7 @@ import io
 import os
 import shutil
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,7 @@ import numpy as np
 from trainers.data.synth import clip as clipmod
 from trainers.data.synth import encode
 from trainers.data.synth.manifest import Recording
+from trainers.data.synth.truth import face_rows
 
 NAME = "meld"
 LAYOUT_TAG = zlib.crc32(NAME.encode())
@@ -352,6 +353,10 @@ def _spoil(path: Path, seed: int) -> None:
     os.replace(tmp, path)
 
 
+# The realistic layout changes folders and CSVs, not the pictures: the manifest says so.
+REALISTIC_PROFILE = replace(clipmod.STANDARD, name="realistic")
+
+
 def write(task: Task, out: Path) -> Recording:
     """Render ``task`` to ``<split folder>/dia{D}_utt{U}.mp4``; the split's first task
     also writes the split's CSV (every row is known from the plan). In the realistic
@@ -365,12 +370,13 @@ def write(task: Task, out: Path) -> Recording:
     )
     emotion = EMOTIONS[task.emotion]
     clip = clipmod.render_clip(actor, RENDER_AS[emotion], 1, task.statement, seed)
-    frames, audio = clip.frames, clip.audio
+    frames, audio, boxes = clip.frames, clip.audio, clip.face_boxes
     if task.pad:
         n_f = round(task.pad * clipmod.QUANTUM * clip.fps)
         n_s = n_f * clip.sample_rate // clip.fps
         frames = np.concatenate([frames, np.repeat(frames[-1:], n_f, axis=0)])
         audio = np.concatenate([audio, np.zeros(n_s, dtype=audio.dtype)])
+        boxes = np.concatenate([boxes, np.repeat(boxes[-1:], n_f, axis=0)])
 
     folder = clip_folder(task.split, task.realistic)
     (out / folder).mkdir(parents=True, exist_ok=True)
@@ -410,4 +416,5 @@ def write(task: Task, out: Path) -> Recording:
         n_frames=len(frames),
         n_samples=len(audio),
         duration=round(len(frames) / clip.fps, 6),
+        faces=face_rows(boxes),
     )

@@ -23,6 +23,15 @@ Why it looks like this:
   depend on chunking.
 * The utterance also hands back its articulation envelope so the drawn mouth
   can move with the syllables.
+* RAVDESS's song takes sing the same sentences, so singing (``sing=True``) is
+  the same machinery with a different contour: one sustained note per
+  syllable on a simple melody (major, or minor for sad and fearful), with
+  vibrato, legato envelopes and a slower tempo. The emotion's cues (pitch
+  level, loudness, tilt, tempo, tremor) apply to the song as to speech.
+* The rate is a parameter (16 kHz for the standard corpora, 48 kHz for the
+  realistic profile); control tracks keep a 250 Hz rate at any sample rate,
+  and at 16 kHz the output is exactly what it was before the parameter
+  existed.
 """
 
 from __future__ import annotations
@@ -186,17 +195,32 @@ class Timing:
     duration: float  # whole clip
 
 
+# Sung notes per syllable, in semitones from the singer's tonic (RAVDESS's song
+# takes are short melodies on the same two sentences). Minor for sad and fearful.
+MELODY_MAJOR = (0.0, 2.0, 4.0, 5.0, 4.0, 2.0, 0.0)
+MELODY_MINOR = (0.0, 2.0, 3.0, 5.0, 3.0, 2.0, 0.0)
+MINOR_EMOTIONS = frozenset({"sad", "fearful"})
+SUNG_RATE = 0.5  # notes last about twice as long as spoken syllables
+
+
 def plan_timing(
     prosody: Prosody,
     voice: Voice,
     statement: int,
     rng: np.random.Generator,
     quantum: float,
+    *,
+    sing: bool = False,
 ) -> Timing:
     """Lay out syllables; the clip length is rounded up to a multiple of ``quantum``."""
     sylls = STATEMENTS[statement].syllables
     rate = prosody.rate * voice.rate_scale * rng.uniform(0.95, 1.05)
-    weights = np.array([0.75 + 0.6 * s.stress for s in sylls]) * rng.uniform(0.9, 1.1, len(sylls))
+    if sing:
+        rate *= SUNG_RATE
+    # Sung notes are closer to even lengths than spoken syllables.
+    stress_weight = 0.2 if sing else 0.6
+    weights = np.array([0.75 + stress_weight * s.stress for s in sylls])
+    weights = weights * rng.uniform(0.9, 1.1, len(sylls))
     span = len(sylls) / rate
     durs = weights / weights.sum() * span
     onset = float(rng.uniform(0.18, 0.3))
@@ -235,13 +259,17 @@ def synthesize(
     statement: int,
     timing: Timing,
     rng: np.random.Generator,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    sing: bool = False,
 ) -> Utterance:
-    """Synthesize one utterance laid out by ``timing``."""
+    """Synthesize one utterance laid out by ``timing``, spoken or sung, at ``sample_rate``."""
     p = scaled(emotion, gain * voice.expressiveness)
-    sr = SAMPLE_RATE
+    sr = sample_rate
+    up = sr / SAMPLE_RATE  # control hops, noise grain and harmonic count scale with the rate
     n = round(timing.duration * sr)
     sylls = STATEMENTS[statement].syllables
-    hop = _CONTROL_HOP
+    hop = round(_CONTROL_HOP * up)
     m = n // hop + 2
     tc = np.arange(m, dtype=np.float64) * hop / sr  # control-frame times
 
@@ -253,10 +281,15 @@ def synthesize(
     has_onset = np.array([s.onset != "" for s in sylls])[idx]
 
     # Voicing envelope: each syllable swells and fades; consonant onsets
-    # delay voicing a little.
-    start = np.where(has_onset, 0.12, 0.0)
+    # delay voicing a little. A sung note is held: quick attack, long
+    # sustain, a short release into the next note (legato).
+    start = np.where(has_onset, 0.12 if not sing else 0.06, 0.0)
     local = np.clip((pos - start) / (1.0 - start), 0.0, 1.0)
-    env = np.sin(np.pi * local) ** 0.7 * (0.65 + 0.35 * stress)
+    if sing:
+        held = np.clip(local / 0.12, 0.0, 1.0) * np.clip((1.0 - local) / 0.1, 0.0, 1.0)
+        env = np.sqrt(held) * (0.85 + 0.15 * stress)
+    else:
+        env = np.sin(np.pi * local) ** 0.7 * (0.65 + 0.35 * stress)
     env = np.where(in_speech, env, 0.0)
 
     # f0 contour in semitones around the speaker's resting pitch.
@@ -276,6 +309,8 @@ def synthesize(
         + p.tremor * np.sin(2 * np.pi * rng.uniform(6.0, 8.0) * tc + rng.uniform(0, 6.3))
         + rng.normal(0.0, 0.3)
     )
+    if sing:
+        semis = _sung_contour(p, emotion, tc, bounds, idx, rng)
     f0c = voice.f0 * 2.0 ** (semis / 12.0)
 
     # Formants per control frame, glided between syllables.
@@ -286,7 +321,7 @@ def synthesize(
 
     # Per-harmonic gains on the control grid.
     max_f0 = float(f0c.max())
-    n_harm = int(min(48, (0.45 * sr) // max_f0))
+    n_harm = int(min(round(48 * up), (0.45 * sr) // max_f0))
     k = np.arange(1, n_harm + 1, dtype=np.float32)[:, None]
     freqs = k * f0c[None, :].astype(np.float32)  # (K, m)
     tilt = voice.tilt + p.tilt
@@ -331,9 +366,43 @@ def synthesize(
     speech *= 10 ** (level_db / 20.0)
     # Soft limiter: only the loudest strong-anger peaks are touched.
     speech = np.tanh(speech * 1.2) / 1.2
-    room = _smooth_noise(rng, n, 2) * 10 ** (-66 / 20.0)
+    room = _smooth_noise(rng, n, round(2 * up)) * 10 ** (-66 / 20.0)
     audio = (speech + room).astype(np.float32)
     return Utterance(audio=audio, articulation=env_s)
+
+
+def _sung_contour(
+    p: Prosody,
+    emotion: str,
+    tc: np.ndarray,
+    bounds: np.ndarray,
+    idx: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The f0 of a sung line, in semitones: held notes joined by short glides, vibrato.
+
+    The emotion moves the key (``p.pitch``), widens or narrows the melody with
+    its pitch range, and shakes it with its tremor and jitter, as in speech.
+    """
+    melody = np.asarray(MELODY_MINOR if emotion in MINOR_EMOTIONS else MELODY_MAJOR)
+    spread = float(np.clip(0.4 + 0.15 * p.pitch_range, 0.3, 1.3))
+    notes = melody[: len(bounds) - 1][idx] * spread
+    # A glide of about 60 ms between notes (a moving average over control frames).
+    width = max(1, round(0.06 / (tc[1] - tc[0])))
+    glided = np.convolve(np.pad(notes, width, mode="edge"), np.ones(width) / width, "same")
+    glided = glided[width:-width]
+    vibrato_rate = rng.uniform(5.0, 6.0)
+    # Vibrato sets in after the note's attack and grows with the note's age.
+    age = np.clip((tc - bounds[idx]) / 0.25, 0.0, 1.0)
+    vibrato = 0.35 * age * np.sin(2 * np.pi * vibrato_rate * tc + rng.uniform(0, 2 * np.pi))
+    return (
+        p.pitch
+        - 2.0
+        + glided
+        + vibrato
+        + 0.5 * p.jitter * np.interp(tc, tc[::10], rng.standard_normal(len(tc[::10])))
+        + p.tremor * np.sin(2 * np.pi * rng.uniform(6.0, 8.0) * tc + rng.uniform(0, 6.3))
+    )
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
