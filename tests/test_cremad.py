@@ -222,6 +222,8 @@ def release(tmp_path_factory) -> tuple[Path, list]:
 def test_realistic_layout_is_the_releases_folders(release) -> None:
     out, recs = release
     assert synth_cremad.SUPPORTS_REALISTIC
+    profile = synth_cremad.REALISTIC_PROFILE  # what the manifest says the files hold
+    assert (profile.frame_size, profile.fps, profile.sample_rate) == ((480, 360), 30, 16000)
     assert sorted(p.name for p in out.iterdir()) == [
         "AudioMP3", "AudioWAV", "VideoDemographics.csv", "VideoFlash",
     ]  # fmt: skip
@@ -244,7 +246,9 @@ def test_realistic_media_have_the_releases_codecs(release) -> None:
             assert audio.codec_context.name in ("mp3", "mp3float")
             assert audio.codec_context.sample_rate == 44100 and audio.channels == 1
             frames = sum(1 for _ in flv.decode(video))
-        assert frames == rec.n_frames == round(rec.duration * 30)
+        assert frames == rec.n_frames == round(rec.duration * 30) == len(rec.faces)
+        x0, y0, x1, y1 = rec.faces[0]  # the ground truth is in the flv's own pixels
+        assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 360 and x1 - x0 > 60
         info = sf.info(str(out / rec.files[1]))
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
         assert info.frames == rec.n_samples
