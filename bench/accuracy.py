@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0, help="the corpus's generator seed")
     parser.add_argument("--realistic", action="store_true", help="synth --realistic")
+    parser.add_argument("--repetitions", type=int, default=2, choices=(1, 2))
     parser.add_argument("--split-seeds", default="0,1,2")
     parser.add_argument("--model", default="hybrid-attention")
     parser.add_argument("--variant", action="append", default=[], help="NAME:key=v,key=v")
@@ -76,12 +77,12 @@ def main() -> None:
     args = parser.parse_args()
 
     kind = "realistic" if args.realistic else "standard"
-    corpus = OUT / f"ravdess-{kind}-{args.actors}a-s{args.seed}"
+    corpus = OUT / f"ravdess-{kind}-{args.actors}a-r{args.repetitions}-s{args.seed}"
     if not (corpus / "synth_manifest.json").exists():
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "trainers", "synth", "--layout", "ravdess",
                "--out", str(corpus), "--actors", str(args.actors),
-               "--seed", str(args.seed)]  # fmt: skip
+               "--seed", str(args.seed), "--repetitions", str(args.repetitions)]  # fmt: skip
         subprocess.run(cmd + (["--realistic"] if args.realistic else []), check=True)
         print(f"wrote {corpus} in {time.perf_counter() - start:.0f} s")
     variants = args.variant or ["haar:data.face_detector=haar", "mtcnn:data.face_detector=mtcnn"]

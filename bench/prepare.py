@@ -96,9 +96,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--detectors", default="haar,mtcnn")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "prepare")
+    parser.add_argument("--corpus", type=Path, help="a realistic RAVDESS corpus to reuse")
     args = parser.parse_args()
 
-    root = corpus(args.out, args.actors)
+    root = args.corpus or corpus(args.out, args.actors)
     pairs = sources(root)
     n, w = len(pairs), args.workers
     base = floor(pairs, w)
