@@ -64,6 +64,11 @@ class MonitorState:
     def test(self) -> dict[str, Any] | None:
         return self.runlog.test
 
+    @property
+    def run_warnings(self) -> list[str]:
+        """What the run itself warned about (``warning`` events), one sentence each."""
+        return [str(event.get("message")) for event in self.runlog.warnings]
+
     def add(self, item: object) -> None:
         if isinstance(item, EventItem):
             self._event(item.event)
@@ -128,6 +133,7 @@ class MonitorState:
         if self.best is not None:
             progress += f"  best {self.monitor_metric} {self.best:.4f} @ {self.best_epoch}"
         parts: list[Any] = [header, Text(progress)]
+        parts.extend(Text(f"⚠ {w}", style="bold yellow") for w in self.run_warnings)
         if self.history:
             table = Table("epoch", "train loss", "val loss", "acc", "macro F1", "w F1", "UAR", "s")
             for ev in self.history[-8:]:

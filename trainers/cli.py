@@ -298,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index a data set as training would (default split settings) and print "
         "class counts per split, the imbalance ratio, actors or speakers per split, clip "
         "durations from the files' headers, the majority-class floor on test, and every "
-        "unusable input with its reason. Decodes nothing.",
+        "unusable input with its reason. Faces not found per split and actor come from the "
+        "feature cache a `prepare` or a run left (MODEL's crop settings, data.cache_dir); "
+        "nothing is decoded unless --faces N asks for a sample.",
     )
     p.add_argument(
         "dataset",
@@ -307,6 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("src", type=Path, help="the data set's directory")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="whose face-crop settings find the cached faces (default: as `prepare`)",
+    )
+    p.add_argument(
+        "--faces",
+        type=int,
+        default=0,
+        metavar="N",
+        help="decode the video of up to N recordings the cache has no faces for, spread over "
+        "the actors, and count them too (default 0: cache only, fast)",
+    )
+    add_config_args(p)
 
     p = sub.add_parser(
         "predict",
@@ -724,11 +740,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preparing_model(dataset: str, model: str | None) -> str:
+    """Whose preprocessing ``prepare`` (and ``describe``'s face counts) use by default."""
+    return model or ("meld-slowfast" if dataset == "meld" else "hybrid-attention")
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from trainers.data.config import DataError
     from trainers.rundir import BAD_INPUTS, BadInputLog, RunDir
 
-    model = args.model or ("meld-slowfast" if args.dataset == "meld" else "hybrid-attention")
+    model = _preparing_model(args.dataset, args.model)
     presets: dict[str, Any] = {"data.cache_dir": str(args.out.resolve())}
     presets["data.prepare_workers"] = args.workers or os.cpu_count() or 1
     entry, cfg = _resolve_config(model, args.config_files, args.assignments, args.src, presets)
@@ -761,6 +782,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         from trainers.data.combined import format_excluded
 
         print(f"  excluded by the label map: {format_excluded(info['excluded'])}")
+    from trainers.data.face_counts import face_warnings, log_lines
+
+    for line in log_lines(info.get("faces")):
+        print(f"  {line}")
+    for warning in face_warnings(info.get("faces")):
+        print(f"  warning: {warning['message']}")
     for item in bad[:20]:
         print(f"  skipped {item['path']}: {item['reason']}")
     if len(bad) > 20:
@@ -772,8 +799,18 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from trainers.data.config import DataError
     from trainers.data.describe import describe, format_text
 
+    if args.faces < 0:
+        raise UsageError(f"--faces {args.faces}: expected a number of recordings >= 0")
+    faces_cfg = None
+    if args.dataset != "fi":
+        model = _preparing_model(args.dataset, args.model)
+        _, cfg = _resolve_config(model, args.config_files, args.assignments, None)
+        if not hasattr(cfg.data, "layout"):
+            raise UsageError(f"--model {model} does not crop faces from recordings")
+        cfg.data.layout = args.dataset
+        faces_cfg = cfg.data
     try:
-        info = describe(args.dataset, str(args.src))
+        info = describe(args.dataset, str(args.src), faces_cfg, args.faces)
     except DataError as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(info, indent=1) if args.json else format_text(info))

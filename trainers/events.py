@@ -34,6 +34,7 @@ class EventType(StrEnum):
     CHECKPOINT = "checkpoint"  # epoch, path, kind ("last" | "best"), metric, value
     SYS = "sys"  # system samples (written by the watcher, not the engine)
     ERROR = "error"  # message, exception, traceback
+    WARNING = "warning"  # kind, message, and the numbers behind it (kind-specific)
 
 
 class RunStatus(StrEnum):
@@ -65,6 +66,7 @@ REQUIRED_FIELDS: dict[EventType, tuple[str, ...]] = {
     EventType.CHECKPOINT: ("epoch", "path", "kind"),
     EventType.SYS: (),
     EventType.ERROR: ("message",),
+    EventType.WARNING: ("kind", "message"),
 }
 
 

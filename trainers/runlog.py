@@ -15,7 +15,10 @@ It keeps, as the run ended up (docs/run-directory.md, "Resume and repeated epoch
 * ``epoch_start``: the last ``epoch_start`` event;
 * ``test``: the final evaluation's ``val`` event (split ``test``);
 * ``best``, ``best_epoch``, ``monitor``: the running best as the last kept epoch
-  reported it (the engine's early-stopping state, restored with the checkpoint).
+  reported it (the engine's early-stopping state, restored with the checkpoint);
+* ``warnings``: the ``warning`` events, the latest per ``kind`` and ``split``
+  (a resumed run prepares its data again and warns again: that replaces, not
+  repeats), in the order each was first seen.
 
 A resumed run repeats the epochs after its checkpoint: ``status: resumed`` drops
 what is held for epochs after ``from_epoch`` (and the killed process's final
@@ -43,6 +46,7 @@ class RunLog:
         self.status: str | None = None
         self.epoch_start: dict[str, Any] | None = None
         self.test: dict[str, Any] | None = None
+        self._warnings: dict[tuple[str, str | None], dict[str, Any]] = {}
         self.resumes = 0
         self.rewrites = 0  # times held rows were dropped or replaced
 
@@ -79,6 +83,8 @@ class RunLog:
                 return self._val(event)
             if split == "test":
                 self.test = event
+        elif etype == EventType.WARNING:
+            self._warnings[(str(event.get("kind")), event.get("split"))] = event
         return False
 
     def _val(self, event: dict[str, Any]) -> bool:
@@ -111,6 +117,11 @@ class RunLog:
         if self._sorted is None:
             self._sorted = [self._rows[e] for e in sorted(self._rows)]
         return self._sorted
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """The warning events, the latest per (kind, split), in order of first appearance."""
+        return list(self._warnings.values())
 
     @property
     def last(self) -> dict[str, Any] | None:

@@ -10,7 +10,8 @@ Three things live here:
   :class:`~emoconsole.monitor_view.MonitorState` (the headless ``monitor``
   command's state) with what only the dashboard shows: whole log lines for the
   log pane, system-sample history for sparklines, per-class history, the best
-  epoch's confusion matrix and the two emotion-specific warnings.
+  epoch's confusion matrix and the two emotion-specific warnings, shown under
+  the run's own ``warning`` events (MonitorState.run_warnings).
 """
 
 from __future__ import annotations
@@ -390,7 +391,8 @@ class RunState(MonitorState):
         return data / total if total > 0 else None
 
     def warnings(self) -> list[str]:
-        out = [
+        out = list(self.run_warnings)  # the run's own (faces not found...), then the view's
+        out += [
             f"recall of '{name}' collapsed: {now:.2f} now, was {peak:.2f}"
             for name, peak, now in self.collapsed_classes()
         ]

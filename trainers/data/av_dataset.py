@@ -23,6 +23,11 @@ Why it is built this way:
   and test, so nothing about held-out actors leaks into training. The
   statistics are kept in :attr:`RavdessDataModule.audio_norm` for use at
   inference time (save them with the model).
+* Whether the detector found a face is kept per recording (read from the
+  video cache entry, so a warm run knows it without decoding) and summed per
+  split and per actor in :meth:`RavdessDataModule.describe`'s ``faces``
+  (:mod:`trainers.data.face_counts`): a missed face is cropped from the
+  centre of the frame, which must never pass unnoticed.
 * ``collate`` is a static method, so handing ``module.collate`` to a
   DataLoader pickles a function reference, not the module and its arrays.
 * Only indexing knows the data set: everything after it works on
@@ -69,6 +74,7 @@ from trainers.data.combined import format_excluded, index_combined, refuse_combi
 from trainers.data.config import VOCAL_CHANNELS, DataConfig, DataError
 from trainers.data.cremad import CLASSES as CREMAD_CLASSES
 from trainers.data.cremad import index_cremad
+from trainers.data.face_counts import FaceRow, detector_name, summarize_faces
 from trainers.data.meld import CLASSES as MELD_CLASSES
 from trainers.data.meld import index_meld
 from trainers.data.ravdess import (
@@ -295,7 +301,7 @@ class _Split:
     labels: np.ndarray  # int64 (N,)
     audio: list[np.ndarray] | None
     video: list[np.ndarray] | None
-    face_found: np.ndarray  # bool (N,); True when video is not used
+    faces: list[FaceRow]  # per sample; found is None when video is not used
 
 
 class RavdessDataModule:
@@ -527,7 +533,7 @@ class RavdessDataModule:
                 labels=np.array([rec.label for rec, _ in rows], dtype=np.int64),
                 audio=audio,
                 video=video,
-                face_found=np.array([r.face_found is not False for _, r in rows], dtype=bool),
+                faces=[FaceRow(split, rec.actor, r.face_found, r.face_frames) for rec, r in rows],
             )
         return splits
 
@@ -625,7 +631,6 @@ class RavdessDataModule:
                 "samples": len(data.labels),
                 "per_class": {name: int(n) for name, n in zip(self.classes, counts, strict=True)},
                 "actors": sorted({s.actor for s in data.samples}),
-                "faces_not_found": int((~data.face_found).sum()),
             }
         out: dict[str, Any] = {
             "dataset": cfg.layout,
@@ -636,7 +641,9 @@ class RavdessDataModule:
             "split": "official" if self._fixed_split is not None else cfg.split,
             "split_seed": cfg.split_seed,
             "splits": splits,
-            "faces_not_found": sum(s["faces_not_found"] for s in splits.values()),
+            "faces_not_found": sum(
+                row.found is False for split in SPLITS for row in self._split(split).faces
+            ),
             **self._stats,
             "memory_mb": round(self.memory_bytes() / 2**20, 1),
         }
@@ -652,6 +659,8 @@ class RavdessDataModule:
             }
         if "video" in cfg.modalities:
             out["video"] = {"channels": cfg.video_channels, "size": cfg.face_size, "fps": cfg.fps}
+            rows = [row for split in SPLITS for row in self._split(split).faces]
+            out["faces"] = summarize_faces(rows, detector_name(cfg), cfg.face_warn_fraction)
         return out
 
 

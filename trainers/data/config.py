@@ -92,6 +92,9 @@ class DataConfig:
     prepare_workers: int = 0
     # Setup fails when more than this share of recordings cannot be used.
     max_bad_fraction: float = 0.5
+    # Warn (train.log, a warning event the console shows) when the face detector finds no
+    # face in more than this share of a split's recordings, or of one actor's there.
+    face_warn_fraction: float = 0.05
 
     @property
     def audio_dim(self) -> int:
@@ -140,6 +143,8 @@ class DataConfig:
             raise bad("test_fraction", "val_fraction + test_fraction must leave a training split")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise bad("max_bad_fraction", "must be in [0, 1]")
+        if not 0.0 <= self.face_warn_fraction <= 1.0:
+            raise bad("face_warn_fraction", "must be in [0, 1] (0 warns about any missed face)")
         positive = {
             "fps": self.fps,
             "max_frames": self.max_frames,

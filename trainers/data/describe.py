@@ -18,8 +18,13 @@ Why it looks like this:
   surprised): their recordings are counted under ``excluded``, per corpus
   and class, so a reader sees what was dropped and how much.
 * Faces-not-found needs the face detector's output, which only exists after
-  decoding; it is reported by ``train`` (summary.json and the data line of
-  train.log) and here only noted, to keep ``describe`` a seconds-long command.
+  decoding. ``describe`` reads it from the feature cache a ``prepare`` or a
+  run left (the video entries of the model's settings; only files whose
+  digest the cache's index already holds, so no corpus is read to hash it),
+  and decodes the video of at most ``faces_sample`` further recordings,
+  spread over the actors, when asked (``--faces N``): by default it stays a
+  seconds-long command. The counts are :mod:`trainers.data.face_counts`'s,
+  as in summary.json and train.log, over the recordings checked.
 * Every unusable input is listed once with its reason, as in bad_inputs.jsonl:
   names that do not parse, CSV rows without a clip, files whose header cannot
   be read. A file whose header reads but whose frames are broken (a truncated
@@ -28,15 +33,23 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainers.data.base import SPLITS
+from trainers.data.base import SPLITS, BadInputReporter
 from trainers.data.config import DataConfig, DataError
+from trainers.data.face_counts import (
+    FaceRow,
+    detector_name,
+    face_warnings,
+    log_lines,
+    summarize_faces,
+)
 from trainers.data.images import (
     FI_CLASSES,
     TEST,
@@ -50,10 +63,13 @@ from trainers.data.images import (
 )
 from trainers.engine.metrics import majority_floor
 
+if TYPE_CHECKING:  # the decoding stack is imported only when faces are counted
+    from trainers.data.ravdess import Recording
+
 DATASETS: tuple[str, ...] = ("ravdess", "crema-d", "meld", "combined", "fi")
 FACES_NOTE = (
     "faces not found is counted when the videos are decoded: see `train` (summary.json, "
-    "train.log's data line)"
+    "train.log), `prepare`, or `describe --faces N`"
 )
 
 
@@ -151,8 +167,85 @@ def _summary(
     return out
 
 
-def describe(dataset: str, root: str) -> dict[str, Any]:
-    """Class counts, imbalance, actors, durations and the majority floor of ``root``."""
+def _sample_evenly(recs: list[Recording], count: int) -> list[Recording]:
+    """Up to ``count`` recordings: the actors in turn, and within an actor evenly spaced
+    over its recordings (index order groups by emotion and take; deterministic)."""
+    if count <= 0:
+        return []
+    by_actor: dict[str, list[Recording]] = {}
+    for rec in recs:
+        by_actor.setdefault(rec.actor, []).append(rec)
+    per_actor = -(-count // max(1, len(by_actor)))
+    queues = []
+    for actor in sorted(by_actor):
+        mine = by_actor[actor]
+        k = min(per_actor, len(mine))
+        queues.append([mine[int((i + 0.5) * len(mine) / k)] for i in range(k)])
+    picked = [q[depth] for depth in range(per_actor) for q in queues if depth < len(q)]
+    return picked[:count]
+
+
+def face_facts(
+    recs: list[Recording], cfg: DataConfig, sample: int, report: BadInputReporter
+) -> tuple[dict[str, tuple[bool, float | None]], int]:
+    """Per recording key: (face found, share of searched frames with a face), from the
+    feature cache under ``cfg``'s video settings, then by decoding up to ``sample`` of
+    the rest (their entries are stored, as ``prepare`` would). Returns the facts and
+    how many recordings were decoded here."""
+    from trainers.data.cache import known_digests, load_digest_index, save_digest_index
+    from trainers.data.ravdess import PrepareTask, prepare_recording
+
+    video_only = dataclasses.replace(cfg, modalities=("video",))
+    cache_dir = cfg.resolved_cache_dir()
+    load_digest_index(cache_dir)
+    facts: dict[str, tuple[bool, float | None]] = {}
+
+    def take(rec: Recording, decode: bool) -> None:
+        got = prepare_recording(PrepareTask(rec, video_only, str(cache_dir), decode=decode))
+        for path, reason in got.bad.items():
+            report(path, reason)
+        if got.face_found is not None:
+            facts[rec.key] = (got.face_found, got.face_frames)
+
+    for rec in recs:
+        # Only files the cache's index knows: hashing a whole corpus is not "fast".
+        if known_digests(list(rec.sources("video"))):
+            take(rec, decode=False)
+    todo = _sample_evenly([r for r in recs if r.key not in facts], sample)
+    for rec in todo:
+        take(rec, decode=True)
+    if todo:
+        save_digest_index(cache_dir)
+    return facts, len(todo)
+
+
+def _faces(
+    recs: list[Recording],
+    split_of: list[str],
+    cfg: DataConfig,
+    sample: int,
+    report: BadInputReporter,
+) -> dict[str, Any]:
+    facts, decoded = face_facts(recs, cfg, sample, report)
+    rows = []
+    for rec, split in zip(recs, split_of, strict=True):
+        found, frames = facts.get(rec.key, (None, None))
+        rows.append(FaceRow(split, rec.actor, found, frames))
+    faces = summarize_faces(rows, detector_name(cfg), cfg.face_warn_fraction)
+    faces["from_cache"] = len(facts) - decoded
+    faces["decoded"] = decoded
+    faces["cache_dir"] = str(cfg.resolved_cache_dir())
+    return faces
+
+
+def describe(
+    dataset: str, root: str, faces_cfg: DataConfig | None = None, faces_sample: int = 0
+) -> dict[str, Any]:
+    """Class counts, imbalance, actors, durations and the majority floor of ``root``.
+
+    With ``faces_cfg`` (the data settings of the model whose crops are meant),
+    faces not found too: from its feature cache, plus ``faces_sample``
+    recordings decoded now (see the module docstring)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
     if not os.path.isdir(root):
@@ -218,6 +311,18 @@ def describe(dataset: str, root: str) -> dict[str, Any]:
     if indexed.excluded:
         # Left out by the label map (combined): counted here, since they are not bad inputs.
         out["excluded"] = indexed.excluded
+    if faces_cfg is not None:
+        faces = _faces(recs, split_of, faces_cfg, faces_sample, report)
+        out["faces"] = faces
+        out["bad_inputs"] = bad  # decoding a sample may have found more
+        if faces["checked"]:
+            out["faces_not_found"] = faces["without_face"]
+            del out["faces_note"]
+        else:
+            out["faces_note"] = (
+                f"nothing in the feature cache {faces['cache_dir']} for these settings: run "
+                "`prepare` or `train` first, or decode a sample with --faces N"
+            )
     return out
 
 
@@ -260,6 +365,24 @@ def format_text(info: dict[str, Any]) -> str:
         lines.append(f"excluded by the label map: {format_excluded(info['excluded'])}")
     if "faces_note" in info:
         lines.append(f"faces not found: not counted ({info['faces_note']})")
+    faces = info.get("faces")
+    if faces and faces["checked"]:
+        lines.append(
+            f"faces ({faces['from_cache']} recordings from the feature cache "
+            f"{faces['cache_dir']}, {faces['decoded']} decoded now; a missed face is cropped "
+            f"from the {faces['fallback']}):"
+        )
+        lines.extend(f"  {line}" for line in log_lines(faces))
+        worst = sorted(
+            ((a, c) for a, c in faces["actors"].items() if c["fraction"]),
+            key=lambda item: (-item[1]["fraction"], item[0]),
+        )
+        for actor, counts in worst:
+            lines.append(
+                f"  actor {actor}: {counts['without_face']} of {counts['checked']} recordings "
+                "without a face"
+            )
+        lines.extend(f"warning: {w['message']}" for w in face_warnings(faces))
     lines.append(f"bad inputs: {len(info['bad_inputs'])}")
     lines.extend(f"  {b['path']}: {b['reason']}" for b in info["bad_inputs"])
     return "\n".join(lines)

@@ -42,6 +42,7 @@ from trainers.data.cache import (
     remember_digests,
 )
 from trainers.data.config import DataConfig, DataError, DecodeError
+from trainers.data.face_counts import frames_with_face
 from trainers.data.files import walk_files
 
 CLASSES = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -298,6 +299,8 @@ class Prepared:
     key: str
     video: np.ndarray | None = None  # uint8 (T, C, S, S)
     face_found: bool | None = None
+    # Share of the frames the detector searched that held a face (None: not known).
+    face_frames: float | None = None
     audio: dict[str, np.ndarray] | None = None  # "logmel" and "mfcc", float32 (T, F)
     sources: tuple[str, ...] = ()  # the files whose content was used
     bad: dict[str, str] = field(default_factory=dict)  # path -> reason, in order of discovery
@@ -434,6 +437,10 @@ def prepare_recording(task: PrepareTask) -> Prepared:
         if modality == "video":
             result.video = arrays["frames"]
             result.face_found = bool(arrays["face_found"])
+            if "detections" in arrays:
+                result.face_frames = frames_with_face(
+                    int(arrays["detections"]), len(arrays["frames"]), task.cfg.detect_every
+                )
         else:
             result.audio = {"logmel": arrays["logmel"], "mfcc": arrays["mfcc"]}
     result.bad = _summarize(notes)

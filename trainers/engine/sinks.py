@@ -134,6 +134,8 @@ class TextLogSink:
             )
         elif etype == EventType.CHECKPOINT:
             self.line(f"checkpoint {event['kind']} epoch {event['epoch']} -> {event['path']}")
+        elif etype == EventType.WARNING:
+            self.line(f"{event['message']}", level="WARNING")
         elif etype == EventType.ERROR:
             self.line(f"{event['message']}", level="ERROR")
             if event.get("traceback"):

@@ -38,6 +38,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 import trainers
 from trainers.config import ExperimentConfig, TrainConfig, to_dict
+from trainers.data.face_counts import face_warnings, log_lines
 from trainers.engine import distributed as D
 from trainers.engine import metrics as M
 from trainers.engine.checkpoint import (
@@ -306,6 +307,13 @@ class Trainer:
         inference_state = getattr(self.data, "inference_state", None)
         self.inference = inference_state() if callable(inference_state) else None
         self.logger.log(f"data: {self.description}")
+        # A face crop that fell back to the frame's centre trains silently on whatever is
+        # there: say how often, per split, and warn where it is common (face_counts).
+        faces = self.description.get("faces") if isinstance(self.description, dict) else None
+        for line in log_lines(faces):
+            self.logger.log(line)
+        for warning in face_warnings(faces):
+            self.logger.emit(EventType.WARNING, **warning)
         if len(self.bad):
             self.logger.log(
                 f"{len(self.bad)} input file(s) skipped: see {self.run.bad_inputs.name}"
