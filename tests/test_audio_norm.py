@@ -54,5 +54,5 @@ def test_actors_with_few_recordings_fall_back_to_train_statistics():
 
 
 def test_unknown_audio_norm_is_a_config_error():
-    with pytest.raises(ConfigError, match="data.audio_norm"):
+    with pytest.raises(ConfigError, match=r"data\.audio_norm"):
         resolve(get_entry("hybrid-attention").default_config(), [], ["data.audio_norm=actor"])
