@@ -86,7 +86,7 @@ def test_defects_are_listed_as_suspect_and_left_out_on_cold_and_warm_cache(relea
     # The headerless flv decodes to its 18 frames (0.6 s, measured to a sample at
     # data.fps=10): short, and not the wav's length.
     short = bad["1064_TIE_SAD_XX.flv"]
-    assert re.search(r"video lasts 0\.[67]0 s, below data.min_duration_s=0.8", short)
+    assert re.search(r"video lasts 0\.[67]0 s, below data.min_duration_s=0.75", short)
     assert "audio 2.40 s: not one take" in short
     # The take's other files are listed as skipped with it, never used under its label.
     for name in ("1076_MTI_SAD_XX.mp3", "1064_IEO_DIS_MD.mp3", "1064_TIE_SAD_XX.wav"):
@@ -164,6 +164,6 @@ def test_guard_keys_are_validated_naming_the_key(assignment, key, fragment):
 
 
 def test_layout_defaults_fit_each_corpus():
-    assert DataConfig(layout="crema-d").duration_limits() == (0.8, 10.0)
+    assert DataConfig(layout="crema-d").duration_limits() == (0.75, 10.0)
     assert DataConfig(layout="meld").duration_limits() == (0.1, 60.0)
     assert DataConfig(layout="meld", max_duration_s=90).duration_limits() == (0.1, 90)

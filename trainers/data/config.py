@@ -31,13 +31,14 @@ VOCAL_CHANNELS = {"speech": (1,), "song": (2,), "both": (1, 2)}  # RAVDESS's VV 
 
 # data.layout -> (shortest, longest) plausible recording in seconds, where
 # data.min_duration_s / data.max_duration_s are 0 (trainers.data.guards). RAVDESS's takes
-# run about 3-5 s (song takes up to about 6 s), CREMA-D's 1-5 s (its one 61 s file holds
-# a whole session); MELD's utterances are cut from TV episodes and run from a single word
-# to over 30 s.
+# run about 3-5 s (song takes up to about 6 s), CREMA-D's 1-5 s; its known broken takes
+# last 61 s (every emotion in one file) and 0.6 s (18 frames), and video durations are
+# measured to one sample at data.fps. MELD's utterances are cut from TV episodes and run
+# from a single word to over 30 s.
 DURATION_LIMITS: dict[str, tuple[float, float]] = {
-    "ravdess": (0.8, 10.0),
-    "crema-d": (0.8, 10.0),
-    "combined": (0.8, 10.0),
+    "ravdess": (0.75, 10.0),
+    "crema-d": (0.75, 10.0),
+    "combined": (0.75, 10.0),
     "meld": (0.1, 60.0),
 }
 
@@ -104,7 +105,7 @@ class DataConfig:
     # lengths) are listed in bad_inputs.jsonl as "suspect" and left out; true keeps them.
     keep_suspect: bool = False
     # Shortest and longest plausible recording, in seconds; 0 means the layout's default
-    # (ravdess, crema-d, combined: 0.8-10 s; meld: 0.1-60 s).
+    # (ravdess, crema-d, combined: 0.75-10 s; meld: 0.1-60 s).
     min_duration_s: float = 0.0
     max_duration_s: float = 0.0
     # Audio whose loudest 50 ms window is quieter than this (dBFS) is silent.
