@@ -14,11 +14,13 @@ import av
 import pytest
 import soundfile as sf
 
+from tests.avfiles import moving_frames, tone, write_media, write_wav
 from tests.conftest import SMALL_MODEL, run_trainers
 from tests.corpora import CREMAD, shared_corpus
 from trainers.data.av_dataset import RavdessDataModule
 from trainers.data.config import DataConfig, DataError
-from trainers.data.cremad import CLASSES, index_cremad, parse_name
+from trainers.data.cremad import CLASSES, index_cremad, parse_name, read_demographics
+from trainers.data.ravdess import split_actors
 from trainers.data.synth import CorpusManifest
 from trainers.data.synth import cremad as synth_cremad
 from trainers.rundir import RunDir
@@ -96,6 +98,8 @@ def test_parse_name(name: str, expected: tuple) -> None:
         ("1001_DFA_ANG_ZZ.wav", "level 'ZZ'"),
         ("101_DFA_ANG_XX.wav", "ActorID"),
         ("1001_DFA_ANG_XX", "extension"),
+        # Older copies' misnamed file (the repository's issue #6): said, not guessed.
+        ("1040_ITH_SAD_X.wav", "probably a cut 'XX': rename the file to 1040_ITH_SAD_XX.wav"),
     ],
 )
 def test_parse_name_says_what_is_wrong(name: str, why: str) -> None:
@@ -283,3 +287,110 @@ def test_realistic_takes_are_deterministic(release, tmp_path: Path) -> None:
     assert again == recs[0]
     for rel in (*again.files, "VideoDemographics.csv"):
         assert (tmp_path / rel).read_bytes() == (out / rel).read_bytes(), rel
+
+
+@pytest.fixture(scope="module")
+def release_files(tmp_path_factory) -> Path:
+    """The real release's layout, tiny: VideoFlash/*.flv with an mp3 track, AudioWAV/ at
+    16 kHz, AudioMP3/ (the same audio again) and VideoDemographics.csv; plus an flv with
+    no audio track beside its wav, one with no audio at all, and the misnamed wav."""
+    root = tmp_path_factory.mktemp("release") / "CREMA-D"
+    for i, stem in enumerate(("1001_DFA_ANG_XX", "1002_DFA_SAD_XX")):
+        write_media(root / "VideoFlash" / f"{stem}.flv", moving_frames(2, 15, i), 15,
+                    tone(2, 22050))  # fmt: skip
+        write_media(root / "AudioMP3" / f"{stem}.mp3", None, 0, tone(2, 22050))
+        write_wav(root / "AudioWAV" / f"{stem}.wav", tone(2, 16000))
+    write_media(root / "VideoFlash" / "1001_IOM_NEU_XX.flv", moving_frames(2, 15, 2), 15)
+    write_wav(root / "AudioWAV" / "1001_IOM_NEU_XX.wav", tone(2, 16000))
+    write_media(root / "VideoFlash" / "1002_IOM_HAP_XX.flv", moving_frames(2, 15, 3), 15)
+    write_media(root / "VideoFlash" / "1040_ITH_SAD_XX.flv", moving_frames(2, 15, 4), 15,
+                tone(2, 22050))  # fmt: skip
+    write_wav(root / "AudioWAV" / "1040_ITH_SAD_X.wav", tone(2, 16000))
+    (root / "VideoDemographics.csv").write_text(
+        '"ActorID","Age","Sex","Race","Ethnicity"\n'
+        '1001,51,"Male","Caucasian","Not Hispanic"\n'
+        '1002,21,"Female","Caucasian","Not Hispanic"\n'
+    )
+    return root
+
+
+def test_release_layout_one_sample_per_take_wav_first_sex_from_demographics(release_files):
+    bad = Bad()
+    recordings = {r.key: r for r in index_cremad(str(release_files), bad)}
+    assert [(Path(p).name, why) for p, why in bad.items] == [
+        ("1040_ITH_SAD_X.wav", "not a CREMA-D file name: level 'X' is not one of XX, LO, MD, "
+         "HI; probably a cut 'XX': rename the file to 1040_ITH_SAD_XX.wav to use it"),
+    ]  # fmt: skip
+    assert sorted(recordings) == [
+        "1001_DFA_ANG_XX", "1001_IOM_NEU_XX", "1002_DFA_SAD_XX", "1002_IOM_HAP_XX",
+        "1040_ITH_SAD_XX",
+    ]  # fmt: skip
+    take = recordings["1001_DFA_ANG_XX"]
+    assert len(take.files) == 3  # flv, wav and mp3: one take, not three
+    assert [Path(p).parent.name for p in take.audio_sources] == [
+        "AudioWAV", "AudioMP3", "VideoFlash"
+    ]  # fmt: skip
+    assert [Path(p).suffix for p in take.video_sources] == [".flv"]
+    assert {k: r.sex for k, r in recordings.items()} == {
+        "1001_DFA_ANG_XX": "male", "1001_IOM_NEU_XX": "male", "1002_DFA_SAD_XX": "female",
+        "1002_IOM_HAP_XX": "female", "1040_ITH_SAD_XX": None,  # not in the table
+    }  # fmt: skip
+
+
+def test_release_layout_decodes_flv_and_wav_and_says_what_lacks_audio(release_files, tmp_path):
+    cfg = DataConfig(
+        root=str(release_files), layout="crema-d", face_size=16, max_frames=16, max_audio_frames=50,
+        prepare_workers=1, cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    module = RavdessDataModule(cfg)
+    bad = Bad()
+    module.setup(bad)
+    used = {
+        s.key: [Path(p).name for p in s.sources]
+        for split in ("train", "val", "test")
+        for s in module.samples(split)
+    }
+    assert used == {
+        "1001_DFA_ANG_XX": ["1001_DFA_ANG_XX.flv", "1001_DFA_ANG_XX.wav"],  # the mp3 unused
+        # An flv without an audio track costs nothing while its wav works...
+        "1001_IOM_NEU_XX": ["1001_IOM_NEU_XX.flv", "1001_IOM_NEU_XX.wav"],
+        "1002_DFA_SAD_XX": ["1002_DFA_SAD_XX.flv", "1002_DFA_SAD_XX.wav"],
+        # ...and the misnamed wav is not read: the take's audio is its flv's mp3 track.
+        "1040_ITH_SAD_XX": ["1040_ITH_SAD_XX.flv"],
+    }
+    reasons = bad.by_name()
+    assert reasons.pop("1002_IOM_HAP_XX.flv") == "no audio stream"  # no other audio: dropped
+    assert reasons.pop("1040_ITH_SAD_X.wav").startswith("not a CREMA-D file name")
+    assert reasons == {}
+    assert module.describe()["dropped_recordings"] == 1
+
+
+def test_demographics_rows_that_cannot_be_read_are_listed_not_guessed(tmp_path):
+    table = tmp_path / "VideoDemographics.csv"
+    table.write_text("ActorID,Age,Sex\n1001,51,Male\n1002,21,F\n10x3,30,Female\n1001,51,Male\n")
+    bad = Bad()
+    actors = read_demographics(str(table), bad)
+    assert {a: (r.sex, r.age) for a, r in actors.items()} == {"1001": ("male", 51)}
+    assert len(bad.items) == 1  # one line for the file, every problem named
+    assert bad.items[0][1] == (
+        "line 3: Sex 'F' of actor 1002 is not Male or Female; line 4: ActorID '10x3' is not "
+        "four digits; line 5: actor 1001 listed twice (those actors' sexes are unknown)"
+    )
+    table.write_text("ActorID,Age\n1001,51\n")
+    bad = Bad()
+    assert read_demographics(str(table), bad) == {}
+    assert "no Sex column (columns: ActorID, Age)" in bad.items[0][1]
+
+
+def test_actor_split_balances_the_recorded_sex():
+    """CREMA-D's actor numbers say nothing about sex (RAVDESS's odd numbers are male):
+    with the demographics, the two held-out actors are one man and one woman."""
+    actors = ["1001", "1002", "1003", "1004", "1005", "1006"]
+    sex = dict(zip(actors, ["male"] * 3 + ["female"] * 3, strict=True))
+    by_parity = set()
+    for seed in range(8):
+        parts = split_actors(actors, 0.15, 0.15, seed, sex_of=sex)
+        assert {sex[a] for a in parts["val"] + parts["test"]} == {"male", "female"}
+        plain = split_actors(actors, 0.15, 0.15, seed)
+        by_parity.add(frozenset(sex[a] for a in plain["val"] + plain["test"]))
+    assert frozenset({"male"}) in by_parity or frozenset({"female"}) in by_parity

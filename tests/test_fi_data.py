@@ -414,3 +414,65 @@ def test_cmyk_greyscale_and_exif_rotated_jpegs_load_upright_rgb(tmp_path):
     grey = decode_image(str(tmp_path / "grey.jpg"), 16, "stretch")
     assert grey.shape == (16, 16, 3)
     assert np.abs(grey[..., 0].astype(int) - grey[..., 2]).max() <= 2  # grey in all three
+
+
+def photo_unavailable(path: Path, size: tuple[int, int] = (500, 374), grey: int = 214) -> Path:
+    """What an image host serves for a deleted photo, as Flickr's grey card: a flat grey
+    field, an outlined picture icon and the line "This photo is no longer available"."""
+    from PIL import ImageDraw
+
+    im = Image.new("RGB", size, (grey,) * 3)
+    draw = ImageDraw.Draw(im)
+    w, h = size
+    ink = (grey - 70,) * 3
+    draw.rectangle((w * 0.4, h * 0.25, w * 0.6, h * 0.45), outline=ink, width=max(2, w // 100))
+    draw.text((w * 0.22, h * 0.6), "This photo is no longer available", fill=ink)
+    im.save(path, format="PNG" if path.suffix == ".png" else "JPEG", quality=85)
+    return path
+
+
+def test_photo_unavailable_placeholders_are_listed_not_trained(corpus, tmp_path):
+    """A crawl saves the host's grey card under the deleted photo's name and label."""
+    root, _ = corpus
+    small = tmp_path / "fi"
+    for name in FI_CLASSES:
+        (small / name).mkdir(parents=True)
+        for src in sorted((root / name).iterdir())[:3]:
+            shutil.copy(src, small / name / src.name)
+    cards = [
+        photo_unavailable(small / "awe" / "awe_9001.jpg"),
+        photo_unavailable(small / "fear" / "fear_9002.jpg", (240, 180), grey=160),
+        photo_unavailable(small / "anger" / "anger_9003.png", (1024, 768), grey=230),
+    ]
+    dm, bad = module(small)
+    assert sorted(Path(p).name for p, _ in bad) == sorted(c.name for c in cards)
+    assert all("'photo unavailable' placeholder" in why for _, why in bad)
+    assert dm.describe()["images"] == 3 * len(FI_CLASSES)
+    keys = {s.key for split in ("train", "val", "test") for s in dm.samples(split)}
+    assert not any(key.endswith(("_9001", "_9002", "_9003")) for key in keys)
+    # predict still decodes what it is given: only training data is checked.
+    assert decode_image(str(cards[0]), 16).shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["astronaut", "brick", "camera", "cell", "chelsea", "checkerboard", "clock", "coffee",
+     "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field",
+     "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina", "rocket",
+     "text"],
+)  # fmt: skip
+def test_placeholder_check_spares_real_pictures(name, tmp_path):
+    """scikit-image's sample pictures (they ship with it), greyscale and near-flat ones
+    included, saved as JPEGs: none is taken for a placeholder."""
+    import skimage.data
+
+    from trainers.data.images import decode_photo
+
+    array = getattr(skimage.data, name)()
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    path = tmp_path / f"{name}.jpg"
+    Image.fromarray(array[..., :3]).save(path, quality=90)
+    assert decode_photo(str(path), 32).shape == (32, 32, 3)

@@ -75,6 +75,7 @@ from trainers.data.config import VOCAL_CHANNELS, DataConfig, DataError
 from trainers.data.cremad import CLASSES as CREMAD_CLASSES
 from trainers.data.cremad import index_cremad
 from trainers.data.face_counts import FaceRow, detector_name, summarize_faces
+from trainers.data.guards import admit_suspect
 from trainers.data.meld import CLASSES as MELD_CLASSES
 from trainers.data.meld import index_meld
 from trainers.data.ravdess import (
@@ -82,6 +83,7 @@ from trainers.data.ravdess import (
     Prepared,
     PrepareTask,
     Recording,
+    actor_sex,
     index_ravdess,
     init_worker,
     prepare_recording,
@@ -366,6 +368,7 @@ class RavdessDataModule:
 
         kept: list[tuple[Recording, Prepared]] = []
         dropped = 0
+        suspect = 0
         for rec in recordings:
             result = results[rec.key]
             for path, reason in result.bad.items():
@@ -376,11 +379,17 @@ class RavdessDataModule:
                 for path in rec.files:
                     report(path, f"skipped: recording {rec.key} has no working {what} source")
                 continue
+            if result.suspect and not admit_suspect(
+                rec.key, rec.files, result.suspect, cfg.keep_suspect, report
+            ):
+                suspect += 1
+                continue
             kept.append((rec, result))
-        if dropped > cfg.max_bad_fraction * len(recordings) or not kept:
+        if dropped + suspect > cfg.max_bad_fraction * len(recordings) or not kept:
             raise DataError(
                 f"{dropped} of {len(recordings)} recordings under {cfg.root!r} have no usable "
-                f"source (allowed: data.max_bad_fraction={cfg.max_bad_fraction}); "
+                f"source and {suspect} look wrong (allowed: data.max_bad_fraction="
+                f"{cfg.max_bad_fraction}; data.keep_suspect=true keeps the second kind); "
                 "the bad files and reasons were reported to bad_inputs"
             )
 
@@ -389,6 +398,7 @@ class RavdessDataModule:
         self._stats = {
             "recordings": len(recordings),
             "dropped_recordings": dropped,
+            "suspect_recordings": suspect,
             "bad_inputs": len(reported),
             "decoded_recordings": len(decoded),
             "cached_recordings": len(kept) - len(decoded),
@@ -480,7 +490,10 @@ class RavdessDataModule:
             # The data set's official splits (MELD): comparable with published results.
             assign = [self._fixed_split[rec.key] for rec, _ in kept]
         elif cfg.split == "actor":
-            actors = split_actors([rec.actor for rec, _ in kept], *self._fractions())
+            recs = [rec for rec, _ in kept]
+            actors = split_actors(
+                [rec.actor for rec in recs], *self._fractions(), sex_of=actor_sex(recs)
+            )
             split_of = {actor: split for split, names in actors.items() for actor in names}
             assign = [split_of[rec.actor] for rec, _ in kept]
         else:

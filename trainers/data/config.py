@@ -29,6 +29,19 @@ class DecodeError(DataError):
 
 VOCAL_CHANNELS = {"speech": (1,), "song": (2,), "both": (1, 2)}  # RAVDESS's VV field
 
+# data.layout -> (shortest, longest) plausible recording in seconds, where
+# data.min_duration_s / data.max_duration_s are 0 (trainers.data.guards). RAVDESS's takes
+# run about 3-5 s (song takes up to about 6 s), CREMA-D's 1-5 s; its known broken takes
+# last 61 s (every emotion in one file) and 0.6 s (18 frames), and video durations are
+# measured to one sample at data.fps. MELD's utterances are cut from TV episodes and run
+# from a single word to over 30 s.
+DURATION_LIMITS: dict[str, tuple[float, float]] = {
+    "ravdess": (0.75, 10.0),
+    "crema-d": (0.75, 10.0),
+    "combined": (0.75, 10.0),
+    "meld": (0.1, 60.0),
+}
+
 
 @dataclass
 class DataConfig:
@@ -95,6 +108,16 @@ class DataConfig:
     # Warn (train.log, a warning event the console shows) when the face detector finds no
     # face in more than this share of a split's recordings, or of one actor's there.
     face_warn_fraction: float = 0.05
+    # Recordings that decode but look wrong (trainers.data.guards: silent audio, a still
+    # picture, a duration outside min/max_duration_s, audio and video of different
+    # lengths) are listed in bad_inputs.jsonl as "suspect" and left out; true keeps them.
+    keep_suspect: bool = False
+    # Shortest and longest plausible recording, in seconds; 0 means the layout's default
+    # (ravdess, crema-d, combined: 0.75-10 s; meld: 0.1-60 s).
+    min_duration_s: float = 0.0
+    max_duration_s: float = 0.0
+    # Audio whose loudest 50 ms window is quieter than this (dBFS) is silent.
+    silence_dbfs: float = -60.0
 
     @property
     def audio_dim(self) -> int:
@@ -118,6 +141,11 @@ class DataConfig:
 
     def resolved_workers(self) -> int:
         return self.prepare_workers if self.prepare_workers > 0 else (os.cpu_count() or 1)
+
+    def duration_limits(self) -> tuple[float, float]:
+        """(shortest, longest) plausible recording: the keys, or the layout's defaults."""
+        low, high = DURATION_LIMITS.get(self.layout, DURATION_LIMITS["ravdess"])
+        return self.min_duration_s or low, self.max_duration_s or high
 
     def validate(self) -> None:
         """Fail before any decoding starts, naming the field that is wrong."""
@@ -174,3 +202,11 @@ class DataConfig:
             raise bad("audio_features", "must be 'logmel' or 'mfcc'")
         if self.prepare_workers < 0:
             raise bad("prepare_workers", "must be >= 0 (0 means one per CPU core)")
+        for field in ("min_duration_s", "max_duration_s"):
+            if not getattr(self, field) >= 0:
+                raise bad(field, "must be >= 0 seconds (0 means the layout's default)")
+        low, high = self.duration_limits()
+        if low >= high:
+            raise bad("min_duration_s", f"must be below the longest allowed, {high} s")
+        if not -120.0 < self.silence_dbfs < 0.0:
+            raise bad("silence_dbfs", "must be between -120 and 0 dBFS (full scale is 0)")

@@ -27,7 +27,8 @@ Why it looks like this:
   ``image_size`` (the largest size any epoch needs); augmentation and TTA run
   on those tensors. 21,436 FI images at 224 px take 3.2 GB. Decoding runs in
   threads (PIL releases the GIL while decoding and resizing).
-* A file that cannot be used (zero bytes, truncated, not an image) is
+* A file that cannot be used (zero bytes, truncated, not an image, or the
+  grey "photo unavailable" card an image host serves for a deleted photo) is
   skipped and reported once, with the reason, through ``report_bad``; setup
   fails only when more than ``max_bad_fraction`` of the files are bad.
 """
@@ -55,6 +56,7 @@ from trainers.data.base import (
     SampleInfo,
 )
 from trainers.data.config import DataError, DecodeError
+from trainers.data.guards import CHECK_SIZE, placeholder_reason
 from trainers.data.image_augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -320,6 +322,24 @@ def imbalance_ratio(counts: dict[str, int]) -> float | None:
 
 def decode_image(path: str, size: int, mode: str = "stretch") -> np.ndarray:
     """``path`` as a ``(size, size, 3)`` uint8 RGB array, or :class:`DecodeError` saying why."""
+    return _square(open_image(path, size), size, mode)
+
+
+def decode_photo(path: str, size: int, mode: str = "stretch") -> np.ndarray:
+    """:func:`decode_image` for training data: a "photo unavailable" placeholder an image
+    host served instead of the photo (:func:`trainers.data.guards.placeholder_reason`) is
+    a :class:`DecodeError` too, so it is listed in bad_inputs.jsonl, never trained on."""
+    im = open_image(path, size)
+    # The whole picture (before any crop or padding), as a thumbnail: costs nothing.
+    reason = placeholder_reason(np.asarray(im.resize((CHECK_SIZE, CHECK_SIZE))))
+    if reason is not None:
+        raise DecodeError(reason)
+    return _square(im, size, mode)
+
+
+def open_image(path: str, size: int) -> Image.Image:
+    """``path`` decoded as an upright RGB picture, at least ``size`` on its short side
+    where the file allows; :class:`DecodeError` says why not."""
     try:
         nbytes = os.path.getsize(path)
     except OSError as exc:
@@ -339,7 +359,7 @@ def decode_image(path: str, size: int, mode: str = "stretch") -> np.ndarray:
         raise DecodeError(f"refused: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(f"truncated or corrupt image: {exc}") from None
-    return _square(im, size, mode)
+    return im
 
 
 def _square(im: Image.Image, size: int, mode: str) -> np.ndarray:
@@ -535,7 +555,7 @@ class FIDataModule:
 
         def one(rec: ImageRecord) -> np.ndarray | str:
             try:
-                return decode_image(rec.path, cfg.image_size, cfg.resize)
+                return decode_photo(rec.path, cfg.image_size, cfg.resize)
             except DecodeError as exc:
                 return str(exc)
 

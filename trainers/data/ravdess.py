@@ -25,13 +25,14 @@ import os
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from trainers.data import audio as audio_mod
+from trainers.data import guards
 from trainers.data import video as video_mod
 from trainers.data.base import BadInputReporter
 from trainers.data.cache import (
@@ -60,6 +61,7 @@ __all__ = [
     "Prepared",
     "RavdessName",
     "Recording",
+    "actor_sex",
     "group_recordings",
     "index_ravdess",
     "parse_name",
@@ -134,6 +136,9 @@ class Recording:
     intensity: int
     video_sources: tuple[str, ...]
     audio_sources: tuple[str, ...]
+    # "male" / "female" where the corpus says (CREMA-D's VideoDemographics.csv); None
+    # otherwise, and for RAVDESS, whose actor numbers say it (odd male, even female).
+    sex: str | None = None
 
     def sources(self, modality: str) -> tuple[str, ...]:
         return self.video_sources if modality == "video" else self.audio_sources
@@ -200,18 +205,32 @@ def group_recordings(
     return recordings
 
 
-def _actor_order(actors: Sequence[str], rng: np.random.Generator) -> list[str]:
-    """A shuffled order alternating odd (male) and even (female) actors.
+def actor_sex(recordings: Iterable[Recording]) -> dict[str, str]:
+    """Actor -> sex where the recordings record it: what :func:`split_actors` balances."""
+    return {rec.actor: rec.sex for rec in recordings if rec.sex}
+
+
+def _is_male(actor: str, sex_of: Mapping[str, str]) -> bool:
+    """The recorded sex; else RAVDESS's rule (odd actor numbers are male)."""
+    if actor in sex_of:
+        return sex_of[actor] == "male"
+    local = actor.rpartition(":")[2]  # "ravdess:07" -> "07" (combined ids)
+    return local.isdigit() and int(local) % 2 == 1
+
+
+def _actor_order(
+    actors: Sequence[str], rng: np.random.Generator, sex_of: Mapping[str, str]
+) -> list[str]:
+    """A shuffled order alternating male and female actors.
 
     Cutting val and test off its front gives splits as balanced between
     the two as their sizes allow, which a plain shuffle does not promise.
     """
-    local = [a.rpartition(":")[2] for a in actors]  # "ravdess:07" -> "07" (combined ids)
-    odd = [a for a, n in zip(actors, local, strict=True) if n.isdigit() and int(n) % 2 == 1]
-    even = [a for a in actors if a not in odd]
+    male = [a for a in actors if _is_male(a, sex_of)]
+    female = [a for a in actors if a not in male]
     groups = [
-        [odd[i] for i in rng.permutation(len(odd))],
-        [even[i] for i in rng.permutation(len(even))],
+        [male[i] for i in rng.permutation(len(male))],
+        [female[i] for i in rng.permutation(len(female))],
     ]
     if rng.integers(2):
         groups.reverse()
@@ -241,9 +260,18 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
 
 
 def split_actors(
-    actors: Sequence[str], val_fraction: float, test_fraction: float, seed: int
+    actors: Sequence[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    sex_of: Mapping[str, str] | None = None,
 ) -> dict[str, list[str]]:
     """Actor-disjoint splits, the same for the same actors and seed (order of input ignored).
+
+    Each split alternates male and female actors as far as its size allows:
+    ``sex_of`` (:func:`actor_sex`: CREMA-D's demographics) where it names an
+    actor, else RAVDESS's rule, odd actor numbers male (for an id without it,
+    a fixed but meaningless grouping).
 
     Actor ids of the form ``corpus:actor`` (the combined data set's) are split
     corpus by corpus with the same fractions and the parts joined, so every
@@ -259,7 +287,7 @@ def split_actors(
         n_val, n_test = _split_sizes(len(unique), val_fraction, test_fraction)
         # A corpus's own stream, so adding or removing the other corpus leaves its split alone.
         rng = np.random.default_rng([seed, zlib.crc32(corpus.encode())] if corpus else seed)
-        order = _actor_order(unique, rng)
+        order = _actor_order(unique, rng, sex_of or {})
         out["train"] += order[n_val + n_test :]
         out["val"] += order[:n_val]
         out["test"] += order[n_val : n_val + n_test]
@@ -305,6 +333,9 @@ class Prepared:
     sources: tuple[str, ...] = ()  # the files whose content was used
     bad: dict[str, str] = field(default_factory=dict)  # path -> reason, in order of discovery
     missing: tuple[str, ...] = ()  # needed modalities without a working source
+    # path -> why the source decoded but looks wrong (trainers.data.guards); the data
+    # module leaves such a recording out unless data.keep_suspect.
+    suspect: dict[str, str] = field(default_factory=dict)
     pending: bool = False  # only in cache-only mode: something must be decoded
     decoded: tuple[str, ...] = ()  # modalities decoded now rather than loaded from the cache
     seconds: float = 0.0
@@ -321,12 +352,18 @@ def _decode_video(path: str, cfg: DataConfig, threads: int) -> dict[str, np.ndar
         "frames": clip.frames,
         "face_found": np.array(clip.face_found),
         "detections": np.array(clip.detections),
+        **guards.video_measures(clip.times, cfg.fps),
     }
 
 
 def _decode_audio(path: str, cfg: DataConfig) -> dict[str, np.ndarray]:
-    features = audio_mod.extract_audio(path, cfg)
-    return {"logmel": features.logmel, "mfcc": features.mfcc}
+    signal = audio_mod.load_audio(path, cfg.sample_rate)
+    features = audio_mod.compute_features(signal, cfg)
+    return {
+        "logmel": features.logmel,
+        "mfcc": features.mfcc,
+        **guards.audio_measures(signal, cfg.sample_rate),
+    }
 
 
 # path -> (modality, reason) for every failed attempt, in order.
@@ -383,6 +420,8 @@ def _resolve(
                 fail(path, f"cannot read: {exc.strerror or exc}")
                 continue
             entry = cache.load(modality, key)
+            if entry is not None and not guards.has_measures(modality, entry):
+                entry = None  # written before the guards: decode again, so it is guarded
             if entry is not None:
                 if ERROR_FIELD in entry:
                     fail(path, str(entry[ERROR_FIELD]))
@@ -421,6 +460,10 @@ def prepare_recording(task: PrepareTask) -> Prepared:
     sources: list[str] = []
     missing: list[str] = []
     decoded: list[str] = []
+    limits = guards.Limits.of(task.cfg)
+    suspect: dict[str, list[str]] = {}
+    durations: dict[str, float] = {}
+    used: dict[str, str] = {}  # modality -> the source it came from
     for modality in ("video", "audio"):
         if modality not in task.cfg.modalities:
             continue
@@ -434,6 +477,10 @@ def prepare_recording(task: PrepareTask) -> Prepared:
         sources.append(source)
         if how == "decoded":
             decoded.append(modality)
+        for reason in guards.suspect_reasons(modality, arrays, limits):
+            suspect.setdefault(source, []).append(reason)
+        durations[modality] = float(arrays["duration_s"])
+        used[modality] = source
         if modality == "video":
             result.video = arrays["frames"]
             result.face_found = bool(arrays["face_found"])
@@ -443,6 +490,12 @@ def prepare_recording(task: PrepareTask) -> Prepared:
                 )
         else:
             result.audio = {"logmel": arrays["logmel"], "mfcc": arrays["mfcc"]}
+    if len(durations) == 2:
+        why = guards.mismatch_reason(durations["video"], durations["audio"])
+        if why is not None:  # on the shorter one: a cut file, the likelier culprit
+            shorter = min(durations, key=durations.__getitem__)
+            suspect.setdefault(used[shorter], []).append(why)
+    result.suspect = {path: "; ".join(reasons) for path, reasons in suspect.items()}
     result.bad = _summarize(notes)
     result.sources = tuple(dict.fromkeys(sources))
     result.missing = tuple(missing)
