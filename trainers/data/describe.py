@@ -273,7 +273,7 @@ def describe(
 
     from trainers.data.av_dataset import LAYOUTS
     from trainers.data.combined import refuse_combined_root
-    from trainers.data.ravdess import split_actors
+    from trainers.data.ravdess import actor_sex, split_actors
 
     refuse_combined_root(root, dataset)
 
@@ -286,7 +286,11 @@ def describe(
     else:
         cfg = DataConfig()
         parts = split_actors(
-            [r.actor for r in recs], cfg.val_fraction, cfg.test_fraction, cfg.split_seed
+            [r.actor for r in recs],
+            cfg.val_fraction,
+            cfg.test_fraction,
+            cfg.split_seed,
+            sex_of=actor_sex(recs),  # as training splits: by the recorded sex where known
         )
         where = {a: s for s, names in parts.items() for a in names}
         split_of = [where[r.actor] for r in recs]
