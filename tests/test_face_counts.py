@@ -86,12 +86,18 @@ PER_ACTOR = (0, 7, 14)  # three takes of each of the small corpus's four actors
 
 
 def _faceless(path: Path) -> None:
-    """Replace a take with a grey picture (no face anywhere) and a tone."""
+    """Replace a take with a moving grey gradient (no face anywhere, but not a still
+    picture, which trainers.data.guards would set aside) and a tone."""
     from trainers.data.synth.encode import write_mp4
 
     t = np.arange(16000) / 16000
     tone = (6000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
-    write_mp4(path, np.full((15, 144, 192, 3), 120, np.uint8), 15, tone, 16000)
+    x = np.arange(192)[None, None, :, None]
+    shift = 8 * np.arange(15)[:, None, None, None]
+    frames = (90 + 60 * np.sin((x + shift) / 20.0)).astype(np.uint8)
+    write_mp4(
+        path, np.ascontiguousarray(np.broadcast_to(frames, (15, 144, 192, 3))), 15, tone, 16000
+    )
 
 
 @pytest.fixture(scope="module")
