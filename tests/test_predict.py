@@ -48,6 +48,9 @@ def test_checkpoints_load_weights_only_and_carry_the_audio_norm(trained):
         assert (
             inference["preprocessing"]["video"]["face_size"] == ckpt["config"]["data"]["face_size"]
         )
+        # The detector that made the crops (the tiny run pins haar), recorded twice.
+        detector = inference["preprocessing"]["video"]["face_detector"]
+        assert detector["name"] == ckpt["config"]["data"]["face_detector"] == "haar"
     # The statistics are the data module's own, to the bit.
     entry, cfg = config_from_manifest(run)
     module = entry.data(cfg)
@@ -67,6 +70,8 @@ def test_load_bundle_builds_the_model_in_eval_mode(trained):
     assert len(bundle.classes) == 8 and not bundle.model.training
     assert bundle.fitted["audio_norm"]["mean"]
     assert bundle.notes == []
+    # predict decodes with bundle.config.data: the run's detector, not today's default.
+    assert bundle.config.data.face_detector == "haar"
     ckpt = torch.load(run.best_ckpt, map_location="cpu", weights_only=True)
     for key, value in bundle.model.state_dict().items():
         assert torch.equal(value, ckpt["model"][key]), key

@@ -345,6 +345,15 @@ def test_cache_hit_decodes_nothing_and_face_size_rebuilds_video_only(
     assert len(decoded_video) == 12
     assert bigger.dataset("train")[0]["video"].shape[-2:] == (48, 48)
 
+    # So does another face detector; checkpoints record which one made the crops.
+    decoded_video.clear()
+    other = "haar" if DataConfig().face_detector != "haar" else "mtcnn"
+    switched = RavdessDataModule(config(corpus, cache, face_detector=other))
+    switched.setup(BadLog())
+    assert len(decoded_video) == 12
+    recorded = switched.inference_state()["preprocessing"]["video"]["face_detector"]
+    assert recorded["name"] == other
+
 
 def test_random_split_warns(corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     module = RavdessDataModule(config(corpus, tmp_path / "cache", split="random"))
@@ -428,7 +437,7 @@ def test_synthetic_corpus_round_trip_in_worker_processes(tmp_path: Path) -> None
     assert [Path(p).name[:2] for p in samples[manifest.recordings[0].key].sources] == ["02", "03"]
     # Two actors: one trains, the other validates.
     assert [len(info["splits"][s]["actors"]) for s in ("train", "val", "test")] == [1, 1, 0]
-    # The Haar cascade finds the drawn faces.
+    # The default detector (MTCNN, run in the workers) finds the drawn faces.
     assert info["faces_not_found"] == 0
     item = module.dataset("train")[0]
     assert item["video"].shape[1:] == (1, 48, 48)

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+# SAVED_DEFAULT, field metadata (what a config saved before the field existed meant), is
+# defined beside DataConfig, which uses it, and re-exported here for the model configs.
+from trainers.data.config import SAVED_DEFAULT as SAVED_DEFAULT
 from trainers.data.config import DataConfig
 from trainers.engine.weights import NAMES as PRETRAINED_NAMES  # stdlib only
 
@@ -174,7 +177,8 @@ def _describe_type(tp: Any) -> str:
 def coerce(key: str, tp: Any, value: Any) -> Any:
     """Turn a string (from --set) or a TOML value into ``tp``, or raise naming ``key``."""
     origin = typing.get_origin(tp)
-    bad = ConfigError(key, f"bad value {value!r}: expected {_describe_type(tp)}")
+    expected = f"bad value {value!r}: expected {_describe_type(tp)}"
+    bad = ConfigError(key, expected)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if type(None) in args and (value is None or str(value).lower() in ("none", "null")):
@@ -190,6 +194,9 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         for choice in choices:
             if value == choice or str(value) == str(choice):
                 return choice
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+        if close:
+            raise ConfigError(key, f"{expected}; did you mean {close[0]!r}?")
         raise bad
     if origin is tuple:
         items = value.split(",") if isinstance(value, str) else value
@@ -262,12 +269,6 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-# Field metadata: the value a config saved before the field existed (run.json, a
-# checkpoint, an export) meant, e.g. field(default="new", metadata={SAVED_DEFAULT: "old"}),
-# so that an old run still rebuilds the model it trained. See apply_saved.
-SAVED_DEFAULT = "saved_default"
 
 
 def apply_saved(cfg: Any, tree: Mapping[str, Any], source: str = "") -> None:

@@ -53,7 +53,7 @@ import torch
 from torch.utils.data import Dataset
 
 from trainers.data import audio as audio_mod
-from trainers.data import faces as faces_mod
+from trainers.data import face_detectors
 from trainers.data import video as video_mod
 from trainers.data.base import (
     INFERENCE_FORMAT,
@@ -456,7 +456,8 @@ class RavdessDataModule:
 
         log.info("decoding %d recordings with %d workers", len(pending), workers)
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_WORKER_PRELOAD)
+        preload = face_detectors.detector_class(cfg.face_detector).preload
+        context.set_forkserver_preload([*_WORKER_PRELOAD, *preload])
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker)
         try:
             futures = {}
@@ -574,11 +575,7 @@ class RavdessDataModule:
             pre["video"] = {
                 **video_mod.video_settings(cfg),
                 "channels": cfg.video_channels,
-                "face_detector": {
-                    "kind": "opencv-haar",
-                    "cascade": faces_mod.CASCADE_FILE,
-                    "version": faces_mod.FACES_VERSION,
-                },
+                "face_detector": face_detectors.describe(cfg.face_detector),
             }
         fitted: dict[str, Any] = {}
         if "audio" in cfg.modalities:

@@ -9,6 +9,7 @@ never disagree with the fields they come from.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,15 @@ class DecodeError(DataError):
 
 
 VOCAL_CHANNELS = {"speech": (1,), "song": (2,), "both": (1, 2)}  # RAVDESS's VV field
+# data.face_detector values: trainers.data.face_detectors.DETECTORS, listed here so that
+# reading a config never loads OpenCV (a test keeps the two equal).
+FACE_DETECTORS = ("haar", "mtcnn")
+
+# Field metadata: the value a config saved before the field existed (run.json, a
+# checkpoint, an export) meant, e.g. field(default="new", metadata={SAVED_DEFAULT: "old"}),
+# so that an old run still rebuilds the model it trained and predicts with the inputs it
+# was trained on. See trainers.config.apply_saved.
+SAVED_DEFAULT = "saved_default"
 
 # data.layout -> (shortest, longest) plausible recording in seconds, where
 # data.min_duration_s / data.max_duration_s are 0 (trainers.data.guards). RAVDESS's takes
@@ -76,6 +86,12 @@ class DataConfig:
     grayscale: bool = True
     # Run the face detector on every k-th sampled frame; boxes in between are interpolated.
     detect_every: int = 3
+    # Face detector: mtcnn (facenet-pytorch's MTCNN, weights in its wheel) or haar (OpenCV's
+    # cascade; misses a third of faces at 720p, bench/faces.py). Configs saved before this
+    # key existed mean haar.
+    face_detector: Literal["haar", "mtcnn"] = dataclasses.field(
+        default="mtcnn", metadata={SAVED_DEFAULT: "haar"}
+    )
     # Audio is mixed to mono and resampled to this rate (Hz).
     sample_rate: int = 16000
     # Mel bands of the log-mel spectrogram (MFCCs are computed from it too).
@@ -162,6 +178,8 @@ class DataConfig:
                 raise bad("modalities", f"unknown modality {modality!r}; known: {MODALITIES}")
         if len(set(self.modalities)) != len(self.modalities):
             raise bad("modalities", "lists a modality twice")
+        if self.face_detector not in FACE_DETECTORS:
+            raise bad("face_detector", f"must be one of {', '.join(FACE_DETECTORS)}")
         if self.split not in ("actor", "random"):
             raise bad("split", "must be 'actor' or 'random'")
         for field in ("val_fraction", "test_fraction"):

@@ -1,41 +1,28 @@
-"""Face boxes from OpenCV's bundled Haar cascade, smoothed over a clip, and square crops.
+"""Face boxes smoothed over a clip, and square crops; detectors live in face_detectors.
 
 Why this shape:
 
-* The cascade is loaded once per process (it parses a 900 kB XML file) and
-  detection runs on a downscaled, equalized grayscale copy: faces in
-  emotion corpora fill a good part of the frame, so a 320 px image (a
-  sixteenth of a 720p frame's pixels) still finds them, and equalization
-  keeps dim or over-exposed clips detectable. Crops are still cut from the
-  full-resolution frame.
-* Haar boxes jitter by a few pixels from frame to frame and sometimes fire on
-  background texture. A running median over the detections removes single
-  outliers, and linear interpolation fills the frames where the detector was
-  not run (or found nothing), so the crop moves smoothly with the head.
-* A Haar box spans roughly brows to mouth; enlarging it by 15 % keeps the
-  forehead wrinkles and the chin, which carry expression.
+* Detectors (:mod:`trainers.data.face_detectors`) jitter by a few pixels from
+  frame to frame and sometimes fire on background texture. A running median
+  over the detections removes single outliers, and linear interpolation fills
+  the frames where the detector was not run (or found nothing), so the crop
+  moves smoothly with the head.
+* Crops grow the box by 15 %: Haar's box spans roughly brows to mouth, and the
+  margin keeps the forehead wrinkles and the chin, which carry expression
+  (MTCNN's box already reaches the chin; the margin then keeps the jaw line).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-CASCADE_FILE = "haarcascade_frontalface_default.xml"
-# Longest image side the detector sees; larger frames are shrunk first.
-DETECT_MAX_SIDE = 320
 # Growth of the detected box's side, to include brows and chin.
 ENLARGE = 1.15
-# Faces smaller than this share of the image's shorter side are ignored (background faces).
-MIN_FACE_FRACTION = 0.12
-# Changing any constant above changes the crops: bump it to invalidate cached video.
-FACES_VERSION = "haar-1"  # scale step 1.15, 5 neighbours
-
-_cascade: cv2.CascadeClassifier | None = None
-_cascade_lock = threading.Lock()
+# Changing anything here changes every crop: bump it to invalidate cached video.
+FACES_VERSION = "track-1"  # median of 3, linear interpolation, 15 % margin
 
 
 @dataclass(frozen=True)
@@ -45,37 +32,6 @@ class Box:
     cx: float
     cy: float
     side: float
-
-
-def cascade() -> cv2.CascadeClassifier:
-    global _cascade
-    with _cascade_lock:
-        if _cascade is None:
-            path = cv2.data.haarcascades + CASCADE_FILE
-            classifier = cv2.CascadeClassifier(path)
-            if classifier.empty():
-                raise RuntimeError(f"cannot load the Haar face cascade from {path}")
-            _cascade = classifier
-        return _cascade
-
-
-def detect_largest(gray: np.ndarray) -> Box | None:
-    """The largest frontal face in a uint8 grayscale image, or None."""
-    height, width = gray.shape[:2]
-    scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    small = gray
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    small = cv2.equalizeHist(small)
-    min_side = max(20, int(MIN_FACE_FRACTION * min(small.shape[:2])))
-    found = cascade().detectMultiScale(
-        small, scaleFactor=1.15, minNeighbors=5, minSize=(min_side, min_side)
-    )
-    if len(found) == 0:
-        return None
-    x, y, w, h = max((tuple(int(v) for v in box) for box in found), key=lambda b: b[2] * b[3])
-    return Box(cx=(x + w / 2) / scale, cy=(y + h / 2) / scale, side=max(w, h) / scale)
 
 
 def smooth_track(detections: list[Box | None], positions: list[int], length: int) -> list[Box]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from trainers.data import audio as audio_mod
 from trainers.data import guards
+from trainers.data import face_detectors
 from trainers.data import video as video_mod
 from trainers.data.base import BadInputReporter
 from trainers.data.cache import (
@@ -529,5 +530,6 @@ def init_worker() -> None:
 
     global _worker_limits
     cv2.setNumThreads(1)
+    face_detectors.limit_threads(1)  # torch, for MTCNN
     _worker_limits = single_threaded_blas()
     _worker_limits.__enter__()

@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 import av
-import cv2
 import numpy as np
 
 from trainers.data import faces
 from trainers.data.config import DataConfig, DecodeError
+from trainers.data.face_detectors import FaceDetector, detector_class, get_detector
 from trainers.data.media import check_media_file
 
-# Bump when sampling or cropping changes, so cached video entries are rebuilt.
-VIDEO_VERSION = f"video-1/{faces.FACES_VERSION}"
+# Bump when sampling or cropping changes, so cached video entries are rebuilt. The
+# detector's own version is a separate key (video_settings): changing detector
+# re-decodes video and nothing else.
+VIDEO_VERSION = f"video-2/{faces.FACES_VERSION}"
 # Slack when comparing timestamps, well below any real frame interval.
 _EPS = 1e-6
 
@@ -63,6 +65,8 @@ def video_settings(cfg: DataConfig) -> dict[str, object]:
         "face_size": cfg.face_size,
         "grayscale": cfg.grayscale,
         "detect_every": cfg.detect_every,
+        "face_detector": cfg.face_detector,
+        "detector_version": detector_class(cfg.face_detector).version,
         "version": VIDEO_VERSION,
     }
 
@@ -166,22 +170,28 @@ def decode_frames(
     return arrays, times
 
 
+def track_faces(
+    images: list[np.ndarray], detect_every: int, detector: FaceDetector
+) -> tuple[list[faces.Box], int]:
+    """One face box per image, and on how many of the detector's frames it found one.
+
+    The detector runs on every ``detect_every``-th image; :func:`faces.smooth_track`
+    fills the rest. With no face found at all, every box is the centre square.
+    """
+    positions = list(range(0, len(images), detect_every))
+    detections = [detector.detect(images[pos]) for pos in positions]
+    found = sum(box is not None for box in detections)
+    if found:
+        return faces.smooth_track(detections, positions, len(images)), found
+    height, width = images[0].shape[:2]
+    return [faces.center_box(height, width)] * len(images), 0
+
+
 def extract_faces(path: str, cfg: DataConfig, threads: int = 0) -> FaceClip:
     """Decode ``path`` and crop the face, or the centre when no face is ever found."""
     pixel_format: Literal["gray", "rgb24"] = "gray" if cfg.grayscale else "rgb24"
     images, times = decode_frames(path, cfg.fps, cfg.max_frames, pixel_format, threads)
-    positions = list(range(0, len(images), cfg.detect_every))
-    detections: list[faces.Box | None] = []
-    for pos in positions:
-        image = images[pos]
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        detections.append(faces.detect_largest(gray))
-    found = sum(box is not None for box in detections)
-    if found:
-        track = faces.smooth_track(detections, positions, len(images))
-    else:
-        height, width = images[0].shape[:2]
-        track = [faces.center_box(height, width)] * len(images)
+    track, found = track_faces(images, cfg.detect_every, get_detector(cfg.face_detector))
     crops = np.stack(
         [faces.crop_square(img, box, cfg.face_size) for img, box in zip(images, track, strict=True)]
     )

@@ -274,9 +274,13 @@ def _limitations_section(config: dict, summary: dict | None, generated: bool | N
     if "accuracy" in test and "accuracy" in floor and test["accuracy"] <= floor["accuracy"]:
         lines.append("- Test accuracy does not beat the majority-class floor.")
     pre = (config.get("inference") or {}).get("preprocessing") or {}
-    if (pre.get("video") or {}).get("face_detector"):
+    detector = (pre.get("video") or {}).get("face_detector")
+    if detector:
+        # Checkpoints written before data.face_detector recorded {"kind": "opencv-haar", ...}.
+        name = detector.get("name", "haar") if isinstance(detector, dict) else "haar"
+        found_by = "MTCNN (facenet-pytorch)" if name == "mtcnn" else "OpenCV's Haar cascade"
         lines.append(
-            "- Faces are found by OpenCV's Haar cascade: profile views, occlusion and poor "
+            f"- Faces are found by {found_by}: profile views, occlusion and poor "
             "light lose the face, and the video input then degrades."
         )
     return lines
