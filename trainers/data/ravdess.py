@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from trainers.data import audio as audio_mod
-from trainers.data import guards
-from trainers.data import face_detectors
+from trainers.data import face_detectors, guards
 from trainers.data import video as video_mod
 from trainers.data.base import BadInputReporter
 from trainers.data.cache import (
