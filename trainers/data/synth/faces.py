@@ -2,9 +2,10 @@
 
 Why it looks like this:
 
-* The loaders find faces with OpenCV's frontal-face Haar cascade before any
-  model sees a pixel, so the drawing is built around what that cascade keys
-  on: a face brighter than what surrounds it, shaded towards its rim, dark
+* The loaders find faces before any model sees a pixel, first with OpenCV's
+  frontal-face Haar cascade (``data.face_detector=haar``; MTCNN is the
+  default now and finds these faces too, bench/faces.py), so the drawing is
+  built around what that cascade keys on: a face brighter than what surrounds it, shaded towards its rim, dark
   eye sockets and brows under a lighter forehead, a lighter nose bridge
   between the eyes, and a darker mouth. Flat cartoon faces are not found;
   these are, in well over nine frames out of ten.
