@@ -208,7 +208,7 @@ def test_module_keeps_one_train_set_and_per_video_samples():
 TINY_RUN = [
     "model.depth=18", "model.width=8", "data.face_size=32", "data.fps=8",
     "data.max_frames=16", "data.clip_frames=8", "train.epochs=2", "train.batch_size=8",
-    "train.threads=1", "data.prepare_workers=1", "data.detect_every=16",
+    "train.threads=1", "data.prepare_workers=1", "data.detect_every=16", "data.face_detector=haar",
 ]  # fmt: skip
 
 

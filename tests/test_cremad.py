@@ -159,7 +159,7 @@ def test_bad_inputs_are_listed_once_each_and_setup_survives(
     broken = corrupt_copy(corpus, data)
     cfg = DataConfig(
         root=str(data), layout="crema-d", face_size=32, max_frames=16, max_audio_frames=100,
-        prepare_workers=2, cache_dir=str(cache),
+        prepare_workers=2, cache_dir=str(cache), face_detector="haar",
     )  # fmt: skip
     module = RavdessDataModule(cfg)
     assert module.classes == list(CLASSES)

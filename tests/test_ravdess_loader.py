@@ -107,6 +107,8 @@ def config(root: Path, cache: Path, **overrides: object) -> DataConfig:
         "prepare_workers": 1,
         "fps": 10.0,
         "face_size": 32,
+        # The loader's machinery, not the detector (tests/test_faces.py): the cheaper one.
+        "face_detector": "haar",
     }
     values.update(overrides)
     return DataConfig(**values)  # type: ignore[arg-type]
