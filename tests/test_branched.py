@@ -456,8 +456,13 @@ def test_stop_and_resume_with_augmentation_equals_uninterrupted(tmp_path):
 
 @pytest.mark.slow
 def test_cli_trains_branched_tcn(small_corpus, feature_cache, tmp_path):
-    settings = [*TINY, "train.batch_size=8", "train.threads=1", "data.prepare_workers=2",
-                "data.face_detector=haar"]
+    settings = [
+        *TINY,
+        "train.batch_size=8",
+        "train.threads=1",
+        "data.prepare_workers=2",
+        "data.face_detector=haar",
+    ]
     settings += ["train.epochs=2", f"data.cache_dir={feature_cache}"]
     args = [arg for item in settings for arg in ("--set", item)]
     proc = run_trainers(

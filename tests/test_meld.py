@@ -176,7 +176,8 @@ def test_meld_slowfast_trains_on_meld_by_default(corpus: Path, tmp_path: Path) -
     sets = [
         "model.depth=18", "model.width=8", "data.clip_frames=8", "data.max_frames=16",
         "data.face_size=32", "train.batch_size=4", "train.grad_accum=1", "train.threads=1",
-        "data.prepare_workers=2", "data.face_detector=haar", "train.epochs=1", "train.min_epochs=1", "train.amp=off",
+        "data.prepare_workers=2", "data.face_detector=haar", "train.epochs=1",
+        "train.min_epochs=1", "train.amp=off",
         f"data.cache_dir={tmp_path / 'cache'}",
     ]  # fmt: skip
     args = ["train", "meld-slowfast", "--data", str(corpus), "--out", str(tmp_path)]

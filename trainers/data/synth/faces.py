@@ -5,9 +5,10 @@ Why it looks like this:
 * The loaders find faces before any model sees a pixel, first with OpenCV's
   frontal-face Haar cascade (``data.face_detector=haar``; MTCNN is the
   default now and finds these faces too, bench/faces.py), so the drawing is
-  built around what that cascade keys on: a face brighter than what surrounds it, shaded towards its rim, dark
-  eye sockets and brows under a lighter forehead, a lighter nose bridge
-  between the eyes, and a darker mouth. Flat cartoon faces are not found;
+  built around what that cascade keys on: a face brighter than what
+  surrounds it, shaded towards its rim, dark eye sockets and brows under a
+  lighter forehead, a lighter nose bridge between the eyes, and a darker
+  mouth. Flat cartoon faces are not found;
   these are, in well over nine frames out of ten.
 * The label must be learnable from the face alone and must transfer to
   actors never seen in training, so expression lives only in geometry that
