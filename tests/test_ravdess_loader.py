@@ -349,7 +349,7 @@ def test_cache_hit_decodes_nothing_and_face_size_rebuilds_video_only(
 
     # So does another face detector; checkpoints record which one made the crops.
     decoded_video.clear()
-    other = "haar" if DataConfig().face_detector != "haar" else "mtcnn"
+    other = "mtcnn" if config(corpus, cache).face_detector == "haar" else "haar"
     switched = RavdessDataModule(config(corpus, cache, face_detector=other))
     switched.setup(BadLog())
     assert len(decoded_video) == 12
