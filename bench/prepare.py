@@ -103,7 +103,8 @@ def main() -> None:
     pairs = sources(root)
     n, w = len(pairs), args.workers
     base = floor(pairs, w)
-    print(f"\n{n} recordings ({args.actors} actors, realistic RAVDESS), {w} processes\n")
+    actors = len({Path(video).parent.name for video, _ in pairs})
+    print(f"\n{n} recordings ({actors} actors, realistic RAVDESS), {w} processes\n")
     print(f"{'':24} {'seconds':>8} {'rec/s/core':>11} {'x floor':>8}")
     print(f"{'decode only (PyAV)':24} {base:8.1f} {n / base / w:11.2f} {1.0:8.2f}")
     for detector in args.detectors.split(","):
