@@ -179,7 +179,11 @@ def track_faces(
     fills the rest. With no face found at all, every box is the centre square.
     """
     positions = list(range(0, len(images), detect_every))
-    detections = [detector.detect(images[pos]) for pos in positions]
+    many = getattr(detector, "detect_many", None)  # batched where the detector can
+    if many is not None:
+        detections = many([images[pos] for pos in positions])
+    else:
+        detections = [detector.detect(images[pos]) for pos in positions]
     found = sum(box is not None for box in detections)
     if found:
         return faces.smooth_track(detections, positions, len(images)), found
