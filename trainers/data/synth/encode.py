@@ -47,7 +47,7 @@ _MUX_OPTIONS = {"fflags": "+bitexact", "movflags": "+faststart"}
 
 
 @contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
+def atomic(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` on success."""
     tmp = path.with_name(f".{path.name}.partial")
     try:
@@ -61,7 +61,7 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write mono int16 ``audio`` as a 16-bit PCM wav."""
     if audio.dtype != np.int16 or audio.ndim != 1:
         raise ValueError("audio must be a 1-D int16 array")
-    with _atomic(path) as tmp:
+    with atomic(path) as tmp:
         sf.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="WAV")
 
 
@@ -96,7 +96,7 @@ def write_mp4(
         raise ValueError(f"frame size must be even, got {width}x{height}")
     if audio_channels not in (1, 2):
         raise ValueError(f"audio_channels must be 1 or 2, not {audio_channels}")
-    with _atomic(path) as tmp:
+    with atomic(path) as tmp:
         _encode_mp4(
             tmp,
             frames,
@@ -195,7 +195,7 @@ def _encode_mp4(
 
 def copy_video(src: Path, dst: Path) -> None:
     """Write ``dst`` holding only the video stream of ``src``, copied bit for bit."""
-    with _atomic(dst) as tmp, av.open(str(src)) as inp:
+    with atomic(dst) as tmp, av.open(str(src)) as inp:
         out = av.open(str(tmp), mode="w", format="mp4", options=_MUX_OPTIONS)
         try:
             istream = inp.streams.video[0]

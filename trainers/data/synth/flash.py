@@ -21,9 +21,6 @@ Why it looks like this:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,22 +28,12 @@ import av
 import numpy as np
 
 from trainers.data.spectral import resample
+from trainers.data.synth.encode import atomic
 
 # The rate both files carry: the highest of the three FLV allows for MP3.
 MP3_SAMPLE_RATE = 44100
 _MP3_FRAME = 1152  # samples per MPEG-1 layer III frame
 _BITEXACT = {"fflags": "+bitexact"}
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it onto ``path`` on success."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _mp3_samples(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -82,7 +69,7 @@ def _mux_mp3(
 def write_mp3(path: Path, audio: np.ndarray, sample_rate: int, *, bit_rate: int = 64000) -> None:
     """Write mono int16 ``audio`` (at ``sample_rate``) as an MP3 file at 44.1 kHz."""
     signal = _mp3_samples(audio, sample_rate)
-    with _atomic(path) as tmp:
+    with atomic(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp3", options=_BITEXACT)
         try:
             _mux_mp3(container, _add_mp3(container, bit_rate), signal)
@@ -107,7 +94,7 @@ def write_flv(
     if height % 2 or width % 2:
         raise ValueError(f"frame size must be even, got {width}x{height}")
     signal = _mp3_samples(audio, sample_rate) if audio is not None else None
-    with _atomic(path) as tmp:
+    with atomic(path) as tmp:
         container = av.open(str(tmp), mode="w", format="flv", options=_BITEXACT)
         try:
             vstream = container.add_stream("flv", rate=fps)
