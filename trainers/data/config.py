@@ -85,7 +85,9 @@ class DataConfig:
     # One channel (True) or RGB (False) face crops.
     grayscale: bool = True
     # Run the face detector on every k-th sampled frame; boxes in between are interpolated.
-    detect_every: int = 3
+    # 6 (1.7 detections a second at fps 10): the smoothed track matched 3's against the
+    # generator's true boxes (docs/datasets.md, Faces) at half the detector's time.
+    detect_every: int = 6
     # Face detector: mtcnn (facenet-pytorch's MTCNN, weights in its wheel) or haar (OpenCV's
     # cascade; misses a third of faces at 720p, bench/faces.py). Configs saved before this
     # key existed mean haar.
