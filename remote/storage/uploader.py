@@ -69,6 +69,7 @@ class Uploader:
         poll: float = 1.0,
         backoff: tuple[float, float] = (2.0, 60.0),
         transfer: Any = None,
+        temporary_key: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.url = url
@@ -78,6 +79,7 @@ class Uploader:
         self.poll = poll
         self.backoff = backoff
         self.transfer = transfer
+        self.temporary_key = temporary_key
         self.state: dict[str, Any] | None = None
         self._client: Any = None
         self._failures = 0
@@ -186,6 +188,7 @@ class Uploader:
                     checkpoints=True,
                     others=full,
                     transfer=self.transfer,
+                    temporary_key=self.temporary_key,
                 )
                 pushed = report.uploaded
                 self._failures = 0
