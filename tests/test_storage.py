@@ -98,6 +98,20 @@ def test_storage_url_parses_and_names_the_setting_when_wrong():
             StorageUrl.parse(bad, "[ec2.gpu] storage")
 
 
+def test_importing_storage_loads_the_standard_library_only():
+    """The on-host guard imports it beside a run: boto3 only once S3 is used."""
+    code = (
+        "import sys; before = set(sys.modules); import remote.storage\n"
+        "print(' '.join(sorted(m for m in set(sys.modules) - before "
+        "if m.split('.')[0] not in sys.stdlib_module_names)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert set(out.stdout.split()) <= {
+        "remote", "remote.errors", "remote.storage", "remote.storage.url",
+        "remote.storage.push", "remote.storage.pull", "remote.storage.uploader",
+    }, out.stdout  # fmt: skip
+
+
 def test_push_then_pull_round_trip_with_the_manifest_last(s3: S3, tmp_path):
     run = make_run(tmp_path / "host")
     url = s3.url()
