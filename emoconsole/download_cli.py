@@ -24,7 +24,7 @@ from remote.errors import RemoteError
 
 if TYPE_CHECKING:
     from remote.download import DownloadReport
-    from remote.storage import PullReport
+    from remote.storage import PullReport, StorageUrl
 
 
 def download(
@@ -200,7 +200,7 @@ def _stored_copy(run: str, host: str) -> dict | None:
 
 
 def _from_storage(
-    run: str, url: object, endpoint_url: str | None, region: str | None, to: Path
+    run: str, url: StorageUrl, endpoint_url: str | None, region: str | None, to: Path
 ) -> None:
     """Pull a run from storage with a progress bar, then write its summary.md."""
     from rich.progress import (
@@ -216,7 +216,7 @@ def _from_storage(
     from remote.storage import StorageProgress, pull_run, resolve_stored_run, s3_client
 
     client = s3_client(endpoint_url, region)
-    run_id = resolve_stored_run(url, run, client)  # type: ignore[arg-type]
+    run_id = resolve_stored_run(url, run, client)
     local_dir = to / run_id
     bar = Progress(
         TextColumn("{task.description}"),
@@ -234,7 +234,7 @@ def _from_storage(
         bar.update(task, description=label, completed=p.done, total=p.total)
 
     try:
-        report = pull_run(url, run_id, local_dir, client, progress=show)  # type: ignore[arg-type]
+        report = pull_run(url, run_id, local_dir, client, progress=show)
         bar.update(task, description=f"{len(report.files)} files")
     except KeyboardInterrupt:
         typer.secho(
