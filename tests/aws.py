@@ -61,6 +61,7 @@ class S3:
     endpoint: str
     client: Any  # a boto3 client for looking behind the code's back
     bucket: str
+    region: str = REGION
 
     def url(self, prefix: str = "runs") -> Any:
         from remote.storage import StorageUrl

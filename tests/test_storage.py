@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from unittest.mock import ANY
 
 import pytest
@@ -31,7 +32,9 @@ from remote.storage import (
     read_state,
     sha256_file,
 )
-from tests.aws import REGION, S3
+
+if TYPE_CHECKING:  # imported by pytest as a plugin, so its asserts are rewritten
+    from tests.aws import S3
 
 pytest_plugins = ["tests.aws"]
 
@@ -350,7 +353,7 @@ def test_download_cli_fetches_from_storage_and_falls_back_to_it(s3: S3, tmp_path
     result = runner.invoke(
         app,
         ["download", RUN_ID[:12], "--from-storage", f"{url}/", "--endpoint-url", s3.endpoint,
-         "--region", REGION, "--to", str(tmp_path / "dl")],
+         "--region", s3.region, "--to", str(tmp_path / "dl")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert tree(tmp_path / "dl" / RUN_ID) == {**tree(run), "summary.md": ANY}
@@ -360,7 +363,7 @@ def test_download_cli_fetches_from_storage_and_falls_back_to_it(s3: S3, tmp_path
     # The instance is gone (its host no longer configured): the ledger's storage serves.
     ledger.record(
         RUN_ID, "gone-gpu", f"/home/ubuntu/runs/{RUN_ID}", "hybrid-attention",
-        storage=str(url), endpoint_url=s3.endpoint, region=REGION,
+        storage=str(url), endpoint_url=s3.endpoint, region=s3.region,
     )  # fmt: skip
     result = runner.invoke(app, ["download", RUN_ID, "--to", str(tmp_path / "dl2")])
     assert result.exit_code == 0, result.output
