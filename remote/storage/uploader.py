@@ -133,32 +133,37 @@ class Uploader:
         retry_at = 0.0
         pushed_sig: Any = None
         cleaned = False
+        seen_flush = 0
         while True:
             with self._cond:
                 if self._stopping:
                     return
-                flushing = self._flush_wanted > self._flush_done
                 generation = self._flush_wanted
+            if generation > seen_flush:  # a new flush does not wait out a backoff
+                seen_flush, retry_at = generation, 0.0
+            flushing = generation > self._flush_done  # _flush_done: written here only
             now = time.monotonic()
             sig = checkpoint_signature(self.run_dir)
             full = flushing or now >= next_full
-            if (full or sig != pushed_sig) and (flushing or now >= retry_at):
+            if (full or sig != pushed_sig) and now >= retry_at:
                 if not cleaned:
                     cleaned = self._clean_partials()
                 if self._attempt(full=full):
                     pushed_sig = sig
+                    retry_at = 0.0
                     if full:
                         next_full = now + self.interval
                         with self._cond:
                             self._flush_done = max(self._flush_done, generation)
                             self._cond.notify_all()
-                    retry_at = 0.0
                 else:
                     delay = min(self.backoff[1], self.backoff[0] * 2 ** (self._failures - 1))
+                    # A flush waits on this: retry it at least every second.
                     retry_at = time.monotonic() + (min(delay, 1.0) if flushing else delay)
             with self._cond:
-                if not self._stopping and self._flush_wanted <= self._flush_done:
-                    self._cond.wait(self.poll)
+                self._cond.wait_for(
+                    lambda seen=seen_flush: self._stopping or self._flush_wanted > seen, self.poll
+                )
 
     def _clean_partials(self) -> bool:
         """Leftovers of a pusher killed mid-checkpoint (an hour old or more)."""
