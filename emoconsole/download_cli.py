@@ -2,8 +2,14 @@
 
 Thin: resolve the host and the run, call :func:`remote.download.download_run`
 with a progress bar, call :func:`emoconsole.report.write_report`, print. rich,
-paramiko and matplotlib are imported inside the command, so ``emoconsole
+paramiko, boto3 and matplotlib are imported inside the command, so ``emoconsole
 --help`` pays for none of them.
+
+From storage: ``--from-storage s3://bucket/prefix`` fetches the run's pushed copy
+with :func:`remote.storage.pull_run` (the same SHA-256 checks, atomic landing and
+resume). Without it, a run whose ledger row names a ``storage`` falls back to it
+when its host cannot give the run (instance terminated, address gone, run
+directory missing): the host's error is printed, then the storage copy fetched.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from emoconsole.runref import HostOpt, host_for, known_errors, resolve_run
+from remote.errors import RemoteError
 
 if TYPE_CHECKING:
     from remote.download import DownloadReport
+    from remote.storage import PullReport, StorageUrl
 
 
 def download(
@@ -39,6 +47,25 @@ def download(
             "else SFTP; a plain copy for local), rsync, scp, sftp or copy."
         ),
     ] = "auto",
+    from_storage: Annotated[
+        str | None,
+        typer.Option(
+            "--from-storage",
+            help="Fetch the run from its durable storage (s3://BUCKET/PREFIX) instead of "
+            "its host: RUN is the run id or a unique prefix of one stored there.",
+        ),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The S3 endpoint for storage (an S3-compatible server); default: AWS's "
+            "(or the one the run's ledger row names)."
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="The storage bucket's AWS region (default: boto3's configuration)."),
+    ] = None,
 ) -> None:
     """Download a run: every file checked by SHA-256, then summary.md with plots.
 
@@ -60,11 +87,22 @@ def download(
     from remote.hosts import get_host
     from remote.layout import remote_run_dir
 
+    if from_storage is not None:
+        with known_errors():
+            from remote.storage import StorageUrl
+
+            url = StorageUrl.parse(from_storage, "--from-storage")
+            _from_storage(run, url, endpoint_url, region, to)
+        return
+
     # No --host: the host this console deployed the run to (its ledger), else local.
     host, run, settled = host_for(run, host)
+    stored = _stored_copy(run, host) if settled else None
+    host_failed: RemoteError | None = None
     with known_errors():
-        target = get_host(host)
+        target = None
         try:
+            target = get_host(host)
             run = resolve_run(target, host, run, settled)  # an id prefix: the one run it names
             remote_dir = remote_run_dir(target, run)
             name = PurePosixPath(remote_dir).name
@@ -102,8 +140,31 @@ def download(
         except OSError as exc:  # the local disk: full, read-only, permissions
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(1) from None
+        except RemoteError as exc:
+            if stored is None:
+                raise
+            host_failed = exc  # the host cannot give the run: its storage copy can
         finally:
-            target.close()
+            if target is not None:
+                target.close()
+    if host_failed is not None:
+        assert stored is not None
+        with known_errors():
+            from remote.storage import StorageUrl
+
+            url = StorageUrl.parse(stored["storage"], f"the ledger's storage of run {run}")
+            typer.secho(
+                f"{host}: {host_failed}; fetching run {run} from its storage {url} instead",
+                err=True,
+            )
+            _from_storage(
+                run,
+                url,
+                endpoint_url or stored.get("endpoint_url"),
+                region or stored.get("region"),
+                to,
+            )
+        return
     typer.echo(_describe(report, host))
     try:
         summary = write_report(local_dir, report.files)
@@ -127,4 +188,81 @@ def _describe(report: DownloadReport, host: str) -> str:
     return (
         f"{host}:{report.remote_dir} -> {report.local_dir}: {', '.join(parts)}; "
         f"{mb:.1f} MB in {report.seconds:.1f} s via {report.method}, every file SHA-256 checked"
+    )
+
+
+def _stored_copy(run: str, host: str) -> dict | None:
+    """The ledger row of a run this console deployed with storage, else None."""
+    from remote import ledger
+
+    row = ledger.matches(run, host).get(run)
+    return row if row and row.get("storage") else None
+
+
+def _from_storage(
+    run: str, url: StorageUrl, endpoint_url: str | None, region: str | None, to: Path
+) -> None:
+    """Pull a run from storage with a progress bar, then write its summary.md."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from emoconsole.report import write_report
+    from remote.storage import StorageProgress, pull_run, resolve_stored_run, s3_client
+
+    client = s3_client(endpoint_url, region)
+    run_id = resolve_stored_run(url, run, client)
+    local_dir = to / run_id
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    task = bar.add_task(str(url), total=None)
+
+    def show(p: StorageProgress) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        label = f"{p.path} (skipped: identical)" if p.state == "skipped" else p.path
+        bar.update(task, description=label, completed=p.done, total=p.total)
+
+    try:
+        report = pull_run(url, run_id, local_dir, client, progress=show)
+        bar.update(task, description=f"{len(report.files)} files")
+    except KeyboardInterrupt:
+        typer.secho(
+            "interrupted: finished files are kept; run the same command to continue", err=True
+        )
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    typer.echo(_describe_pull(report))
+    try:
+        summary = write_report(local_dir, report.files)
+    except (OSError, ValueError) as exc:
+        typer.secho(f"error: files downloaded, but summary.md failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"summary: {summary}")
+
+
+def _describe_pull(report: PullReport) -> str:
+    fetched = [f for f in report.files if f.action == "fetched"]
+    parts = [f"{len(fetched)} fetched", f"{len(report.skipped)} already identical"]
+    if report.newer:
+        parts.append(f"{len(report.newer)} newer than the manifest: {', '.join(report.newer)}")
+    mb = report.bytes_transferred / 1e6
+    return (
+        f"{report.url}/{report.run_id} -> {report.dest}: {', '.join(parts)}; "
+        f"{mb:.1f} MB in {report.seconds:.1f} s, every file SHA-256 checked"
     )
