@@ -358,8 +358,8 @@ def _check_durability(
             raise ConfigError(
                 f"{where}.fallback_zones: {zone!r} is not in the profile's region {region}"
             )
-    if zones:
-        out["fallback_zones"] = tuple(zones)
+    if "fallback_zones" in entry:
+        out["fallback_zones"] = tuple(zones)  # a frozen profile holds no list
     if "imds_url" in entry:
         out["imds_url"] = _check_imds_url(entry["imds_url"], f"{where}.imds_url")
     lead = float(entry.get("shutdown_lead_minutes", 5.0))

@@ -247,3 +247,19 @@ def test_storage_url_errors_show_the_value_and_an_example():
     text = str(info.value)
     assert text.startswith("f.toml: ec2.gpu.storage = 's3://1.2.3.4/x'")
     assert "IP address" in text and "s3://my-bucket/" in text
+
+
+def test_every_node_of_a_cluster_gets_the_instance_profile(aws):
+    from remote.ec2.cluster import launch_cluster
+    from tests.test_ec2 import recording_client
+
+    aws.write(storage=STORAGE)
+    profile = aws.profile()
+    sent: list[dict[str, list[str]]] = []
+    cluster = launch_cluster(profile, 2, placement=False, client=recording_client(profile, sent))
+    (request,) = [r for r in sent if r.get("Action") == ["RunInstances"]]
+    assert request["MinCount"] == request["MaxCount"] == ["2"]
+    assert request["IamInstanceProfile.Name"] == ["emoconsole-gpu"]  # one request, all nodes
+    # moto associates a request's instance profile with its first instance only.
+    first = aws.instance(cluster.instances[0].id)
+    assert first["IamInstanceProfile"]["Arn"].endswith(":instance-profile/emoconsole-gpu")

@@ -531,7 +531,7 @@ IAM_PROPAGATION_S = 60.0
 IAM_RETRY_S = 3.0
 
 
-def _run_instances(client: Any, params: dict[str, Any], instance_type: str) -> dict[str, Any]:
+def request_instances(client: Any, params: dict[str, Any], instance_type: str) -> dict[str, Any]:
     """RunInstances, retried while a new instance profile propagates (same ClientToken:
     a retry never makes a second instance)."""
     deadline = time.monotonic() + IAM_PROPAGATION_S
@@ -591,7 +591,7 @@ def launch(
         params = run_params(
             profile, root_device, profile.key_pair_name, group_id, token, instance_profile
         )
-        answer = _run_instances(client, params, profile.instance_type)
+        answer = request_instances(client, params, profile.instance_type)
         instance_id = answer["Instances"][0]["InstanceId"]
         say(f"instance {instance_id} pending; waiting for it to run")
         _wait_running(client, instance_id)
