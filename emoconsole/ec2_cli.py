@@ -41,7 +41,9 @@ def launch(
 
     Prints the instance id on stdout. The instance is tagged, lets SSH in from
     this machine's address only, requires IMDSv2 and shuts itself down after
-    the profile's max_hours. A launch that fails half-way removes what it made.
+    the profile's max_hours. With storage = "s3://bucket/prefix" in the profile it
+    gets an instance profile that may use that prefix only (created or reused;
+    needs iam:PassRole). A launch that fails half-way removes what it made.
     """
     from remote.config import load_ec2_profiles, user_config_path
     from remote.ec2.api import profile_client
@@ -77,6 +79,8 @@ def launch(
     if due is not None:
         when = f"{due:%Y-%m-%d %H:%M} UTC"
         _err(f"it {cfg.on_shutdown}s itself at {when} (max_hours={cfg.max_hours:g})")
+    if cfg.storage is not None:
+        _err(f"its runs go to {cfg.storage} (credentials: its instance profile, that prefix only)")
     if result.reused:
         return
     _err(

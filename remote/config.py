@@ -9,6 +9,7 @@ port = 22                         # optional: likewise
 identity_file = "~/.ssh/id_ed25519"
 python = "/opt/venv/bin/python"   # the interpreter that runs trainers and the watcher there
 workdir = "~/emoconsole"          # where the shipped code lives there
+# storage = "s3://my-bucket/runs" # optional: runs pushed there while they train
 
 [ec2.gpu]                         # an EC2 profile: also a host named "gpu" (see remote.ec2)
 region = "us-east-1"
@@ -19,6 +20,11 @@ disk_gb = 100
 max_hours = 8                     # it shuts itself down this long after each boot
 user = "ubuntu"
 # caller_ip = "203.0.113.7"       # SSH is let in from here only (default: asked of AWS)
+# storage = "s3://my-bucket/runs" # durable run storage (an instance profile for that prefix)
+# recover = 2                     # a preempted run comes back on a new instance, twice at most
+# fallback_on_demand = false      # a recovery may launch on-demand when spot has no capacity
+# fallback_zones = ["us-east-1b"] # other availability zones a recovery may use
+# shutdown_lead_minutes = 5       # checkpoint and push this long before max_hours ends it
 ```
 
 The user's file is ``$EMOCONSOLE_CONFIG``, else
@@ -35,10 +41,12 @@ neither paramiko nor boto3: listing hosts must stay cheap.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +65,7 @@ _FIELDS: dict[str, type] = {
     "identity_file": str,
     "python": str,
     "workdir": str,
+    "storage": str,
 }
 
 
@@ -98,9 +107,83 @@ _EC2_FIELDS: dict[str, tuple[type, ...]] = {
     "aws_profile": (str,),
     "endpoint_url": (str,),
     "address": (str,),
+    "storage": (str,),
+    "recover": (int,),
+    "fallback_on_demand": (bool,),
+    "fallback_zones": (list,),
+    "imds_url": (str,),
+    "shutdown_lead_minutes": (int, float),
 }
 # Profile names end up in tags, a security-group name and a key-pair name.
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# An availability zone: a region plus a letter (us-east-1b, and local zones: us-west-2-lax-1a).
+_ZONE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d+[a-z]$")
+IMDS_URL = "http://169.254.169.254"  # the real instance metadata service, on every instance
+
+
+# -- durable storage: s3://bucket/prefix ------------------------------------------------------
+
+# S3's rules for a general-purpose bucket's name (docs.aws.amazon.com/AmazonS3/latest/
+# userguide/bucketnamingrules.html), less the ones that only matter when creating one.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+# A prefix segment. Narrower than what S3 accepts on purpose: the prefix is written into
+# the instance profile's IAM policy, where "*", "?" and "${...}" are wildcards and
+# variables that would widen what the instance may touch.
+_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9._=+-]+$")
+
+
+def parse_storage_url(text: str, where: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` as (bucket, prefix), the prefix without slashes at either
+    end. A prefix is required: the instance's credentials are scoped to it, and a whole
+    bucket is never handed to an instance. Errors name ``where`` and the value."""
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(
+            f'{where} = {text!r}: {why} (expected "s3://BUCKET/PREFIX", e.g. '
+            '"s3://my-bucket/emoconsole-runs")'
+        )
+
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme != "s3":
+        raise bad("only s3:// storage is supported")
+    bucket, _, prefix = rest.partition("/")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise bad(
+            f"{bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.' "
+            "and '-', starting and ending with a letter or digit)"
+        )
+    if bucket.startswith(_BUCKET_RESERVED_PREFIXES) or bucket.endswith(_BUCKET_RESERVED_SUFFIXES):
+        raise bad(f"{bucket!r} uses a prefix or suffix S3 reserves")
+    try:
+        ipaddress.IPv4Address(bucket)
+    except ValueError:
+        pass
+    else:
+        raise bad(f"{bucket!r} is an IP address, not a bucket name")
+    prefix = prefix.strip("/")
+    if not prefix:
+        raise bad("a prefix is required after the bucket (the instance may touch only that)")
+    for segment in prefix.split("/"):
+        if segment in ("", ".", ".."):
+            raise bad(f"the prefix {prefix!r} has an empty, '.' or '..' part")
+        if not _PREFIX_SEGMENT.match(segment):
+            raise bad(
+                f"the prefix {prefix!r} may use letters, digits and . _ = + - only "
+                "(it goes into an IAM policy, where * ? and $ are wildcards)"
+            )
+    return bucket, prefix
+
+
+def _check_imds_url(text: str, where: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{where} = {text!r} is not an http:// address (the real service is {IMDS_URL}; "
+            "set this only to point at a stand-in)"
+        )
+    return text.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -116,6 +199,16 @@ class Ec2Profile:
     address: a tunnel, or a test's loopback sshd. ``endpoint_url`` points boto3 at
     another EC2 endpoint (moto, LocalStack). Credentials are never read from
     here: boto3 finds them itself (``aws_profile`` picks a named profile).
+
+    ``storage`` (``s3://bucket/prefix``) is where the instance pushes its runs while
+    they train; with it, ``hosts launch`` attaches an instance profile allowed that
+    prefix only (:mod:`remote.ec2.iam`). ``recover`` makes runs managed: a run whose
+    instance is preempted or lost comes back on a new one (at most that many times),
+    restored from ``storage``, in the profile's zone or one of ``fallback_zones``,
+    and on-demand if ``fallback_on_demand`` and spot has no capacity.
+    ``shutdown_lead_minutes`` is how long before the ``max_hours`` shutdown the
+    on-host guard checkpoints and pushes the run. ``imds_url`` exists for tests (a
+    loopback stand-in for the metadata service, which only exists on EC2).
     """
 
     name: str
@@ -137,7 +230,25 @@ class Ec2Profile:
     aws_profile: str | None = None
     endpoint_url: str | None = None
     address: str | None = None
+    storage: str | None = None  # "s3://bucket/prefix", checked by parse_storage_url
+    recover: int = 0  # how many times a managed run is recovered on a new instance
+    fallback_on_demand: bool = False  # a spot recovery may launch on-demand instead
+    fallback_zones: tuple[str, ...] = ()  # other availability zones a recovery may use
+    imds_url: str | None = None  # None: the real IMDS_URL; tests point it at a stand-in
+    shutdown_lead_minutes: float = 5.0  # the guard acts this long before max_hours ends it
     source: str = field(default="built in", compare=False)
+
+    @property
+    def storage_location(self) -> tuple[str, str] | None:
+        """(bucket, prefix) of ``storage``, or None without it."""
+        if self.storage is None:
+            return None
+        return parse_storage_url(self.storage, f"ec2.{self.name}.storage")
+
+    @property
+    def metadata_url(self) -> str:
+        """Where the on-host guard asks for interruption notices."""
+        return self.imds_url or IMDS_URL
 
     @property
     def key_pair_name(self) -> str:
@@ -200,10 +311,66 @@ def _parse_ec2(path: Path, data: dict[str, Any]) -> dict[str, Ec2Profile]:
         if not 8 <= disk_gb <= 16384:
             raise ConfigError(f"{where}.disk_gb must be 8..16384 GiB, got {disk_gb}")
         fields = {k: v for k, v in entry.items() if k not in ("max_hours", "on_shutdown")}
+        fields.update(_check_durability(where, entry, spot, on_shutdown, max_hours))
         parsed[name] = Ec2Profile(
             name=name, max_hours=max_hours, on_shutdown=on_shutdown, source=str(path), **fields
         )
     return parsed
+
+
+def _check_durability(
+    where: str, entry: dict[str, Any], spot: bool, on_shutdown: str, max_hours: float
+) -> dict[str, Any]:
+    """The storage, recovery and notice keys of one ``[ec2.NAME]`` table, checked
+    and normalised (the types are checked already)."""
+    out: dict[str, Any] = {}
+    storage = entry.get("storage")
+    if storage is not None:
+        parse_storage_url(storage, f"{where}.storage")
+    recover = entry.get("recover", 0)
+    if recover < 0:
+        raise ConfigError(f"{where}.recover must be 0 or more (recoveries per run), got {recover}")
+    # Recovery restores the run from storage on a new instance. Where the old
+    # instance's end takes its disk with it (spot, or on_shutdown = "terminate"),
+    # without storage there is nothing to restore from.
+    if recover and storage is None and (spot or on_shutdown == "terminate"):
+        market = "a spot instance" if spot else "an instance that terminates itself"
+        raise ConfigError(
+            f"{where}: recover = {recover} without storage: {market} takes its disk with "
+            'it, so there would be nothing to recover from; add storage = "s3://BUCKET/PREFIX" '
+            "or set recover = 0"
+        )
+    if entry.get("fallback_on_demand") and not spot:
+        raise ConfigError(
+            f"{where}.fallback_on_demand: the profile is on-demand already (spot = false); "
+            "remove the key or set spot = true"
+        )
+    zones = entry.get("fallback_zones", [])
+    for zone in zones:
+        if not isinstance(zone, str) or not _ZONE.match(zone):
+            raise ConfigError(
+                f"{where}.fallback_zones: {zone!r} is not an availability zone name "
+                '(e.g. "us-east-1b")'
+            )
+        region = entry.get("region")
+        rest = zone[len(region) :] if region and zone.startswith(region) else None
+        if region and not (rest and (len(rest) == 1 or rest.startswith("-"))):
+            raise ConfigError(
+                f"{where}.fallback_zones: {zone!r} is not in the profile's region {region}"
+            )
+    if "fallback_zones" in entry:
+        out["fallback_zones"] = tuple(zones)  # a frozen profile holds no list
+    if "imds_url" in entry:
+        out["imds_url"] = _check_imds_url(entry["imds_url"], f"{where}.imds_url")
+    lead = float(entry.get("shutdown_lead_minutes", 5.0))
+    if not 0 < lead < max_hours * 60:
+        raise ConfigError(
+            f"{where}.shutdown_lead_minutes must be more than 0 and less than max_hours "
+            f"({max_hours * 60:g} min), got {lead:g}"
+        )
+    if "shutdown_lead_minutes" in entry:
+        out["shutdown_lead_minutes"] = lead
+    return out
 
 
 def _ec2_hosts(path: Path, data: dict[str, Any], hosts: dict[str, Any]) -> dict[str, HostConfig]:
@@ -219,6 +386,7 @@ def _ec2_hosts(path: Path, data: dict[str, Any], hosts: dict[str, Any]) -> dict[
             python=profile.python,
             workdir=profile.workdir,
             ec2=profile,
+            storage=profile.storage,
             source=str(path),
         )
     return parsed
@@ -235,6 +403,7 @@ class HostConfig:
     python: str | None = None
     workdir: str | None = None
     ec2: Ec2Profile | None = None  # kind "ec2": the profile
+    storage: str | None = None  # "s3://bucket/prefix": runs pushed there (kind ec2: the profile's)
     source: str = field(default="built in", compare=False)
 
     def describe(self) -> str:
@@ -283,6 +452,14 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
         port = entry.get("port")
         if port is not None and not 0 < port < 65536:
             raise ConfigError(f"{path}: hosts.{name}.port {port} is not a port number")
+        storage = entry.get("storage")
+        if storage is not None:
+            if kind == "local":
+                raise ConfigError(
+                    f"{path}: hosts.{name}.storage: a local host's runs are on this machine "
+                    "already; storage is for SSH hosts and EC2 profiles"
+                )
+            parse_storage_url(storage, f"{path}: hosts.{name}.storage")
         parsed[name] = HostConfig(
             name=name,
             kind=kind,
@@ -292,6 +469,7 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
             identity_file=entry.get("identity_file"),
             python=entry.get("python"),
             workdir=entry.get("workdir"),
+            storage=storage,
             source=str(path),
         )
     return parsed

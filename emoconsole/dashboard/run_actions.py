@@ -15,12 +15,17 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.worker import get_current_worker
 
-from emoconsole.dashboard.cost import PRICE_REFRESH_S, RunCost, run_cost
+from emoconsole.dashboard.cost import PRICE_REFRESH_S, RunCost, run_cost, spans_run_cost
 
 if TYPE_CHECKING:
     from textual.app import App
 
     from emoconsole.dashboard.state import RunState
+    from remote.ec2.prices import CostSoFar
+
+# How long the price worker waits for run.json (read by the follow worker) to learn
+# whether the run lists its instances, before pricing the instance's uptime instead.
+MANIFEST_WAIT_S = 20.0
 
 
 class RunActions:
@@ -34,6 +39,7 @@ class RunActions:
         state: RunState
         cost: RunCost | None
         _price: tuple[float, float] | None
+        _spans: tuple[CostSoFar, float] | None
         _painted: int
         _crash_written: bool
 
@@ -104,18 +110,30 @@ class RunActions:
     @work(thread=True, exclusive=True, group="price", name="ec2 price", exit_on_error=False)
     def price_worker(self) -> None:
         """An EC2 host's hourly price and the instance's uptime, now and then; nothing
-        for other hosts (boto3 is imported only for an EC2 host)."""
+        for other hosts (boto3 is imported only for an EC2 host). A run whose run.json
+        lists its instances is priced across all of them instead."""
         from remote.config import get_host_config
 
         cfg = get_host_config(self.host_name, self.hosts_override)
         if cfg.kind != "ec2" or cfg.ec2 is None:
             return
         from remote.ec2.api import profile_client, running_instance
-        from remote.ec2.prices import hourly_price
+        from remote.ec2.prices import hourly_price, spans_cost, spans_of
 
         worker = get_current_worker()
         client = profile_client(cfg.ec2)
+        deadline = time.monotonic() + MANIFEST_WAIT_S
+        while self.state.config is None and time.monotonic() < deadline:
+            if worker.cancelled_event.wait(0.5):
+                return
+        cache: dict[Any, Any] = {}
         while not worker.is_cancelled:
+            spans = spans_of(self.state.config or {})
+            if spans:
+                cost = spans_cost(client, spans, cache=cache)
+                self.app.call_from_thread(self.set_spans_cost, cost)
+                worker.cancelled_event.wait(PRICE_REFRESH_S)
+                continue
             instance = running_instance(client, cfg.ec2)
             price = hourly_price(client, instance)
             uptime = instance.uptime()
@@ -130,7 +148,17 @@ class RunActions:
         self._price = (usd_per_hour, uptime_s - time.monotonic())
         self._set("#run-header", self._header_text())
 
+    def set_spans_cost(self, cost: CostSoFar) -> None:
+        """The run's cost across its instances as of now; the header counts on from here."""
+        self._spans = (cost, time.monotonic())
+        self._set("#run-header", self._header_text())
+
     def _cost(self) -> RunCost | None:
+        if self._spans is not None:
+            spans, at = self._spans
+            remaining = self.state.eta.estimate(time.time()).to_max_epochs
+            self.cost = spans_run_cost(spans, remaining, time.monotonic() - at)
+            return self.cost
         if self._price is None:
             return None
         usd, uptime_base = self._price

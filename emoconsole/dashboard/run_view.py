@@ -133,6 +133,7 @@ class RunScreen(RunActions, DashboardScreen):
         self.log_offset = 0
         self.cost: RunCost | None = None
         self._price: tuple[float, float] | None = None  # (USD/h, uptime s at the time)
+        self._spans: tuple[Any, float] | None = None  # (CostSoFar, monotonic at the time)
         self.state = RunState(run=run_id, host=host, log_lines=1)
         self.queue: deque[QueueItem] = deque()
         self.lock = threading.Lock()

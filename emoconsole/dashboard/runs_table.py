@@ -28,10 +28,12 @@ class HostListed(Message):
         runs: list[dict[str, Any]] | None,
         error: str | None,
         usd_per_hour: float | None = None,
+        costs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.host, self.runs, self.error = host, runs, error
         self.usd_per_hour = usd_per_hour
+        self.costs = costs  # run id -> remote.ec2.prices.CostSoFar, for managed runs
 
 
 class RunsTable(DataTable):
@@ -95,6 +97,8 @@ class RunsScreen(DashboardScreen):
         worker = get_current_worker()
         live: dict[str, Any] = {}
         prices: dict[str, tuple[float, float | None]] = {}  # host -> (asked at, USD/h)
+        run_costs: dict[str, tuple[float, dict[str, Any]]] = {}  # host -> (asked at, costs)
+        span_cache: dict[Any, Any] = {}  # an ended instance's cost is asked once
         try:
             while not worker.is_cancelled:
                 try:
@@ -121,7 +125,12 @@ class RunsScreen(DashboardScreen):
                     if price is not None:
                         prices[name] = price
                     usd = price[1] if price is not None else None
-                    self.post_message(HostListed(name, runs, None, usd))
+                    costs = _ec2_run_costs(host, runs, run_costs.get(name), span_cache)
+                    if costs is not None:
+                        run_costs[name] = costs
+                    self.post_message(
+                        HostListed(name, runs, None, usd, costs[1] if costs else None)
+                    )
                 worker.cancelled_event.wait(self.refresh_s)
         finally:
             for host in live.values():
@@ -129,7 +138,9 @@ class RunsScreen(DashboardScreen):
 
     @on(HostListed)
     def _host_listed(self, message: HostListed) -> None:
-        self.listing.update(message.host, message.runs, message.error, message.usd_per_hour)
+        self.listing.update(
+            message.host, message.runs, message.error, message.usd_per_hour, message.costs
+        )
         self.rebuild()
         errors = self.listing.errors
         status = self.query_one("#hosts-status", Static)
@@ -286,6 +297,34 @@ def _ec2_price(
     try:
         return now, hourly_price(host.ec2(), instance).usd_per_hour
     except Exception:  # an estimate only: keep the last one, or none
+        return last
+
+
+def _ec2_run_costs(
+    host: Any,
+    runs: list[dict[str, Any]],
+    last: tuple[float, dict[str, Any]] | None,
+    cache: dict[Any, Any],
+) -> tuple[float, dict[str, Any]] | None:
+    """Each listed run's cost across the instances it ran on (rows that carry run.json's
+    ``instances``), asked at most every PRICE_REFRESH_S; None off EC2. Like the hourly
+    price, a failure keeps the last answer: an estimate is no reason to hide runs."""
+    if not hasattr(host, "ec2") or not any(r.get("instances") for r in runs):
+        return None
+    now = time.monotonic()
+    if last is not None and now - last[0] < PRICE_REFRESH_S:
+        return last
+    from remote.ec2.prices import spans_cost, spans_of
+
+    try:
+        client = host.ec2()
+        costs = {}
+        for row in runs:
+            spans = spans_of(row)
+            if spans:
+                costs[str(row.get("id"))] = spans_cost(client, spans, cache=cache)
+        return now, costs
+    except Exception:
         return last
 
 

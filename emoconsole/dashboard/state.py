@@ -19,12 +19,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from emoconsole.dashboard.cost import run_cost
+from emoconsole.dashboard.cost import run_cost, spans_run_cost
 from emoconsole.eta import format_duration, naive_eta
 from emoconsole.monitor_view import MonitorState
 from remote.watch import EventItem, LogItem, SysItem
+
+if TYPE_CHECKING:
+    from remote.ec2.prices import CostSoFar
 
 # A class "collapsed" when its recall falls to COLLAPSE_RECALL or below after having
 # reached COLLAPSE_FROM at an earlier epoch: the classic symptom of a loss or sampler
@@ -69,6 +72,7 @@ class RunRow:
     usd_per_hour: float | None = None
     cost_so_far: float | None = None
     cost_at_end: float | None = None
+    instances: int = 1  # a managed run's instances so far (run.json "instances")
 
     @property
     def key(self) -> str:
@@ -107,9 +111,10 @@ class RunRow:
         run view shows what the instance costs."""
         if self.cost_so_far is None:
             return "-"
+        on = f" ({self.instances} inst.)" if self.instances > 1 else ""
         if self.cost_at_end is None:
-            return f"${self.cost_so_far:.2f}"
-        return f"${self.cost_so_far:.2f} → ${self.cost_at_end:.2f}"
+            return f"${self.cost_so_far:.2f}{on}"
+        return f"${self.cost_so_far:.2f} → ${self.cost_at_end:.2f}{on}"
 
     def matches(self, needle: str) -> bool:
         needle = needle.lower().strip()
@@ -145,10 +150,21 @@ def row_cost(
 
 
 def to_row(
-    host: str, row: dict[str, Any], reachable: bool = True, usd_per_hour: float | None = None
+    host: str,
+    row: dict[str, Any],
+    reachable: bool = True,
+    usd_per_hour: float | None = None,
+    spans: CostSoFar | None = None,
 ) -> RunRow:
+    """One table row. ``spans``: the run's cost across the instances it ran on (a
+    run.json with ``instances``), which replaces "its hours at this host's price"."""
     eta_s = rough_eta(row)
     so_far, at_end = row_cost(row, usd_per_hour, eta_s)
+    instances = 1
+    across = None if spans is None else spans_run_cost(spans, eta_s)
+    if across is not None:
+        so_far, at_end, instances = across.so_far, across.at_end, across.instances
+        usd_per_hour = across.usd_per_hour
     return RunRow(
         host=host,
         id=str(row.get("id")),
@@ -164,6 +180,7 @@ def to_row(
         usd_per_hour=usd_per_hour,
         cost_so_far=so_far,
         cost_at_end=at_end,
+        instances=instances,
     )
 
 
@@ -181,6 +198,8 @@ class RunsListing:
     by_host: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     prices: dict[str, float] = field(default_factory=dict)  # EC2 hosts: USD per hour
+    # EC2 hosts: each listed run's cost across its instances, by host then run id.
+    costs: dict[str, dict[str, CostSoFar]] = field(default_factory=dict)
 
     def update(
         self,
@@ -188,9 +207,12 @@ class RunsListing:
         runs: list[dict[str, Any]] | None,
         error: str | None,
         usd_per_hour: float | None = None,
+        costs: dict[str, CostSoFar] | None = None,
     ) -> None:
         if usd_per_hour is not None:
             self.prices[host] = usd_per_hour
+        if costs:
+            self.costs.setdefault(host, {}).update(costs)
         if error is None:
             self.by_host[host] = list(runs or [])
             self.errors.pop(host, None)
@@ -203,7 +225,8 @@ class RunsListing:
         for host, runs in self.by_host.items():
             reachable = host not in self.errors
             price = self.prices.get(host)
-            out.extend(to_row(host, r, reachable, price) for r in runs)
+            costs = self.costs.get(host, {})
+            out.extend(to_row(host, r, reachable, price, costs.get(str(r.get("id")))) for r in runs)
             if not reachable and not runs:
                 # No run known there yet: still say the host exists and is down.
                 out.append(

@@ -2,6 +2,7 @@
 
 - :mod:`remote.ec2.api`: tags, errors, clients, instances;
 - :mod:`remote.ec2.launch`: launch or reuse (key pair, security group, user data, undo);
+- :mod:`remote.ec2.iam`: the instance profile for a profile's ``storage`` prefix;
 - :mod:`remote.ec2.instances`: list, stop, terminate (tagged only);
 - :mod:`remote.ec2.prices`: spot history and the on-demand table;
 - :mod:`remote.ec2.host`: :class:`~remote.ec2.host.Ec2Host`, the instance as an SSH host;
@@ -16,19 +17,26 @@ is ``emoconsole hosts launch NAME``, said in the error when nothing runs).
 
 The safety rules, and where each is enforced:
 
-- **Tags.** Every instance, root volume, security group and key pair created
-  here carries ``emoconsole:managed=true`` and ``emoconsole:profile=NAME``.
-  Listing, stopping and terminating ask EC2 for tagged resources only *and*
-  check the tag again in code (:func:`remote.ec2.api.is_managed`) before acting, so an
-  instance without it is never touched, whatever its name.
+- **Tags.** Every instance, root volume, security group, key pair, IAM role
+  and instance profile created here carries ``emoconsole:managed=true`` and
+  ``emoconsole:profile=NAME``. Listing, stopping and terminating ask EC2 for
+  tagged resources only *and* check the tag again in code
+  (:func:`remote.ec2.api.is_managed`) before acting, so an instance without it
+  is never touched, whatever its name.
 - **Ingress.** The security group has exactly one inbound rule: TCP 22 from
   the caller's address (``/32``; ``/128`` for IPv6). A later launch from
   another address replaces the rule rather than adding one.
-- **No credentials on the instance.** No instance profile is attached,
-  IMDSv2 is required (hop limit 1), user data holds only the shutdown timer,
-  and nothing here reads, passes or prints the caller's credentials: boto3
-  finds them itself. (The on-host launcher also scrubs ``AWS_*`` from a run's
-  environment: :mod:`remote.onhost.hostctl`.)
+- **No credentials from the laptop on the instance.** IMDSv2 is required
+  (hop limit 1), user data holds only the shutdown timer, and nothing here
+  reads, passes or prints the caller's credentials: boto3 finds them itself.
+  Without ``storage`` no instance profile is attached, so the instance holds
+  no AWS credentials at all. With ``storage = "s3://bucket/prefix"`` it gets
+  a least-privilege instance profile (:mod:`remote.ec2.iam`): a tagged role
+  only EC2 may assume, whose one inline policy allows put/get/delete/abort
+  under ``bucket/prefix/`` and listing that prefix, nothing else; a role of
+  that name that is untagged or carries any other policy is refused. (The
+  on-host launcher also scrubs ``AWS_*`` from a run's environment, so the
+  trainer never sees credentials either way: :mod:`remote.onhost.hostctl`.)
 - **Max lifetime on the instance itself.** User data runs ``shutdown -h
   +MINUTES`` now and installs the same line as a cloud-init per-boot script,
   so a restarted instance is timed again. ``InstanceInitiatedShutdownBehavior``

@@ -136,6 +136,16 @@ def ec2_client(
 
     A fresh session each time, so credentials are always looked up anew (a
     long-running console sees rotated ones); only the parsed API model is shared."""
+    return aws_client("ec2", region, endpoint_url, aws_profile)
+
+
+def aws_client(
+    service: str,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    aws_profile: str | None = None,
+) -> Any:
+    """A boto3 client for ``service`` ("ec2", "iam"), made as :func:`ec2_client` says."""
     import boto3
     import botocore.session
     from botocore.config import Config
@@ -160,7 +170,7 @@ def ec2_client(
             raise ConfigError(
                 "no AWS region: set region = ... in the EC2 profile, or AWS_DEFAULT_REGION"
             )
-        return session.client("ec2", endpoint_url=endpoint_url, config=config)
+        return session.client(service, endpoint_url=endpoint_url, config=config)
     except ProfileNotFound as exc:
         raise ConfigError(f"AWS profile {aws_profile!r} is not configured ({exc})") from exc
 

@@ -36,6 +36,7 @@ from remote.ec2.api import (
     tag_dict,
 )
 from remote.ec2.host import Ec2Host
+from remote.ec2.iam import ensure_instance_profile, iam_client
 from remote.ec2.launch import (
     Undo,
     base_tags,
@@ -45,6 +46,7 @@ from remote.ec2.launch import (
     delete_security_group,
     ensure_key_pair,
     ensure_security_group,
+    request_instances,
     root_device_name,
     run_params,
     tag_spec,
@@ -80,9 +82,12 @@ def cluster_run_params(
     cluster_id: str,
     nodes: int,
     placement_group: str | None,
+    instance_profile: str | None = None,
 ) -> dict[str, Any]:
     """The one RunInstances request for all K nodes (all or nothing: MinCount = K)."""
-    params = run_params(profile, root_device, profile.key_pair_name, groups[0], token)
+    params = run_params(
+        profile, root_device, profile.key_pair_name, groups[0], token, instance_profile
+    )
     params["MinCount"] = params["MaxCount"] = nodes
     params["SecurityGroupIds"] = groups
     for spec in params["TagSpecifications"]:
@@ -152,9 +157,11 @@ def launch_cluster(
     placement: bool = True,
     progress: Progress | None = None,
     client: Any = None,
+    iam: Any = None,
 ) -> Cluster:
     """K new tagged instances, running, in node order. A failure part way removes
-    what the launch created and raises :class:`LaunchError`."""
+    what the launch created and raises :class:`LaunchError`. With ``storage`` in the
+    profile, each node gets the instance profile for that prefix, as in ``launch``."""
     if nodes < 2:
         raise Ec2Error(f"a cluster needs 2 or more nodes, got {nodes}")
     say = progress or (lambda _msg: None)
@@ -171,13 +178,23 @@ def launch_cluster(
         group = (
             create_placement_group(client, profile, cluster_id, undo, say) if placement else None
         )
+        instance_profile = None
+        if profile.storage is not None:
+            iam = iam if iam is not None else iam_client(profile)
+            instance_profile = ensure_instance_profile(profile, iam, undo, say)
         undo.add("the cluster's instances", lambda: terminate_launch(client, token))
         params = cluster_run_params(
-            profile, root_device, [ssh_group, peers], token, cluster_id, nodes, group
+            profile,
+            root_device,
+            [ssh_group, peers],
+            token,
+            cluster_id,
+            nodes,
+            group,
+            instance_profile,
         )
         say(f"launching {nodes} x {profile.instance_type} (cluster {cluster_id})")
-        with aws_errors(f"launching {nodes} x {profile.instance_type}"):
-            answer = client.run_instances(**params)
+        answer = request_instances(client, params, f"{nodes} x {profile.instance_type}")
         ids = [raw["InstanceId"] for raw in answer["Instances"]]
         for index, instance_id in enumerate(ids):
             with aws_errors(f"tagging {instance_id} as node {index}"):

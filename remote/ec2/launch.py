@@ -2,7 +2,8 @@
 
 The caller's address (SSH ingress), the user data with the max-lifetime
 shutdown, the key pair (ed25519, private half 0600 from its first byte), the
-security group with its one rule, the instance, and the wait for SSH.
+security group with its one rule, the instance profile for a profile with
+``storage`` (:mod:`remote.ec2.iam`), the instance, and the wait for SSH.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from remote.ec2.api import (
     profile_client,
     tag_dict,
 )
+from remote.ec2.iam import ensure_instance_profile, iam_client
 from remote.errors import ConfigError
 
 # -- the caller's address, user data, key pairs -----------------------------------------------
@@ -411,9 +413,15 @@ def terminate_launch(client: Any, token: str) -> None:
 
 
 def run_params(
-    profile: Ec2Profile, root_device: str, key_name: str, group_id: str, token: str
+    profile: Ec2Profile,
+    root_device: str,
+    key_name: str,
+    group_id: str,
+    token: str,
+    instance_profile: str | None = None,
 ) -> dict[str, Any]:
-    """The RunInstances request for a profile (no credentials, no instance profile)."""
+    """The RunInstances request for a profile. No credentials ever; an instance
+    profile only when given (the profile's ``storage`` role, :mod:`remote.ec2.iam`)."""
     tags = base_tags(profile)
     params: dict[str, Any] = {
         "ImageId": profile.ami,
@@ -450,6 +458,8 @@ def run_params(
         # A retried request (botocore retries) with the same token creates no second instance.
         "ClientToken": token,
     }
+    if instance_profile is not None:
+        params["IamInstanceProfile"] = {"Name": instance_profile}
     if profile.subnet_id:
         params["SubnetId"] = profile.subnet_id
     if profile.availability_zone:
@@ -515,15 +525,43 @@ def wait_for_ssh(host: str, port: int, timeout: float) -> None:
     )
 
 
+# A just-created instance profile takes a few seconds to reach EC2 (IAM is eventually
+# consistent): RunInstances says "Invalid IAM Instance Profile name" meanwhile.
+IAM_PROPAGATION_S = 60.0
+IAM_RETRY_S = 3.0
+
+
+def request_instances(client: Any, params: dict[str, Any], instance_type: str) -> dict[str, Any]:
+    """RunInstances, retried while a new instance profile propagates (same ClientToken:
+    a retry never makes a second instance)."""
+    deadline = time.monotonic() + IAM_PROPAGATION_S
+    while True:
+        try:
+            with aws_errors(f"launching {instance_type}"):
+                return client.run_instances(**params)
+        except Ec2Error as exc:
+            propagating = (
+                "IamInstanceProfile" in params
+                and exc.code == "InvalidParameterValue"
+                and "iaminstanceprofile" in str(exc).lower()
+            )
+            if not propagating or time.monotonic() > deadline:
+                raise
+            time.sleep(IAM_RETRY_S)
+
+
 def launch(
     profile: Ec2Profile,
     *,
     progress: Progress | None = None,
     ssh_timeout: float | None = None,
     client: Any = None,
+    iam: Any = None,
 ) -> LaunchResult:
     """The profile's instance: a live one is reused (started again if stopped),
     otherwise one is created. With ``ssh_timeout``, also wait for its sshd.
+    With ``storage`` in the profile, the instance gets the instance profile that
+    may write that prefix only (``iam``: an IAM client, default the profile's).
 
     A launch that fails (or is interrupted) after creating something removes
     what it created and raises :class:`LaunchError` (an interrupt is re-raised
@@ -533,7 +571,7 @@ def launch(
     cidr = caller_cidr(profile)
     live = find_instances(client, profile=profile.name)
     if live:
-        return _reuse(client, profile, live, cidr, say, ssh_timeout)
+        return _reuse(client, profile, live, cidr, say, ssh_timeout, iam)
 
     root_device = root_device_name(client, profile)
     token = uuid.uuid4().hex
@@ -541,15 +579,19 @@ def launch(
     try:
         key_path = ensure_key_pair(client, profile, undo, say)
         group_id = ensure_security_group(client, profile, cidr, undo, say)
+        instance_profile = None
+        if profile.storage is not None:
+            iam = iam if iam is not None else iam_client(profile)
+            instance_profile = ensure_instance_profile(profile, iam, undo, say)
         # Registered before the request: an instance created by a request whose
         # answer never came back is still found (by its launch tag) and removed.
         undo.add("the launch's instance", lambda: terminate_launch(client, token))
         market = "spot" if profile.spot else "on-demand"
         say(f"launching {market} {profile.instance_type} from {profile.ami}")
-        with aws_errors(f"launching {profile.instance_type}"):
-            answer = client.run_instances(
-                **run_params(profile, root_device, profile.key_pair_name, group_id, token)
-            )
+        params = run_params(
+            profile, root_device, profile.key_pair_name, group_id, token, instance_profile
+        )
+        answer = request_instances(client, params, profile.instance_type)
         instance_id = answer["Instances"][0]["InstanceId"]
         say(f"instance {instance_id} pending; waiting for it to run")
         _wait_running(client, instance_id)
@@ -579,6 +621,7 @@ def _reuse(
     cidr: str,
     say: Progress,
     ssh_timeout: float | None,
+    iam: Any = None,
 ) -> LaunchResult:
     order = {"running": 0, "pending": 1, "stopping": 2, "stopped": 3}
     instance = sorted(live, key=lambda i: order.get(i.state, 9))[0]
@@ -591,6 +634,8 @@ def _reuse(
             group = client.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
         if is_managed(tag_dict(group)):
             allow_only(client, group_id, cidr)
+    if profile.storage is not None:
+        _attach_on_reuse(client, profile, instance, iam, say)
     if instance.state in ("stopping", "stopped"):
         if instance.state == "stopping":
             wait_for(
@@ -607,3 +652,25 @@ def _reuse(
         host, port = connect_address(profile, instance)
         wait_for_ssh(host, port or 22, ssh_timeout)
     return LaunchResult(instance, reused=True)
+
+
+def _attach_on_reuse(
+    client: Any, profile: Ec2Profile, instance: Instance, iam: Any, say: Progress
+) -> None:
+    """An instance launched before the profile had ``storage`` gets its instance
+    profile now (one it already has is left alone: the role's policy was just
+    rewritten to the current prefix by :func:`ensure_instance_profile`)."""
+    iam = iam if iam is not None else iam_client(profile)
+    name = ensure_instance_profile(profile, iam, Undo(), say)
+    with aws_errors(f"reading the instance profile of {instance.id}"):
+        associations = client.describe_iam_instance_profile_associations(
+            Filters=[{"Name": "instance-id", "Values": [instance.id]}]
+        ).get("IamInstanceProfileAssociations", [])
+    live = [a for a in associations if a.get("State") in ("associating", "associated")]
+    if live:
+        return
+    with aws_errors(f"attaching instance profile {name} to {instance.id}"):
+        client.associate_iam_instance_profile(
+            IamInstanceProfile={"Name": name}, InstanceId=instance.id
+        )
+    say(f"attached instance profile {name} to {instance.id}")
