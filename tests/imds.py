@@ -62,7 +62,10 @@ class ImdsStandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="imds-stand-in", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # close() waits for one poll
+            name="imds-stand-in",
+            daemon=True,
         )
 
     @property

@@ -121,6 +121,42 @@ def test_a_notice_older_than_the_process_is_not_its_preemption(tmp_path):
     assert read_notice(tmp_path, since=150.0) is None  # the previous process's notice
 
 
+def test_the_engine_records_preempted_once_then_a_plain_stop_after_resume(tmp_path):
+    """The notice turns the stop of the process it was signalled to into ``preempted``;
+    the same file, left in the run directory, does not do it to the resumed process."""
+    from tests.test_engine import StopAt, make
+    from trainers.engine.trainer import StopRequested, Trainer
+
+    def fit_stopping_at(trainer: Trainer, global_step: int, resume: bool) -> None:
+        setup = Trainer._setup
+
+        def with_stop(self: Trainer) -> None:
+            setup(self)
+            self.logger.sinks.append(StopAt(self, global_step))
+
+        trainer._setup = with_stop.__get__(trainer)
+        trainer.fit(resume=resume)
+
+    entry, cfg, run = make(tmp_path, "run")
+    trainer = Trainer(entry, cfg, run)
+    now = time.time()
+    notice = {"source": "spot", "action": "terminate", "time": now + 120,
+              "noticed_at": now, "signalled_at": now, "pid": os.getpid()}  # fmt: skip
+    (run.path / NOTICE_FILE).write_text(json.dumps(notice))
+    with pytest.raises(StopRequested):
+        fit_stopping_at(trainer, 2, resume=False)
+    with pytest.raises(StopRequested):
+        fit_stopping_at(Trainer(entry, cfg, run), 4, resume=True)  # the notice is stale now
+    statuses = [e for e in read_events(run.events) if e["type"] == "status"]
+    assert [e["status"] for e in statuses if e["status"] in ("preempted", "resumed", "stopped")] \
+        == ["preempted", "resumed", "stopped"]  # fmt: skip
+    preempted = next(e for e in statuses if e["status"] == "preempted")
+    assert preempted["source"] == "spot" and preempted["notice_time"] == notice["time"]
+    assert statuses[-1]["status"] == "stopped"
+    manifest = run.read_manifest()
+    assert manifest["status"] == "stopped" and len(manifest["preemptions"]) == 1
+
+
 def test_guard_log_holds_lines_until_the_run_directory_exists(tmp_path):
     log = GuardLog(tmp_path / "run", echo=None)
     log("before")
@@ -215,16 +251,48 @@ def test_a_spot_notice_preempts_a_real_run(imds, small_corpus, feature_cache, tm
     assert imds.refused == []  # every GET carried its token
 
 
-def test_the_shutdown_timer_preempts_a_real_run(small_corpus, feature_cache, tmp_path):
+# A stand-in for the trainer where the engine is not what is tested: it keeps the engine's
+# contract with the guard (stop handlers installed once run.json says running, a second
+# after it starts, as a trainer importing torch; the stop status by trainers.events'
+# stop_status; a checkpoint on the way out) in a fraction of a second of CPU.
+FAKE_TRAINER = """
+import json, os, signal, sys, time
+from pathlib import Path
+from trainers.events import EventType, EventWriter, stop_status
+from trainers.rundir import write_json_atomic
+run, created, stop = Path(sys.argv[1]), time.time(), []
+time.sleep(1.0)
+(run / "checkpoints").mkdir(parents=True)
+signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+write_json_atomic(run / "run.json", {"status": "running", "pid": os.getpid()})
+events = EventWriter(run / "events.jsonl")
+events.write(EventType.STATUS, status="running")
+while not stop:
+    time.sleep(0.05)
+(run / "checkpoints" / "last.pt").write_bytes(b"saved at the next step")
+status, notice = stop_status(run, created)
+events.write(EventType.STATUS, status=status, signal=stop[0], **notice)
+write_json_atomic(run / "run.json", {"status": status, "preemptions": [notice]})
+sys.exit(128 + stop[0])
+"""
+
+
+def test_the_shutdown_timer_preempts_a_run_even_before_it_is_up(tmp_path):
+    """``--shutdown-at now+61 --shutdown-lead 60``: the notice comes a second after the
+    launch, while the trainer still starts; the guard waits for its stop handlers."""
     runs = tmp_path / "runs"
-    shutdown_at = time.time() + 121
-    answer = _launch(
-        runs, small_corpus, feature_cache,
-        "--shutdown-at", str(shutdown_at), "--shutdown-lead", "120", "--poll", "0.5",
+    shutdown_at = time.time() + 61
+    out = subprocess.run(
+        [sys.executable, "-m", "remote.hostctl", "launch", "--runs", str(runs),
+         "--run-id", RUN, "--shutdown-at", str(shutdown_at), "--shutdown-lead", "60",
+         "--poll", "0.5", "--", sys.executable, "-c", FAKE_TRAINER, str(runs / RUN)],
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+    answer = json.loads(out.stdout.splitlines()[-1])
     notice = _assert_preempted(runs / RUN, answer, "max_hours", "shutdown")
     assert notice["time"] == shutdown_at
-    assert shutdown_at - 121 < notice["noticed_at"] < shutdown_at - 119 + 5
+    assert shutdown_at - 61 < notice["noticed_at"] < shutdown_at - 60 + 1
+    assert notice["signalled_at"] > notice["noticed_at"] + 0.3  # waited for "running"
 
 
 def test_hostctl_launch_hands_its_options_to_the_guard(tmp_path, capsys):
