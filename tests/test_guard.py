@@ -272,7 +272,7 @@ while not stop:
 (run / "checkpoints" / "last.pt").write_bytes(b"saved at the next step")
 status, notice = stop_status(run, created)
 events.write(EventType.STATUS, status=status, signal=stop[0], **notice)
-write_json_atomic(run / "run.json", {"status": status, "preemptions": [notice]})
+write_json_atomic(run / "run.json", {"status": status, "preemptions": [notice] if notice else []})
 sys.exit(128 + stop[0])
 """
 

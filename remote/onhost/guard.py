@@ -211,7 +211,7 @@ class Guard:
         self._write_notice(record)  # the stop's timings, before a push that may be cut off
         if o.storage:
             # What remains before the instance goes, and at least a minute to try.
-            record["pushed"] = self._flush(max(notice.time - time.time(), 60.0))
+            record["pushed"] = self._flush(max(notice.time - time.time(), 60.0), last=False)
             record["pushed_at"] = time.time()
             self._write_notice(record)
             self._flush(30.0)  # notice.json itself, with pushed_at in it
@@ -274,16 +274,20 @@ class Guard:
                 self.log(f"storage: push failed ({state.get('failures')} in a row): {error}")
             self._last_storage_error = error
 
-    def _flush(self, timeout: float) -> bool:
+    def _flush(self, timeout: float, last: bool = True) -> bool:
+        """Push everything now (the Uploader retries within ``timeout``); the uploader
+        stops after the ``last`` one."""
         if self.uploader is None:
             return False
         t0 = time.time()
         try:
             ok = bool(self.uploader.flush(timeout))
         finally:
-            self.uploader.stop()
-            self.uploader = None
-        self.log(f"final push {'done' if ok else 'NOT complete'} in {time.time() - t0:.1f} s")
+            if last:
+                self.uploader.stop()
+                self.uploader = None
+        what = "final push" if last else "push"
+        self.log(f"{what} {'done' if ok else 'NOT complete'} in {time.time() - t0:.1f} s")
         return ok
 
 
