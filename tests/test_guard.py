@@ -252,19 +252,22 @@ def test_a_spot_notice_preempts_a_real_run(imds, small_corpus, feature_cache, tm
 
 
 # A stand-in for the trainer where the engine is not what is tested: it keeps the engine's
-# contract with the guard (stop handlers installed once run.json says running, a second
-# after it starts, as a trainer importing torch; the stop status by trainers.events'
-# stop_status; a checkpoint on the way out) in a fraction of a second of CPU.
+# contract with the guard (stop handlers installed when run.json says running; the stop
+# status by trainers.events' stop_status; a checkpoint on the way out) in a fraction of a
+# second of CPU. With "late" it gets up only once the guard has written notice.json, as a
+# trainer still importing torch when the notice comes.
 FAKE_TRAINER = """
-import json, os, signal, sys, time
+import os, signal, sys, time
 from pathlib import Path
-from trainers.events import EventType, EventWriter, stop_status
+from trainers.events import NOTICE_FILE, EventType, EventWriter, stop_status
 from trainers.rundir import write_json_atomic
 run, created, stop = Path(sys.argv[1]), time.time(), []
-time.sleep(1.0)
 (run / "checkpoints").mkdir(parents=True)
+while sys.argv[2:] == ["late"] and not (run / NOTICE_FILE).exists():
+    time.sleep(0.05)
 signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
-write_json_atomic(run / "run.json", {"status": "running", "pid": os.getpid()})
+ready = {"status": "running", "pid": os.getpid(), "ready_at": time.time()}
+write_json_atomic(run / "run.json", ready)
 events = EventWriter(run / "events.jsonl")
 events.write(EventType.STATUS, status="running")
 while not stop:
@@ -272,27 +275,29 @@ while not stop:
 (run / "checkpoints" / "last.pt").write_bytes(b"saved at the next step")
 status, notice = stop_status(run, created)
 events.write(EventType.STATUS, status=status, signal=stop[0], **notice)
-write_json_atomic(run / "run.json", {"status": status, "preemptions": [notice] if notice else []})
+write_json_atomic(run / "run.json", {**ready, "status": status,
+                                     "preemptions": [notice] if notice else []})
 sys.exit(128 + stop[0])
 """
 
 
 def test_the_shutdown_timer_preempts_a_run_even_before_it_is_up(tmp_path):
     """``--shutdown-at now+61 --shutdown-lead 60``: the notice comes a second after the
-    launch, while the trainer still starts; the guard waits for its stop handlers."""
+    launch, before the trainer is up; the guard waits for its stop handlers."""
     runs = tmp_path / "runs"
     shutdown_at = time.time() + 61
     out = subprocess.run(
         [sys.executable, "-m", "remote.hostctl", "launch", "--runs", str(runs),
          "--run-id", RUN, "--shutdown-at", str(shutdown_at), "--shutdown-lead", "60",
-         "--poll", "0.5", "--", sys.executable, "-c", FAKE_TRAINER, str(runs / RUN)],
+         "--poll", "0.5", "--", sys.executable, "-c", FAKE_TRAINER, str(runs / RUN), "late"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     answer = json.loads(out.stdout.splitlines()[-1])
     notice = _assert_preempted(runs / RUN, answer, "max_hours", "shutdown")
     assert notice["time"] == shutdown_at
-    assert shutdown_at - 61 < notice["noticed_at"] < shutdown_at - 60 + 1
-    assert notice["signalled_at"] > notice["noticed_at"] + 0.3  # waited for "running"
+    assert shutdown_at - 60 <= notice["noticed_at"] < shutdown_at - 55  # not before the lead
+    ready_at = json.loads((runs / RUN / "run.json").read_text())["ready_at"]
+    assert notice["noticed_at"] < ready_at <= notice["signalled_at"]
 
 
 def test_hostctl_launch_hands_its_options_to_the_guard(tmp_path, capsys):
