@@ -301,21 +301,23 @@ def test_the_shutdown_timer_preempts_a_run_even_before_it_is_up(tmp_path):
 
 
 def test_hostctl_launch_hands_its_options_to_the_guard(tmp_path, capsys):
-    """Without --storage/--imds/--shutdown-at no guard; with them, its argv has them."""
+    """Without --storage/--imds/--shutdown-at no guard; with them, its argv has them, and
+    it watches --run-dir (a resume's launch id is not the run's directory name)."""
     runs = tmp_path / "runs"
-    sleeper = [sys.executable, "-c", "import time; time.sleep(30)", "plain"]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)", str(runs / "g")]
     assert hostctl_main(["launch", "--runs", str(runs), "--run-id", "plain", "--", *sleeper]) == 0
     assert "guard_pid" not in json.loads(capsys.readouterr().out)
     args = ["--imds", "http://127.0.0.1:9", "--poll", "0.3", "--shutdown-at", "1e10"]
-    code = hostctl_main(["launch", "--runs", str(runs), "--run-id", "g", *args, "--", *sleeper])
+    code = hostctl_main(["launch", "--runs", str(runs), "--run-id", "g.resume-1",
+                         "--run-dir", str(runs / "g"), *args, "--", *sleeper])  # fmt: skip
     answer = json.loads(capsys.readouterr().out)
     assert code == 0 and answer["guard_pid"]
-    argv = json.loads((runs / ".launches" / "g" / "guard_argv.json").read_text())
+    argv = json.loads((runs / ".launches" / "g.resume-1" / "guard_argv.json").read_text())
     assert argv[1:5] == ["-m", "remote.onhost.guard", str(runs / "g"), "--pid"]
     assert argv[6:] == ["--imds", "http://127.0.0.1:9", "--poll", "0.3",
                         "--shutdown-at", "10000000000.0"]  # fmt: skip
     # The run stopped by hand: the guard sees the trainer gone and leaves by itself.
-    for launch in ("plain", "g"):
+    for launch in ("plain", "g.resume-1"):
         pid = int((runs / ".launches" / launch / "pid").read_text())
         os.kill(pid, 15)
     deadline = time.monotonic() + 30

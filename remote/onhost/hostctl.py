@@ -3,7 +3,7 @@
     python -m remote.hostctl launch --runs DIR --run-id ID [--cwd DIR] [--pythonpath P]
         [--storage s3://B/P] [--endpoint-url U] [--region R] [--imds URL] [--poll S]
         [--push-every S] [--shutdown-at EPOCH] [--shutdown-lead S] [--grace S]
-        [--guard-python PY] -- ARGV...
+        [--guard-python PY] [--run-dir DIR] -- ARGV...
     python -m remote.hostctl stop RUN_DIR [--grace 30]
     python -m remote.hostctl list RUNS_DIR
     python -m remote.hostctl evaluations RUN_DIR
@@ -81,9 +81,12 @@ def launch(
     pythonpath: str | None,
     guard_args: list[str] | None = None,
     guard_python: str | None = None,
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Start ``argv`` detached as run ``run_id`` (once per id), then its guard when
-    ``guard_args`` (the guard's options after RUN_DIR and --pid) are given."""
+    """Start ``argv`` detached as launch ``run_id`` (once per id), then its guard when
+    ``guard_args`` (the guard's options after RUN_DIR and --pid) are given. The guard
+    watches ``run_dir``, by default ``runs/run_id``: a resume's launch id
+    (``<run-id>.resume-<t>``) is not its run's directory name."""
     lock = runs / LAUNCHES / run_id
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -103,7 +106,9 @@ def launch(
     if guard_args is not None:
         try:
             answer.update(
-                _launch_guard(lock, runs / run_id, pid, argv, cwd, env, guard_args, guard_python)
+                _launch_guard(
+                    lock, run_dir or runs / run_id, pid, argv, cwd, env, guard_args, guard_python
+                )
             )
         except OSError as exc:  # the run trains; say loudly that nothing guards it
             answer["guard_error"] = (
@@ -362,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     guard.add_argument("--shutdown-lead", type=float, default=None, help="stop this much before")
     guard.add_argument("--grace", type=float, default=None, help="SIGKILL this long after TERM")
     guard.add_argument("--guard-python", default=None, help="the guard's interpreter")
+    guard.add_argument(
+        "--run-dir", type=Path, default=None, help="the run the guard watches (RUNS/RUN_ID)"
+    )
     p.add_argument("argv", nargs=argparse.REMAINDER)
     p = sub.add_parser("stop")
     p.add_argument("run_dir", type=Path)
@@ -385,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             args.cwd,
             args.pythonpath,
             guard_args=guard_args(args),
+            run_dir=args.run_dir.expanduser() if args.run_dir else None,
             guard_python=args.guard_python,
         )
     elif args.command == "stop":
