@@ -10,6 +10,8 @@ For each model it prints, in seconds after the announcement:
 * ``checkpoint``: ``checkpoints/last.pt`` was renamed into place (its mtime);
 * ``preempted``: the trainer's final status event;
 * ``gone``: the guard found the trainer process gone (it polls every 0.2 s);
+* ``noticed->ckpt``: from the guard's notice to the checkpoint, the part the poll
+  interval does not decide (the trainer's next step, then the save);
 
 and the checkpoint's size (model, optimizer state, RNG: what a storage push would
 carry). AWS's notice is 120 s; whatever ``gone`` leaves is the time to push. The
@@ -72,6 +74,7 @@ def measure(model: str, corpus: Path, work: Path, imds: ImdsStandIn, poll: float
             "--out", str(runs), "--run-id", model, *sets]  # fmt: skip
     launch = [sys.executable, "-m", "remote.hostctl", "launch", "--runs", str(runs),
               "--run-id", model, "--imds", imds.url, "--poll", str(poll), "--", *argv]  # fmt: skip
+    imds.clear()  # each run on a fresh "instance": the last model's notice is gone
     out = subprocess.run(launch, capture_output=True, text=True, check=True, cwd=REPO)
     answer = json.loads(out.stdout.splitlines()[-1])
     t0 = time.time()
@@ -95,6 +98,8 @@ def measure(model: str, corpus: Path, work: Path, imds: ImdsStandIn, poll: float
         "checkpoint": notice["checkpoint_at"] - announced,
         "preempted": final["time"] - announced,
         "gone": notice["stopped_at"] - announced,
+        # What the poll interval does not decide: the trainer's next step and its save.
+        "noticed_to_checkpoint": notice["checkpoint_at"] - notice["noticed_at"],
         "checkpoint_mb": ckpt.stat().st_size / 1e6,
         "signal": notice["signal"],
     }
@@ -132,10 +137,12 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\nseconds after the announcement (guard poll {args.poll:g} s; AWS gives 120 s)")
-    print(f"{'model':18} {'noticed':>8} {'ckpt':>7} {'preempted':>9} {'gone':>7} {'ckpt MB':>8}")
+    print(f"{'model':18} {'noticed':>8} {'ckpt':>7} {'preempted':>9} {'gone':>7} "
+          f"{'noticed->ckpt':>13} {'ckpt MB':>8}")  # fmt: skip
     for r in rows:
         print(f"{r['model']:18} {r['noticed']:8.2f} {r['checkpoint']:7.2f} {r['preempted']:9.2f} "
-              f"{r['gone']:7.2f} {r['checkpoint_mb']:8.1f}")  # fmt: skip
+              f"{r['gone']:7.2f} {r['noticed_to_checkpoint']:13.2f} "
+              f"{r['checkpoint_mb']:8.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -105,6 +105,12 @@ class ImdsStandIn:
             )
         return at
 
+    def clear(self) -> None:
+        """No notice and no scheduled event (the service of a fresh instance)."""
+        with self._lock:
+            self.instance_action = None
+            self.maintenance = []
+
     def expire_tokens(self) -> None:
         with self._lock:
             self.tokens.clear()
