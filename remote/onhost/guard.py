@@ -134,7 +134,7 @@ class Guard:
         if o.storage:
             try:
                 self._storage_url = _parse_storage(o.storage)
-            except Exception as exc:  # ConfigError from remote.storage: name it, guard on
+            except Exception as exc:  # remote.storage's StorageError: say so, guard on
                 self.log(f"--storage: {exc}; the run is NOT pushed anywhere")
                 o.storage = None
         while True:
@@ -240,6 +240,8 @@ class Guard:
 
     def _write_notice(self, record: dict[str, Any]) -> None:
         path = self.o.run_dir / NOTICE_FILE
+        if not path.parent.is_dir():
+            return  # the trainer has not created it yet; written once it is up (_act)
         try:
             write_json_atomic(path, record)
         except OSError as exc:

@@ -163,8 +163,8 @@ def _launch_guard(
 ) -> dict[str, Any]:
     """The run's guard, detached like the run. Its Python: ``guard_python``, else the
     run's own when the run is ``PY -m ...`` (the environment that has boto3 for
-    --storage), else this one. The code the guard imports comes first on its path,
-    as for the run."""
+    --storage), else this one. Its path: the shipped code first, as for the run, then
+    the tree this hostctl runs from (which has remote.onhost.guard)."""
     python = guard_python or (argv[0] if argv[1:2] == ["-m"] else sys.executable)
     here = str(Path(__file__).resolve().parents[2])  # the tree that holds remote/
     env = dict(env)
