@@ -117,6 +117,7 @@ class EtaEstimator:
             "completed",
             "failed",
             "stopped",
+            "preempted",
             "crashed",
         ):
             self.finished = True

@@ -117,7 +117,7 @@ def watch(
 ) -> None:
     """Follow a run live: events, its log, connection drops; ends with the run.
 
-    Exits 0 when the run completed or was stopped, 1 when it failed or crashed.
+    Exits 0 when the run completed, was stopped or preempted, 1 when it failed or crashed.
     """
     from emoconsole.monitor_view import system_line
     from remote.hosts import get_host

@@ -116,7 +116,7 @@ class MonitorState:
         header.add_row(
             Text(self.run, style="bold"),
             f"host {self.host}",
-            Text(self.status, style=_status_style(self.status)),
+            Text(self.status, style=status_style(self.status)),
             f"connection: {self.connection}",
         )
         est = self.eta.estimate(time.time())
@@ -192,11 +192,13 @@ def _f(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
-def _status_style(status: str) -> str:
+def status_style(status: str) -> str:
+    """A run status's colour, the same in the monitor and the dashboard's run view."""
     return {
         "completed": "bold green",
         "running": "green",
         "failed": "bold red",
         "crashed": "bold red",
         "stopped": "yellow",
+        "preempted": "bold magenta",  # its instance went away; checkpoint kept, resumable
     }.get(status, "")

@@ -48,6 +48,9 @@ class RunStatus(StrEnum):
     RESUMED = "resumed"  # written once on resume, then RUNNING again
     COMPLETED = "completed"  # reached max epochs or early stopping
     STOPPED = "stopped"  # asked to stop (SIGTERM/SIGINT); checkpoint saved
+    # Stopped like ``stopped`` because the instance is going away (the guard wrote
+    # notice.json first): source, action, notice_time, noticed_at say why and when.
+    PREEMPTED = "preempted"
     FAILED = "failed"  # an exception ended the run; see the error event
     CRASHED = "crashed"
 
@@ -55,7 +58,56 @@ class RunStatus(StrEnum):
         return self in _TERMINAL
 
 
-_TERMINAL = {RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.CRASHED}
+_TERMINAL = {
+    RunStatus.COMPLETED,
+    RunStatus.STOPPED,
+    RunStatus.PREEMPTED,
+    RunStatus.FAILED,
+    RunStatus.CRASHED,
+}
+
+# Written by the run's guard (remote.onhost.guard) before it stops the run on a notice:
+# {"source": "spot"|"maintenance"|"max_hours", "action", "time" (when the instance goes,
+# Unix seconds), "noticed_at", "pid"}, then "signalled_at" (just before its SIGTERM),
+# then stopped_at, signal, status, checkpoint_at, and with storage pushed, pushed_at.
+NOTICE_FILE = "notice.json"
+
+
+def read_notice(run_dir: Path, since: float = 0.0) -> dict[str, Any] | None:
+    """The guard's notice for a process that started at ``since`` (Unix seconds).
+
+    A notice signalled before then belongs to an earlier process of the same run (the
+    one preempted before this resume); it must not turn this one's plain stop into
+    another preemption. None when there is no such notice or it cannot be read.
+    """
+    try:
+        notice = json.loads((Path(run_dir) / NOTICE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(notice, dict):
+        return None
+    # The guard stamps signalled_at just before its SIGTERM, once the trainer is up;
+    # noticed_at (earlier: it may precede a trainer still starting) if it has not yet.
+    stamp = notice.get("signalled_at", notice.get("noticed_at"))
+    if not isinstance(stamp, int | float) or stamp < since:
+        return None
+    return notice
+
+
+def stop_status(run_dir: Path, since: float = 0.0) -> tuple[RunStatus, dict[str, Any]]:
+    """The status a run asked to stop records: ``preempted`` with the notice's source,
+    action, notice_time and noticed_at when the guard gave notice (:func:`read_notice`),
+    else ``stopped``. One rule for the engine and the torchrun launcher."""
+    notice = read_notice(run_dir, since)
+    if notice is None:
+        return RunStatus.STOPPED, {}
+    return RunStatus.PREEMPTED, {
+        "source": notice.get("source"),
+        "action": notice.get("action"),
+        "notice_time": notice.get("time"),
+        "noticed_at": notice.get("noticed_at"),
+    }
+
 
 # The fields each engine-written event type always carries (beyond seq/type/time).
 REQUIRED_FIELDS: dict[EventType, tuple[str, ...]] = {

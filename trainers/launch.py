@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.engine.signals import stop_signals
-from trainers.events import EventType, EventWriter, RunStatus
+from trainers.events import EventType, EventWriter, RunStatus, stop_status
 from trainers.rundir import RunDir, tail_lines
 from trainers.session import fit_exit_code, trainer_from_manifest
 
@@ -77,6 +77,7 @@ def launch(
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
 
+    started = time.time()  # a notice.json older than this is an earlier process's
     argv = torchrun_argv(run, nproc, nnodes, rdzv_endpoint, max_restarts, node_rank)
     print("torchrun " + " ".join(argv), flush=True)
     args = get_args_parser().parse_args(argv)
@@ -98,9 +99,11 @@ def launch(
         record_rank_failure(run, rank, failure.exitcode, failure.message)
         return 1
     except SignalException as exc:
-        # torchrun has stopped the ranks with the same signal; rank 0 wrote "stopped" if they
-        # agreed on a step, else the run is recorded as stopped here.
-        _finish_if_open(run, RunStatus.STOPPED, signal=int(exc.sigval))
+        # torchrun has stopped the ranks with the same signal; rank 0 wrote "stopped" (or
+        # "preempted", on the guard's notice) if they agreed on a step, else the run is
+        # recorded here by the same rule.
+        status, notice = stop_status(run.path, started)
+        _finish_if_open(run, status, signal=int(exc.sigval), **notice)
         return 128 + int(exc.sigval)
     manifest = run.read_manifest() if run.run_json.exists() else {}
     if not manifest.get("rank0_pid"):
@@ -144,7 +147,12 @@ def _finish_if_open(run: RunDir, status: RunStatus, **fields: Any) -> None:
         return
     with EventWriter(run.events) as writer:
         writer.write(EventType.STATUS, status=status, **fields)
-    run.update_manifest(status=status, ended_at=time.time())
+    final: dict[str, Any] = {"status": status, "ended_at": time.time()}
+    if status == RunStatus.PREEMPTED:  # as the engine records it (Trainer._record_stop)
+        notice = {k: fields.get(k) for k in ("source", "action", "notice_time", "noticed_at")}
+        earlier = manifest.get("preemptions") or []
+        final["preemptions"] = [*earlier, {**notice, "stopped_at": final["ended_at"]}]
+    run.update_manifest(**final)
 
 
 def _signal_name(num: int) -> str:

@@ -54,7 +54,7 @@ from emoconsole.dashboard.state import (
     level_token,
     line_level,
 )
-from emoconsole.monitor_view import system_line
+from emoconsole.monitor_view import status_style, system_line
 from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem, WatchItem
 
 LOG_MAX_LINES = 20_000
@@ -395,9 +395,7 @@ class RunScreen(RunActions, DashboardScreen):
         text = Text()
         text.append(f"{s.run}", style="bold")
         text.append(f"  {s.model or '?'} on {s.host}  ")
-        style = {"completed": "bold green", "running": "green", "failed": "bold red",
-                 "crashed": "bold red", "stopped": "yellow"}.get(s.status, "")  # fmt: skip
-        text.append(s.status, style=style)
+        text.append(s.status, style=status_style(s.status))
         conn_style = "green" if s.connection.startswith("live") else "bold yellow"
         text.append("  connection: ")
         text.append(s.connection, style=conn_style)

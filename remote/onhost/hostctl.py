@@ -1,6 +1,9 @@
 """On-host run control: launch detached, stop, list. Stdlib only.
 
-    python -m remote.hostctl launch --runs DIR --run-id ID [--cwd DIR] [--pythonpath P] -- ARGV...
+    python -m remote.hostctl launch --runs DIR --run-id ID [--cwd DIR] [--pythonpath P]
+        [--storage s3://B/P] [--endpoint-url U] [--region R] [--imds URL] [--poll S]
+        [--push-every S] [--shutdown-at EPOCH] [--shutdown-lead S] [--grace S]
+        [--guard-python PY] [--run-dir DIR] -- ARGV...
     python -m remote.hostctl stop RUN_DIR [--grace 30]
     python -m remote.hostctl list RUNS_DIR
     python -m remote.hostctl evaluations RUN_DIR
@@ -16,6 +19,12 @@ after a lost connection finds the lock and reports the process the first try
 started instead of starting a second one. The child gets a new session,
 /dev/null as stdin and a file as stdout and stderr, so nothing ties it to the
 SSH channel: closing the channel, or killing the console, leaves it running.
+
+With ``--storage``, ``--imds`` or ``--shutdown-at``, ``launch`` also starts the
+run's guard (:mod:`remote.onhost.guard`) right after the trainer, detached the
+same way: it pushes the run directory to storage and stops the trainer on a spot
+interruption, a scheduled maintenance or the profile's shutdown timer. Its pid
+is ``RUNS/.launches/ID/guard.pid``, its output ``guard.out`` beside it.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from trainers.rundir import RunDir
 from trainers.runlog import RunLog
 
 LAUNCHES = ".launches"
+GUARD_MODULE = "remote.onhost.guard"
 # Environment variables a launched run never inherits: credentials stay with the caller.
 SCRUBBED_PREFIXES = ("AWS_",)
 
@@ -64,22 +74,64 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def launch(
-    runs: Path, run_id: str, argv: list[str], cwd: Path | None, pythonpath: str | None
+    runs: Path,
+    run_id: str,
+    argv: list[str],
+    cwd: Path | None,
+    pythonpath: str | None,
+    guard_args: list[str] | None = None,
+    guard_python: str | None = None,
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
+    """Start ``argv`` detached as launch ``run_id`` (once per id), then its guard when
+    ``guard_args`` (the guard's options after RUN_DIR and --pid) are given. The guard
+    watches ``run_dir``, by default ``runs/run_id``: a resume's launch id
+    (``<run-id>.resume-<t>``) is not its run's directory name."""
     lock = runs / LAUNCHES / run_id
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         lock.mkdir()
     except FileExistsError:
         return _existing_launch(lock, run_id)
+    env = _run_env(pythonpath)
+    (lock / "argv.json").write_text(json.dumps(argv))
+    pid = _spawn(argv, cwd, env, lock / "output.log")
+    _write_pid(lock / "pid", pid)
+    answer: dict[str, Any] = {
+        "run_id": run_id,
+        "pid": pid,
+        "launched": True,
+        "output": str(lock / "output.log"),
+    }
+    if guard_args is not None:
+        try:
+            answer.update(
+                _launch_guard(
+                    lock, run_dir or runs / run_id, pid, argv, cwd, env, guard_args, guard_python
+                )
+            )
+        except OSError as exc:  # the run trains; say loudly that nothing guards it
+            answer["guard_error"] = (
+                f"the run started but its guard did not: {exc}; nothing pushes it to storage "
+                "or stops it on a notice (stop it, fix the guard's python, launch again)"
+            )
+    return answer
+
+
+def _run_env(pythonpath: str | None) -> dict[str, str]:
+    """This process's environment less AWS_*, with the shipped code first on PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + (
             os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else ""
         )
     env["PYTHONUNBUFFERED"] = "1"
-    (lock / "argv.json").write_text(json.dumps(argv))
-    with open(lock / "output.log", "ab") as out, open(os.devnull, "rb") as devnull:
+    return env
+
+
+def _spawn(argv: list[str], cwd: Path | None, env: dict[str, str], output: Path) -> int:
+    """A detached process (own session, no terminal, output to a file); its pid."""
+    with open(output, "ab") as out, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -90,10 +142,38 @@ def launch(
             start_new_session=True,
             close_fds=True,
         )
-    tmp = lock / ".pid.tmp"
-    tmp.write_text(str(proc.pid))
-    os.replace(tmp, lock / "pid")
-    return {"run_id": run_id, "pid": proc.pid, "launched": True, "output": str(lock / "output.log")}
+    return proc.pid
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(str(pid))
+    os.replace(tmp, path)
+
+
+def _launch_guard(
+    lock: Path,
+    run_dir: Path,
+    pid: int,
+    argv: list[str],
+    cwd: Path | None,
+    env: dict[str, str],
+    guard_args: list[str],
+    guard_python: str | None,
+) -> dict[str, Any]:
+    """The run's guard, detached like the run. Its Python: ``guard_python``, else the
+    run's own when the run is ``PY -m ...`` (the environment that has boto3 for
+    --storage), else this one. Its path: the shipped code first, as for the run, then
+    the tree this hostctl runs from (which has remote.onhost.guard)."""
+    python = guard_python or (argv[0] if argv[1:2] == ["-m"] else sys.executable)
+    here = str(Path(__file__).resolve().parents[2])  # the tree that holds remote/
+    env = dict(env)
+    env["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + here if env.get("PYTHONPATH") else here
+    guard_argv = [python, "-m", GUARD_MODULE, str(run_dir), "--pid", str(pid), *guard_args]
+    (lock / "guard_argv.json").write_text(json.dumps(guard_argv))
+    guard_pid = _spawn(guard_argv, cwd, env, lock / "guard.out")
+    _write_pid(lock / "guard.pid", guard_pid)
+    return {"guard_pid": guard_pid, "guard_output": str(lock / "guard.out")}
 
 
 def _existing_launch(lock: Path, run_id: str, wait: float = 10.0) -> dict[str, Any]:
@@ -112,13 +192,16 @@ def _existing_launch(lock: Path, run_id: str, wait: float = 10.0) -> dict[str, A
                     "remove that directory to launch again",
                 }
             time.sleep(0.1)
-    return {
+    answer: dict[str, Any] = {
         "run_id": run_id,
         "pid": pid,
         "launched": False,
         "alive": pid_alive(pid),
         "output": str(lock / "output.log"),
     }
+    with contextlib.suppress(OSError, ValueError):
+        answer["guard_pid"] = int((lock / "guard.pid").read_text())
+    return answer
 
 
 # -- stop -----------------------------------------------------------------------------------
@@ -136,7 +219,12 @@ def run_pid(run_dir: Path) -> int | None:
 
 def stop(run_dir: Path, grace: float) -> dict[str, Any]:
     """SIGTERM (the engine checkpoints and writes its final status), SIGKILL after grace."""
-    pid = run_pid(run_dir)
+    return stop_process(run_dir, run_pid(run_dir), grace)
+
+
+def stop_process(run_dir: Path, pid: int | None, grace: float) -> dict[str, Any]:
+    """Stop the run's process ``pid`` as ``stop`` does and wait for it to be gone: the
+    one way a run is stopped, whether a user asks or the guard acts on a notice."""
     status = (_read_json(run_dir / "run.json") or {}).get("status")
     if not pid_alive(pid):
         return {"run": str(run_dir), "pid": pid, "was_running": False, "status": status}
@@ -226,6 +314,37 @@ def evaluations(run_dir: Path) -> dict[str, Any]:
 
 # -- entry point ----------------------------------------------------------------------------
 
+# launch's options handed on to the guard as they are (its own parser checks them).
+GUARD_OPTIONS = (
+    "storage",
+    "endpoint_url",
+    "region",
+    "imds",
+    "poll",
+    "push_every",
+    "shutdown_at",
+    "shutdown_lead",
+    "grace",
+)
+
+
+def guard_args(args: argparse.Namespace) -> list[str] | None:
+    """The guard's options from launch's, or None when nothing asks for a guard."""
+    if args.storage is None and args.imds is None and args.shutdown_at is None:
+        return None
+    out: list[str] = []
+    for name in GUARD_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            out += ["--" + name.replace("_", "-"), str(value)]
+    return out
+
+
+def _looks_like_s3(text: str) -> bool:
+    """The guard parses the URL fully; this refuses what can only be a mistake before
+    anything starts (a run without the storage it was meant to have)."""
+    return text.startswith("s3://") and bool(text[5:].split("/", 1)[0])
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m remote.hostctl")
@@ -235,6 +354,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-id", required=True)
     p.add_argument("--cwd", type=Path, default=None)
     p.add_argument("--pythonpath", default=None)
+    guard = p.add_argument_group(
+        "guard", "remote.onhost.guard beside the run (with --storage, --imds or --shutdown-at)"
+    )
+    guard.add_argument("--storage", default=None, help="s3://bucket/prefix to push the run to")
+    guard.add_argument("--endpoint-url", default=None, help="S3 endpoint (a test server)")
+    guard.add_argument("--region", default=None, help="the bucket's region")
+    guard.add_argument("--imds", default=None, help="poll this instance metadata service")
+    guard.add_argument("--poll", type=float, default=None, help="seconds between IMDS polls")
+    guard.add_argument("--push-every", type=float, default=None, help="seconds between pushes")
+    guard.add_argument("--shutdown-at", type=float, default=None, help="the instance's shutdown")
+    guard.add_argument("--shutdown-lead", type=float, default=None, help="stop this much before")
+    guard.add_argument("--grace", type=float, default=None, help="SIGKILL this long after TERM")
+    guard.add_argument("--guard-python", default=None, help="the guard's interpreter")
+    guard.add_argument(
+        "--run-dir", type=Path, default=None, help="the run the guard watches (RUNS/RUN_ID)"
+    )
     p.add_argument("argv", nargs=argparse.REMAINDER)
     p = sub.add_parser("stop")
     p.add_argument("run_dir", type=Path)
@@ -249,7 +384,18 @@ def main(argv: list[str] | None = None) -> int:
         command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not command:
             parser.error("launch needs a command after --")
-        result = launch(args.runs.expanduser(), args.run_id, command, args.cwd, args.pythonpath)
+        if args.storage is not None and not _looks_like_s3(args.storage):
+            parser.error(f"--storage {args.storage!r}: expected s3://bucket/prefix")
+        result = launch(
+            args.runs.expanduser(),
+            args.run_id,
+            command,
+            args.cwd,
+            args.pythonpath,
+            guard_args=guard_args(args),
+            run_dir=args.run_dir.expanduser() if args.run_dir else None,
+            guard_python=args.guard_python,
+        )
     elif args.command == "stop":
         result = stop(args.run_dir.expanduser(), args.grace)
     elif args.command == "evaluations":

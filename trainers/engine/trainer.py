@@ -53,7 +53,7 @@ from trainers.engine.losses import build_loss, class_weights, mixed_loss
 from trainers.engine.optim import build_optimizer, build_schedule, current_lr
 from trainers.engine.signals import stop_signals
 from trainers.engine.sinks import RunLogger, TensorBoardSink, TextLogSink
-from trainers.events import EventType, RunStatus
+from trainers.events import EventType, RunStatus, stop_status
 from trainers.registry import ModelEntry
 from trainers.rundir import BadInputLog, RunDir, write_json_atomic
 
@@ -181,6 +181,10 @@ class Trainer:
         # The signal that asked the run to stop (set by the handlers, or by a caller to
         # request a stop); the loop checkpoints at the next step and raises StopRequested.
         self.stop_signal: int | None = None
+        # A notice.json older than this process belongs to an earlier one of the same
+        # run (preempted, then resumed here): see trainers.events.read_notice. Set before
+        # fit() installs the stop handlers, so every notice that can stop this one is later.
+        self.created_at = time.time()
         self.callbacks = entry.make_callbacks(cfg)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -221,9 +225,11 @@ class Trainer:
             ckpt = D.broadcast(ckpt, self.dist) if resume else None
             summary = self._fit(ckpt, t_start)
         except StopRequested:
-            self.logger.emit(EventType.STATUS, status=RunStatus.STOPPED, signal=self.stop_signal)
+            # The guard writes notice.json before it signals: the instance is going away.
+            status, notice = stop_status(self.run.path, self.created_at)
+            self.logger.emit(EventType.STATUS, status=status, signal=self.stop_signal, **notice)
             if main:
-                self.run.update_manifest(status=RunStatus.STOPPED, ended_at=time.time())
+                self._record_stop(status, notice)
             self._close()
             raise
         except BaseException as exc:
@@ -248,6 +254,15 @@ class Trainer:
             self.run.update_manifest(status=RunStatus.COMPLETED, ended_at=time.time())
         self._close()
         return summary
+
+    def _record_stop(self, status: RunStatus, notice: dict[str, Any]) -> None:
+        """run.json's final status; a preemption is also appended to ``preemptions``
+        (one entry per instance lost, across resumes)."""
+        fields: dict[str, Any] = {"status": status, "ended_at": time.time()}
+        if status == RunStatus.PREEMPTED:
+            earlier = self.run.read_manifest().get("preemptions") or []
+            fields["preemptions"] = [*earlier, {**notice, "stopped_at": fields["ended_at"]}]
+        self.run.update_manifest(**fields)
 
     def _rank_fields(self) -> dict[str, Any]:
         if not self.dist.enabled:
