@@ -68,6 +68,15 @@ def deploy(
     rdzv_port: Annotated[
         int, typer.Option(help="With several nodes: the first node's rendezvous port.")
     ] = 29400,
+    recover: Annotated[
+        int | None,
+        typer.Option(
+            help="EC2 hosts with storage: when the run's instance is lost (spot "
+            "interruption, max_hours shutdown, a dead machine), launch a new one and resume "
+            "there, up to N times; checked by the next `runs`, `monitor` or dashboard "
+            "refresh. Default: the profile's recover."
+        ),
+    ] = None,
 ) -> None:
     """Ship the code (and data), prepare Python, start MODEL detached on a host.
 
@@ -94,6 +103,7 @@ def deploy(
         max_restarts=max_restarts,
         nodes=nodes,
         rdzv_port=rdzv_port,
+        recover=recover,
     )
     with known_errors():
         try:
@@ -174,6 +184,7 @@ def runs(
     from remote.deploy import list_runs
     from remote.hosts import get_host
 
+    managed = check_recoveries()
     names = [host] if host else list(load_hosts())
     rows: list[dict[str, Any]] = []
     for name in names:
@@ -188,6 +199,11 @@ def runs(
                 typer.secho(f"{name}: {exc}", fg="yellow", err=True)
             finally:
                 target.close()
+    for row in rows:
+        run_state = managed.get(row["id"])
+        if run_state is not None:
+            row["recoveries"] = run_state.recoveries
+            row["recover"] = run_state.recover
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -200,7 +216,8 @@ def runs(
             row["id"],
             row["host"],
             row["model"] or "?",
-            row["status"] or "?",
+            (row["status"] or "?")
+            + (f" ({row['recoveries']}/{row['recover']} recovered)" if "recover" in row else ""),
             f"{row['epoch'] or '-'}/{row['epochs'] or '-'}",
             f"{row['best']:.4f} {row['monitor']}" if row.get("best") is not None else "-",
         ]
@@ -214,6 +231,18 @@ def runs(
     for c in cells:
         table.add_row(*c)
     console.print(table)
+
+
+def check_recoveries(only: str | None = None) -> dict[str, Any]:
+    """Recover managed runs whose instance is gone (remote.recovery); their states by id.
+
+    Nothing is imported or asked of AWS when the ledger holds no managed run."""
+    from remote.recovery import check_managed, managed_runs
+
+    if not any(run.state not in ("finished", "exhausted") for run in managed_runs()):
+        return {run.run_id: run for run in managed_runs()}
+    states = check_managed(lambda msg: typer.echo(msg, err=True), only=only)
+    return {run.run_id: run for run in states}
 
 
 def _fit(widths: list[int], room: int) -> list[int]:
@@ -283,6 +312,7 @@ def monitor(
     from remote.watch import follow
 
     name, run_ref, settled = host_for(run, host)
+    check_recoveries(only=run_ref)
     nodes = _nodes_of(run_ref) if host is None else None
     if nodes:
         with known_errors():

@@ -25,6 +25,7 @@ user = "ubuntu"
 # fallback_on_demand = false      # a recovery may launch on-demand when spot has no capacity
 # fallback_zones = ["us-east-1b"] # other availability zones a recovery may use
 # shutdown_lead_minutes = 5       # checkpoint and push this long before max_hours ends it
+# notice_poll_s = 5               # how often the instance asks for an interruption notice
 ```
 
 The user's file is ``$EMOCONSOLE_CONFIG``, else
@@ -113,6 +114,7 @@ _EC2_FIELDS: dict[str, tuple[type, ...]] = {
     "fallback_zones": (list,),
     "imds_url": (str,),
     "shutdown_lead_minutes": (int, float),
+    "notice_poll_s": (int, float),
 }
 # Profile names end up in tags, a security-group name and a key-pair name.
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -236,6 +238,7 @@ class Ec2Profile:
     fallback_zones: tuple[str, ...] = ()  # other availability zones a recovery may use
     imds_url: str | None = None  # None: the real IMDS_URL; tests point it at a stand-in
     shutdown_lead_minutes: float = 5.0  # the guard acts this long before max_hours ends it
+    notice_poll_s: float = 5.0  # how often the guard asks IMDS for a notice (AWS: 2 min warning)
     source: str = field(default="built in", compare=False)
 
     @property
@@ -370,6 +373,14 @@ def _check_durability(
         )
     if "shutdown_lead_minutes" in entry:
         out["shutdown_lead_minutes"] = lead
+    if "notice_poll_s" in entry:
+        poll = float(entry["notice_poll_s"])
+        if not 0 < poll <= 30:
+            raise ConfigError(
+                f"{where}.notice_poll_s must be more than 0 and at most 30 s (a spot notice "
+                f"gives 120 s), got {poll:g}"
+            )
+        out["notice_poll_s"] = poll
     return out
 
 

@@ -263,6 +263,7 @@ def launch_run(
     max_restarts: int = 0,
     nnodes: int = 1,
     rdzv_endpoint: str = "",
+    guard: list[str] | None = None,
 ) -> Launch:
     argv = [python, "-m", "trainers", "train", model, "--data", data, "--out", layout.runs]
     argv += ["--run-id", run_id]
@@ -287,6 +288,7 @@ def launch_run(
             layout.root,
             "--pythonpath",
             code_dir,
+            *(guard or []),
             "--",
             *argv,
         ],
@@ -363,8 +365,9 @@ def deploy(
         if progress:
             progress(f"stopped {stop_first}: {answer.get('status')}")
     launch = launch_run(
-        host, layout, code_dir, python, model, data, overrides, run_id, gpus, max_restarts
-    )
+        host, layout, code_dir, python, model, data, overrides, run_id, gpus, max_restarts,
+        guard=guard_for(host),
+    )  # fmt: skip
     # Return once the run has written run.json: then `runs` and the watcher see it, and a
     # process that died at once (a missing data set) is reported here with its output.
     wait_started(host, code_dir, layout, launch, timeout=started_timeout)
@@ -372,6 +375,34 @@ def deploy(
         verb = "started" if launch.launched else "was already started"
         progress(f"run {run_id} {verb} on {host.name} (pid {launch.pid})")
     return launch
+
+
+def guard_options(profile: Any, instance: Any) -> list[str]:
+    """hostctl's options for the guard beside a run on an EC2 instance of ``profile``
+    (:mod:`remote.onhost.guard`): push to the profile's storage, hear interruption
+    notices from the instance metadata service, and act before the max-lifetime
+    shutdown (counted from the instance's launch, as its boot script counts)."""
+    args = ["--imds", profile.metadata_url, "--poll", f"{profile.notice_poll_s:g}"]
+    if profile.storage:
+        args += ["--storage", profile.storage]
+        if profile.endpoint_url:
+            args += ["--endpoint-url", profile.endpoint_url]
+        if profile.region:
+            args += ["--region", profile.region]
+    launched = getattr(instance, "launch_time", None)
+    if launched is not None and profile.max_hours:
+        lead = 60 * profile.shutdown_lead_minutes
+        shutdown_at = launched.timestamp() + profile.shutdown_minutes * 60
+        args += ["--shutdown-at", f"{shutdown_at:.0f}", "--shutdown-lead", f"{lead:.0f}"]
+    return args
+
+
+def guard_for(host: Host) -> list[str]:
+    """The guard options a run on ``host`` gets: EC2 hosts only (none elsewhere)."""
+    profile = getattr(host, "profile", None)
+    if profile is None:
+        return []
+    return guard_options(profile, getattr(host, "instance", None))
 
 
 def prepare_host(

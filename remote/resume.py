@@ -40,7 +40,7 @@ from remote.layout import (
     resolve_layout,
 )
 
-RESUMABLE = ("stopped", "crashed", "failed")
+RESUMABLE = ("stopped", "crashed", "failed", "preempted")
 
 
 class ResumeError(DeployError):
@@ -73,7 +73,9 @@ def _origin(
     return python, code_dir
 
 
-def resume_run(host: Host, run_id: str, *, timeout: float = 180.0) -> Resumed:
+def resume_run(
+    host: Host, run_id: str, *, timeout: float = 180.0, guard: list[str] | None = None
+) -> Resumed:
     """Start ``trainers resume`` for ``run_id`` (an id under the host's runs/) and
     return once the new process has registered the resume (its entry in run.json's
     ``resumes``: the run directory and its config checked out). It takes the run
@@ -85,8 +87,8 @@ def resume_run(host: Host, run_id: str, *, timeout: float = 180.0) -> Resumed:
         raise ResumeError(f"{host.name}: no run {run_id} under {layout.runs}")
     if row.get("status") not in RESUMABLE:
         raise ResumeError(
-            f"{host.name}: {run_id} is {row.get('status')}; only a stopped, crashed or "
-            "failed run can be resumed"
+            f"{host.name}: {run_id} is {row.get('status')}; only a stopped, crashed, "
+            "failed or preempted run can be resumed"
         )
     run_dir = layout.run_dir(run_id)
     manifest = read_host_json(host, f"{run_dir}/run.json") or {}
@@ -97,12 +99,17 @@ def resume_run(host: Host, run_id: str, *, timeout: float = 180.0) -> Resumed:
         host,
         code_dir,
         ["launch", "--runs", layout.runs, "--run-id", launch_id, "--cwd", layout.root,
-         "--pythonpath", code_dir, "--", *argv],
+         "--pythonpath", code_dir, *_guarding(guard, run_dir), "--", *argv],
     )  # fmt: skip
     resumed = Resumed(run_id, host.name, run_dir, int(answer.get("pid") or 0), python, code_dir,
                       f"{layout.launches}/{launch_id}/output.log")  # fmt: skip
     _wait(host, resumed, timeout, _registered, "registered the resume")
     return resumed
+
+
+def _guarding(guard: list[str] | None, run_dir: str) -> list[str]:
+    """The guard's options, watching the run's own directory (the launch id is not it)."""
+    return [*guard, "--run-dir", run_dir] if guard else []
 
 
 def wait_taken_over(host: Host, resumed: Resumed, timeout: float = 1800.0) -> None:

@@ -47,6 +47,9 @@ class RunRequest:
     max_restarts: int = 0
     nodes: int = 1
     rdzv_port: int = DEFAULT_RDZV_PORT
+    # Recoveries on a new instance when the run's own is lost (EC2 hosts with storage);
+    # None: the profile's ``recover``.
+    recover: int | None = None
 
     @property
     def host_names(self) -> list[str]:
@@ -117,6 +120,7 @@ def start_run(
     if request.several_nodes:
         return _start_nodes(request, say, hosts)
     target = get_host(request.host_names[0], hosts)
+    recover = _recoveries(request, target)
     try:
         data, upload = _data_on(request, [target])
         launch = deploy_one(
@@ -132,10 +136,49 @@ def start_run(
             gpus=request.gpus,
             max_restarts=request.max_restarts,
         )
+        instance = getattr(target, "instance", None)
     finally:
         target.close()
-    ledger.record(launch.run_id, request.host, launch.run_dir, request.model, pid=launch.pid)
+    if recover:
+        from remote.recovery import ManagedRun, span
+
+        profile = target.profile  # type: ignore[attr-defined]
+        ManagedRun(
+            run_id=launch.run_id, host=request.host, run_dir=launch.run_dir,
+            model=request.model, recover=recover, storage=profile.storage,
+            instance_id=instance.id if instance else None, data=data,
+            local_data=str(request.local_data) if request.local_data else None,
+            env=request.env, instances=[span(instance)] if instance else [],
+        ).save(pid=launch.pid)  # fmt: skip
+    else:
+        ledger.record(launch.run_id, request.host, launch.run_dir, request.model, pid=launch.pid)
     return launch
+
+
+def _recoveries(request: RunRequest, target: Host) -> int:
+    """How many recoveries the run gets; a refusal before anything starts when it
+    cannot have them (not EC2, or no storage to recover from)."""
+    profile = getattr(target, "profile", None)
+    wanted = request.recover
+    if wanted is None:
+        wanted = getattr(profile, "recover", 0) if profile is not None else 0
+    if wanted < 0:
+        raise RequestError(f"--recover {wanted}: a count >= 0", field="recover")
+    if not wanted:
+        return 0
+    if profile is None:
+        raise RequestError(
+            f"--recover {wanted}: host {request.host} is not an EC2 profile; recovery "
+            "launches a new instance of one",
+            field="recover",
+        )
+    if not getattr(profile, "storage", None):
+        raise RequestError(
+            f"--recover {wanted}: profile {profile.name} has no storage to recover from; "
+            f'add storage = "s3://BUCKET/PREFIX" to [ec2.{profile.name}]',
+            field="recover",
+        )
+    return int(wanted)
 
 
 def _start_nodes(

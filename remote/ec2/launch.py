@@ -557,9 +557,12 @@ def launch(
     ssh_timeout: float | None = None,
     client: Any = None,
     iam: Any = None,
+    token: str | None = None,
 ) -> LaunchResult:
     """The profile's instance: a live one is reused (started again if stopped),
     otherwise one is created. With ``ssh_timeout``, also wait for its sshd.
+    ``token``: the request's idempotency token (a recovery derives it from the run
+    and the recovery number, so a retried or doubled request makes one instance).
     With ``storage`` in the profile, the instance gets the instance profile that
     may write that prefix only (``iam``: an IAM client, default the profile's).
 
@@ -574,7 +577,7 @@ def launch(
         return _reuse(client, profile, live, cidr, say, ssh_timeout, iam)
 
     root_device = root_device_name(client, profile)
-    token = uuid.uuid4().hex
+    token = token or uuid.uuid4().hex
     undo = Undo()
     try:
         key_path = ensure_key_pair(client, profile, undo, say)

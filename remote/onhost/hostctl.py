@@ -278,6 +278,9 @@ def describe_run(run_dir: Path) -> dict[str, Any] | None:
         "epoch": None,
         "best": None,
         "monitor": None,
+        # The instances a managed run ran on (remote.recovery): the runs table's cost.
+        "instances": manifest.get("instances"),
+        "recoveries": manifest.get("recoveries"),
     }
     with contextlib.suppress(OSError, ValueError):
         log = RunLog.read(run_dir / "events.jsonl")

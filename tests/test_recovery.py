@@ -1,0 +1,188 @@
+"""Managed runs on EC2 recovered on a new instance, end to end against real parts:
+moto's server for EC2, S3 and IAM, two loopback sshds as the old and the new
+instance, and a loopback stand-in for the instance metadata service (IMDSv2),
+which cannot run outside EC2 (tests/imds.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import boto3
+from typer.testing import CliRunner
+
+from emoconsole.cli import app
+from tests.aws import BUCKET, REGION, reset_moto
+from tests.conftest import SMALL_MODEL, run_trainers
+
+pytest_plugins = ["tests.sshd", "tests.aws", "tests.imds"]
+
+CALLER = "203.0.113.7"
+STORAGE = f"s3://{BUCKET}/runs"
+EPOCHS = 4
+runner = CliRunner()
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def events_of(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # a line being written
+            out.append(json.loads(line))
+    return out
+
+
+def status_of(run_dir: Path) -> str | None:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((run_dir / "run.json").read_text()).get("status")
+    return None
+
+
+class Cloud:
+    """moto's account with a bucket, the profile file, and the launched instances."""
+
+    def __init__(self, endpoint: str, config: Path, work: Path, imds_url: str) -> None:
+        reset_moto(endpoint)
+        self.endpoint, self.config, self.work, self.imds_url = endpoint, config, work, imds_url
+        self.ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=REGION)
+        self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        self.s3.create_bucket(Bucket=BUCKET)
+        images = self.ec2.describe_images(Filters=[{"Name": "name", "Values": ["ubuntu*"]}])
+        self.ami = images["Images"][0]["ImageId"]
+
+    def profile(self, server, **extra: object) -> None:
+        """[ec2.gpu], its instance reached at ``server`` (moto's addresses go nowhere)."""
+        values = {
+            "region": REGION, "ami": self.ami, "instance_type": "g4dn.xlarge",
+            "endpoint_url": self.endpoint, "caller_ip": CALLER,
+            "address": f"127.0.0.1:{server.port}", "user": server.user,
+            "python": sys.executable, "workdir": str(self.work), "spot": True,
+            "on_shutdown": "terminate", "storage": STORAGE, "recover": 1,
+            "imds_url": self.imds_url, **extra,
+        }  # fmt: skip
+        body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+        self.config.parent.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(f"[ec2.gpu]\n{body}")
+
+    def live(self) -> list[dict]:
+        rows = self.ec2.describe_instances()["Reservations"]
+        return [
+            i for r in rows for i in r["Instances"] if i["State"]["Name"] not in ("terminated",)
+        ]
+
+    def authorize(self, *servers) -> None:
+        """What EC2 does with the key pair: its public half in authorized_keys."""
+        (pair,) = self.ec2.describe_key_pairs(KeyNames=["emoconsole-gpu"], IncludePublicKey=True)[
+            "KeyPairs"
+        ]
+        for server in servers:
+            with open(server.root / "authorized_keys", "a") as fh:
+                fh.write(pair["PublicKey"] + "\n")
+
+    def stored(self, run_id: str, name: str) -> dict | None:
+        try:
+            body = self.s3.get_object(Bucket=BUCKET, Key=f"runs/{run_id}/{name}")["Body"]
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body.read())
+
+
+def cli(*args: str, code: int = 0) -> str:
+    """The command's stdout (ids, JSON); stderr's progress only in a failure's message."""
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.stdout
+
+
+def test_a_preempted_spot_run_recovers_on_a_new_instance_and_ends_as_if_uninterrupted(
+    moto_endpoint, fake_aws_env, ssh_env, make_sshd, imds, tmp_path, monkeypatch,
+    small_corpus, feature_cache,
+):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    old_box, new_box = make_sshd(), make_sshd()
+    work = tmp_path / "instance-disk"
+    cloud = Cloud(moto_endpoint, ssh_env.config_dir / "emoconsole" / "hosts.toml", work, imds.url)
+    cloud.profile(old_box, notice_poll_s=0.2)
+    settings = [*SMALL_MODEL, f"train.epochs={EPOCHS}", f"data.cache_dir={feature_cache}"]
+
+    old_id = cli("hosts", "launch", "gpu").strip().splitlines()[-1]
+    cloud.authorize(old_box, new_box)
+    cli("hosts", "trust", "gpu", "--fingerprint", old_box.fingerprint())
+    sets = [arg for item in settings for arg in ("--set", item)]
+    run_id = (
+        cli(
+            "deploy", "hybrid-attention", "--host", "gpu", "--remote-data", str(small_corpus), *sets
+        )
+        .strip()
+        .splitlines()[-1]
+    )
+    run_dir = work / "runs" / run_id
+
+    # Epoch 2 starts; the spot market takes the instance back (two minutes' notice).
+    def in_epoch_2() -> bool:
+        events = events_of(run_dir / "events.jsonl")
+        return any(e["type"] == "epoch_start" and e["epoch"] >= 2 for e in events)
+
+    wait_for(in_epoch_2, 240, "epoch 2")
+    imds.announce("terminate", in_s=120)
+    stored = wait_for(
+        lambda: (cloud.stored(run_id, "notice.json") or {}).get("pushed_at")
+        and cloud.stored(run_id, "run.json"),
+        120, "the preempted run in storage",
+    )  # fmt: skip
+    assert stored["status"] == "preempted"
+    cloud.ec2.terminate_instances(InstanceIds=[old_id])
+    shutil.rmtree(work)  # the root volume went with the instance
+    imds.instance_action = None  # the new instance's metadata announces nothing
+    cloud.profile(new_box, notice_poll_s=0.2)
+
+    # The next console command notices and recovers, with no one at the keyboard.
+    listing = runner.invoke(app, ["runs", "--json"])
+    assert listing.exit_code == 0, listing.output
+    assert "recovering it (1 of 1)" in listing.output
+    (new,) = cloud.live()
+    assert new["InstanceId"] != old_id
+    assert new["IamInstanceProfile"]["Arn"].endswith("/emoconsole-gpu")
+    wait_for(lambda: status_of(run_dir) == "completed", 300, "the resumed run to complete")
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["recoveries"] == 1
+    assert [span["instance_id"] for span in manifest["instances"]] == [old_id, new["InstanceId"]]
+
+    # Exactly the run that would have finished without the interruption.
+    ref = run_trainers(
+        "train", "hybrid-attention", "--data", str(small_corpus), "--out",
+        str(tmp_path / "ref"), "--run-id", "straight",
+        *[arg for item in settings for arg in ("--set", item)],
+    )  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    a = json.loads((tmp_path / "ref" / "straight" / "summary.json").read_text())
+    b = json.loads((run_dir / "summary.json").read_text())
+    for split in ("val", "test"):
+        for key in ("accuracy", "macro_f1", "uar", "loss", "confusion"):
+            assert b[split][key] == a[split][key], (split, key)
+
+    events = events_of(run_dir / "events.jsonl")
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # every seq once, in order
+    statuses = [e["status"] for e in events if e["type"] == "status"]
+    assert statuses.index("preempted") < statuses.index("resumed")
+    assert statuses[-1] == "completed"
+    rows = json.loads(listing.stdout.strip().splitlines()[-1])
+    row = next(r for r in rows if r["id"] == run_id)
+    assert row["recoveries"] == 1
