@@ -214,6 +214,9 @@ class Launch:
     code_dir: str
     python: str
     argv: list[str] = field(default_factory=list)
+    # The run started but its guard did not (hostctl's words): nothing pushes it to
+    # storage or stops it on a notice. Said by deploy; None when all is well.
+    guard_error: str | None = None
 
 
 def hostctl(host: Host, code_dir: str, args: list[str], timeout: float = 120) -> dict[str, Any]:
@@ -302,6 +305,7 @@ def launch_run(
         code_dir=code_dir,
         python=python,
         argv=argv,
+        guard_error=answer.get("guard_error"),
     )
 
 
@@ -374,6 +378,8 @@ def deploy(
     if progress:
         verb = "started" if launch.launched else "was already started"
         progress(f"run {run_id} {verb} on {host.name} (pid {launch.pid})")
+        if launch.guard_error:
+            progress(f"warning: {launch.guard_error}")
     return launch
 
 
@@ -398,11 +404,14 @@ def guard_options(profile: Any, instance: Any) -> list[str]:
 
 
 def guard_for(host: Host) -> list[str]:
-    """The guard options a run on ``host`` gets: EC2 hosts only (none elsewhere)."""
+    """The guard options a run on ``host`` gets: on EC2 the profile's (notices, storage,
+    the shutdown timer); on an SSH host with ``storage`` the pushes alone, with the
+    host's own AWS credentials (its ~/.aws, its role); nothing elsewhere."""
     profile = getattr(host, "profile", None)
-    if profile is None:
-        return []
-    return guard_options(profile, getattr(host, "instance", None))
+    if profile is not None:
+        return guard_options(profile, getattr(host, "instance", None))
+    storage = getattr(host, "storage", None)
+    return ["--storage", storage] if storage else []
 
 
 def prepare_host(

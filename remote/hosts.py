@@ -34,7 +34,7 @@ def host_from_config(cfg: HostConfig) -> Host:
         return Ec2Host(cfg.ec2)
     from remote.ssh import SSHHost  # paramiko only when an SSH host is used
 
-    return SSHHost(
+    host = SSHHost(
         cfg.name,
         cfg.host,
         user=cfg.user,
@@ -43,6 +43,8 @@ def host_from_config(cfg: HostConfig) -> Host:
         python=cfg.python or "python3",
         workdir=cfg.workdir,
     )
+    host.storage = cfg.storage  # runs there are pushed to it (remote.deploy.guard_for)
+    return host
 
 
 def get_host(name: str, hosts: dict[str, HostConfig] | None = None) -> Host:

@@ -226,8 +226,8 @@ def check_managed(
             continue
         try:
             out.append(_check_one(run, say, recover))
-        except RemoteError as exc:
-            run.note = f"recovery failed: {exc}"
+        except Exception as exc:  # AWS, SSH or storage: kept in the note, retried next time
+            run.note = f"recovery failed: {type(exc).__name__}: {exc}"
             say(f"{run.run_id}: {run.note}")
             out.append(run)
     return out

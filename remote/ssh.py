@@ -241,6 +241,7 @@ class SSHHost:
         self.identity_file = identity_file
         self.python = python
         self.workdir = workdir
+        self.storage: str | None = None  # s3://bucket/prefix its runs are pushed to
         self.ssh_config_path = Path(
             os.path.expanduser(ssh_config) if ssh_config else os.path.expanduser("~/.ssh/config")
         )

@@ -19,7 +19,6 @@ from remote.onhost.guard import GuardLog
 from remote.onhost.hostctl import main as hostctl_main
 from remote.onhost.imds import ImdsClient, ImdsError, Notice, NoticePoller
 from remote.onhost.proc import pid_alive
-from tests.conftest import SMALL_MODEL, trainers_cmd
 from trainers.events import NOTICE_FILE, RunStatus, read_events, read_notice, stop_status
 
 if TYPE_CHECKING:
@@ -175,28 +174,9 @@ def test_onhost_guard_imports_the_standard_library_only():
     assert outside <= {"remote", "trainers", "psutil"}, outside
 
 
-# -- a real run stopped by its guard ---------------------------------------------------------
+# -- a run stopped by its guard (a real training run: tests/test_recovery.py) -----------------
 
 RUN = "guarded"
-
-
-def _launch(runs: Path, corpus: Path, cache: Path, *guard: str, epochs: int = 30) -> dict:
-    settings = []
-    for item in [*SMALL_MODEL, f"train.epochs={epochs}", f"data.cache_dir={cache}"]:
-        settings += ["--set", item]
-    argv = trainers_cmd(
-        "train", "hybrid-attention", "--data", str(corpus), "--out", str(runs),
-        "--run-id", RUN, *settings,
-    )  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-m", "remote.hostctl", "launch", "--runs", str(runs),
-         "--run-id", RUN, *guard, "--", *argv],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    answer = json.loads(out.stdout.splitlines()[-1])
-    assert answer["launched"] and answer["guard_pid"], answer
-    return answer
 
 
 def _wait(what: str, check, timeout: float, runs: Path) -> None:
@@ -206,11 +186,6 @@ def _wait(what: str, check, timeout: float, runs: Path) -> None:
             logs = {p.name: p.read_text()[-3000:] for p in (runs / ".launches" / RUN).glob("*.*")}
             pytest.fail(f"timed out waiting for {what}; {json.dumps(logs, indent=1)}")
         time.sleep(0.2)
-
-
-def _epoch_started(run_dir: Path, epoch: int) -> bool:
-    events = read_events(run_dir / "events.jsonl") if run_dir.is_dir() else []
-    return any(e["type"] == "epoch_start" and e["epoch"] >= epoch for e in events)
 
 
 def _assert_preempted(run_dir: Path, answer: dict, source: str, action: str) -> dict:
@@ -233,22 +208,6 @@ def _assert_preempted(run_dir: Path, answer: dict, source: str, action: str) -> 
     log = (run_dir / "guard.log").read_text()
     assert "notice:" in log and "guard done" in log
     return notice
-
-
-def test_a_spot_notice_preempts_a_real_run(imds, small_corpus, feature_cache, tmp_path):
-    runs = tmp_path / "runs"
-    run_dir = runs / RUN
-    answer = _launch(runs, small_corpus, feature_cache, "--imds", imds.url, "--poll", "0.5")
-    _wait("epoch 2", lambda: _epoch_started(run_dir, 2), 240, runs)
-    announced = time.time()
-    at = imds.announce("terminate", in_s=120)
-    notice = _assert_preempted(run_dir, answer, "spot", "terminate")
-    assert notice["time"] == float(int(at))
-    assert announced <= notice["noticed_at"] <= announced + 5  # one --poll 0.5 s, and then some
-    # The run really trained: epoch 1 was kept, the stop came later.
-    events = read_events(run_dir / "events.jsonl")
-    assert any(e["type"] == "val" and e["epoch"] == 1 for e in events)
-    assert imds.refused == []  # every GET carried its token
 
 
 # A stand-in for the trainer where the engine is not what is tested: it keeps the engine's

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ pytest_plugins = ["tests.sshd", "tests.aws", "tests.imds"]
 
 CALLER = "203.0.113.7"
 STORAGE = f"s3://{BUCKET}/runs"
-EPOCHS = 4
+EPOCHS = 3
 runner = CliRunner()
 
 
@@ -140,13 +142,19 @@ def test_a_preempted_spot_run_recovers_on_a_new_instance_and_ends_as_if_uninterr
         return any(e["type"] == "epoch_start" and e["epoch"] >= 2 for e in events)
 
     wait_for(in_epoch_2, 240, "epoch 2")
-    imds.announce("terminate", in_s=120)
+    announced = time.time()
+    at = imds.announce("terminate", in_s=120)
     stored = wait_for(
         lambda: (cloud.stored(run_id, "notice.json") or {}).get("pushed_at")
         and cloud.stored(run_id, "run.json"),
         120, "the preempted run in storage",
     )  # fmt: skip
     assert stored["status"] == "preempted"
+    notice = cloud.stored(run_id, "notice.json")
+    assert (notice["source"], notice["action"], notice["time"]) == ("spot", "terminate", int(at))
+    assert announced <= notice["noticed_at"] <= notice["checkpoint_at"] <= notice["pushed_at"]
+    assert notice["pushed_at"] - notice["noticed_at"] < 60  # well inside AWS's 120 s
+    assert imds.refused == []  # every metadata GET carried its IMDSv2 token
     cloud.ec2.terminate_instances(InstanceIds=[old_id])
     shutil.rmtree(work)  # the root volume went with the instance
     imds.instance_action = None  # the new instance's metadata announces nothing
@@ -182,7 +190,46 @@ def test_a_preempted_spot_run_recovers_on_a_new_instance_and_ends_as_if_uninterr
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # every seq once, in order
     statuses = [e["status"] for e in events if e["type"] == "status"]
     assert statuses.index("preempted") < statuses.index("resumed")
+    first_stop = next(e for e in events if e.get("status") == "preempted")
+    assert any(e["type"] == "val" and e["seq"] < first_stop["seq"] for e in events)
     assert statuses[-1] == "completed"
     rows = json.loads(listing.stdout.strip().splitlines()[-1])
     row = next(r for r in rows if r["id"] == run_id)
     assert row["recoveries"] == 1
+
+
+def test_two_consoles_noticing_one_dead_instance_launch_one_replacement(
+    moto_endpoint, fake_aws_env, ssh_env, make_sshd, imds, tmp_path, monkeypatch
+):
+    """Two laptops (each its own ledger, so no shared file lock) run `emoconsole runs`
+    at once for a managed run whose instance was terminated: the create-only claim
+    in storage lets one of them launch; the other says so and launches nothing."""
+    from remote.recovery import ManagedRun
+
+    monkeypatch.chdir(tmp_path)
+    box = make_sshd()  # answers SSH, but lets no key in: the winner stops after launching
+    cloud = Cloud(moto_endpoint, ssh_env.config_dir / "emoconsole" / "hosts.toml",
+                  tmp_path / "disk", imds.url)  # fmt: skip
+    cloud.profile(box)
+    dead = cloud.ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1)["Instances"][0]
+    cloud.ec2.terminate_instances(InstanceIds=[dead["InstanceId"]])
+    consoles = []
+    for name in ("laptop-a", "laptop-b"):
+        state = tmp_path / name
+        monkeypatch.setenv("EMOCONSOLE_STATE", str(state))
+        ManagedRun(
+            run_id="hybrid-attention-r1", host="gpu", run_dir=str(tmp_path / "disk/runs/r1"),
+            model="hybrid-attention", recover=2, storage=STORAGE,
+            instance_id=dead["InstanceId"],
+        ).save()  # fmt: skip
+        env = {**os.environ, "EMOCONSOLE_STATE": str(state)}
+        argv = [sys.executable, "-m", "emoconsole", "runs", "--host", "gpu"]
+        consoles.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True))  # fmt: skip
+    said = "\n".join(proc.communicate(timeout=180)[0] for proc in consoles)
+
+    assert said.count("recovering it (1 of 2)") == 1, said
+    assert said.count("recovery 1 was claimed by another console") == 1, said
+    assert len(cloud.live()) == 1  # one replacement
+    claims = cloud.s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/hybrid-attention-r1/recoveries/")
+    assert [c["Key"].rsplit("/", 1)[1] for c in claims["Contents"]] == ["1.json"]

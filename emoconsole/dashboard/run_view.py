@@ -396,6 +396,9 @@ class RunScreen(RunActions, DashboardScreen):
         text.append(f"{s.run}", style="bold")
         text.append(f"  {s.model or '?'} on {s.host}  ")
         text.append(s.status, style=status_style(s.status))
+        recoveries = (s.config or {}).get("recoveries")
+        if recoveries:  # a managed run brought back on a new instance (remote.recovery)
+            text.append(f" (recovered {recoveries}x)", style="bold magenta")
         conn_style = "green" if s.connection.startswith("live") else "bold yellow"
         text.append("  connection: ")
         text.append(s.connection, style=conn_style)

@@ -18,6 +18,9 @@ from emoconsole.dashboard.base import DashboardScreen
 from emoconsole.dashboard.cost import PRICE_REFRESH_S
 from emoconsole.dashboard.state import COLUMNS, RunRow, RunsListing, sort_rows
 
+# Managed runs are checked for a lost instance this often (EC2 calls cost time, not money).
+RECOVERY_CHECK_S = 60.0
+
 
 class HostListed(Message):
     """One host's answer (runs, or why it did not answer), posted from the worker."""
@@ -99,8 +102,12 @@ class RunsScreen(DashboardScreen):
         prices: dict[str, tuple[float, float | None]] = {}  # host -> (asked at, USD/h)
         run_costs: dict[str, tuple[float, dict[str, Any]]] = {}  # host -> (asked at, costs)
         span_cache: dict[Any, Any] = {}  # an ended instance's cost is asked once
+        checked = 0.0  # when managed runs were last checked for a lost instance
         try:
             while not worker.is_cancelled:
+                if self.hosts_override is None and time.monotonic() - checked > RECOVERY_CHECK_S:
+                    checked = time.monotonic()
+                    self._check_recoveries()
                 try:
                     configs = self.hosts_override or load_hosts()
                 except Exception as exc:  # a broken hosts file: say so, keep local working
@@ -135,6 +142,19 @@ class RunsScreen(DashboardScreen):
         finally:
             for host in live.values():
                 _close_quietly(host)
+
+    def _check_recoveries(self) -> None:
+        """Managed runs whose instance is gone are recovered from here too (in this
+        worker thread), each step shown as a notification."""
+        from remote.recovery import check_managed, managed_runs
+
+        if not any(run.state not in ("finished", "exhausted") for run in managed_runs()):
+            return
+
+        def say(text: str) -> None:
+            self.app.call_from_thread(self.app.notify, text, title="recovery", timeout=10)
+
+        check_managed(say)
 
     @on(HostListed)
     def _host_listed(self, message: HostListed) -> None:
