@@ -171,6 +171,17 @@ def terminate(target: Target, yes: Yes = False) -> None:
         done = terminate_instances(targets, progress=_err)
     for inst in done:
         typer.echo(f"terminated {inst.id}")
+    _release_managed({inst.id for inst in done}, "terminated", "terminate")
+
+
+def _release_managed(instance_ids: set[str], done: str, command: str) -> None:
+    """Managed runs on instances the user ended are not recovered: ending an
+    instance by hand is not an interruption."""
+    from remote.recovery import release
+
+    why = f"its instance was {done} by `emoconsole hosts {command}`"
+    for run in release(instance_ids, why):
+        _err(f"{run.run_id}: no longer recovered ({run.note})")
 
 
 def stop(target: Target, yes: Yes = False) -> None:
@@ -190,6 +201,7 @@ def stop(target: Target, yes: Yes = False) -> None:
         done = stop_instances(targets)
     for inst in done:
         typer.echo(f"stopped {inst.id}")
+    _release_managed({inst.id for inst in done}, "stopped", "stop")
 
 
 def register(hosts_app: typer.Typer) -> None:

@@ -113,6 +113,18 @@ def managed_runs() -> list[ManagedRun]:
     return [run for run in runs if run is not None]
 
 
+def release(instance_ids: set[str], why: str) -> list[ManagedRun]:
+    """Stop managing the runs on ``instance_ids`` (the user ended those instances)."""
+    released = []
+    for run in managed_runs():
+        if run.instance_id in instance_ids and run.state not in ("finished", "exhausted"):
+            run.state, run.note = "finished", why
+            _end_span(run)
+            run.save()
+            released.append(run)
+    return released
+
+
 def span(instance: Any, start: float | None = None) -> dict[str, Any]:
     """The record of one instance a run ran on (``remote.ec2.prices`` sums their cost)."""
     launched = instance.launch_time.timestamp() if instance.launch_time else time.time()

@@ -233,3 +233,21 @@ def test_two_consoles_noticing_one_dead_instance_launch_one_replacement(
     assert len(cloud.live()) == 1  # one replacement
     claims = cloud.s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/hybrid-attention-r1/recoveries/")
     assert [c["Key"].rsplit("/", 1)[1] for c in claims["Contents"]] == ["1.json"]
+
+
+def test_an_instance_ended_by_hand_is_not_an_interruption(tmp_path, monkeypatch):
+    """`hosts terminate` / `hosts stop` release the managed runs on those instances: the
+    next check leaves them alone (no AWS call is even made for them)."""
+    from remote.recovery import ManagedRun, check_managed, managed_runs, release
+
+    monkeypatch.setenv("EMOCONSOLE_STATE", str(tmp_path / "state"))
+    for run_id, instance in (("r-kept", "i-0aaa"), ("r-ended", "i-0bbb")):
+        ManagedRun(run_id=run_id, host="gpu", run_dir=f"/w/runs/{run_id}", model="m",
+                   recover=1, storage=STORAGE, instance_id=instance).save()  # fmt: skip
+    released = release({"i-0bbb"}, "its instance was terminated by `emoconsole hosts terminate`")
+    assert [run.run_id for run in released] == ["r-ended"]
+    states = {run.run_id: run.state for run in managed_runs()}
+    assert states == {"r-kept": "watching", "r-ended": "finished"}
+    said: list[str] = []
+    checked = check_managed(said.append, only="r-ended")
+    assert [run.state for run in checked] == ["finished"] and said == []
