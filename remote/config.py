@@ -333,15 +333,14 @@ def _check_durability(
     recover = entry.get("recover", 0)
     if recover < 0:
         raise ConfigError(f"{where}.recover must be 0 or more (recoveries per run), got {recover}")
-    # Recovery restores the run from storage on a new instance. Where the old
-    # instance's end takes its disk with it (spot, or on_shutdown = "terminate"),
-    # without storage there is nothing to restore from.
-    if recover and storage is None and (spot or on_shutdown == "terminate"):
-        market = "a spot instance" if spot else "an instance that terminates itself"
+    # Recovery restores the run from storage on a new instance, and two consoles agree
+    # on who recovers by a create-only write there: no storage, nothing to recover from.
+    if recover and storage is None:
+        market = "a spot instance" if spot else "a lost instance"
         raise ConfigError(
-            f"{where}: recover = {recover} without storage: {market} takes its disk with "
-            'it, so there would be nothing to recover from; add storage = "s3://BUCKET/PREFIX" '
-            "or set recover = 0"
+            f"{where}: recover = {recover} without storage: nothing to recover from ({market} "
+            "takes its disk with it, and a recovered run is restored from storage); add "
+            'storage = "s3://BUCKET/PREFIX" or set recover = 0'
         )
     if entry.get("fallback_on_demand") and not spot:
         raise ConfigError(

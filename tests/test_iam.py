@@ -224,9 +224,10 @@ def test_bad_storage_and_recovery_keys_name_file_key_and_value(aws, fields, comp
     assert str(aws.config) in str(info.value) and "ec2.gpu" in str(info.value)
 
 
-def test_on_demand_that_stops_may_recover_without_storage(aws):
-    aws.write(recover=1)  # the stopped instance keeps its disk: it can be started again
-    assert aws.profile().recover == 1
+def test_recovery_always_needs_storage(aws):
+    aws.write(recover=1)  # on-demand, stops: still restored from storage, claimed there
+    with pytest.raises(ConfigError, match="recover = 1 without storage"):
+        aws.profile()
 
 
 def test_ssh_hosts_take_storage_too(aws):
