@@ -69,7 +69,7 @@ class Uploader:
         poll: float = 1.0,
         backoff: tuple[float, float] = (2.0, 60.0),
         transfer: Any = None,
-        temporary_key: bool = True,
+        temporary_key: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.url = url
