@@ -10,8 +10,8 @@ tests use; hostctl scrubs every AWS_* variable and HOME has no ~/.aws, so the
 stand-in is the only credential, which moto accepts); the stand-in announces an
 interruption mid-epoch (after the run's first step); the guard writes notice.json,
 stops the trainer as ``stop`` does, the trainer checkpoints at its next step and
-records ``preempted``, the guard pushes the checkpoint (temporary key, copy) and the
-run directory, then notice.json with ``pushed_at``. Meanwhile this process polls S3
+records ``preempted``, the guard pushes the checkpoint (straight to its key, the
+default) and the run directory, then notice.json with ``pushed_at``. Meanwhile this process polls S3
 every 0.2 s. For each model, in seconds after the announcement:
 
 * ``noticed``: the guard saw the notice (at most one ``--poll`` interval; 5 s on EC2);
@@ -38,12 +38,13 @@ clips (64 px, 8 frames), so the checkpoint is real-sized while a step stays shor
 :func:`remote.storage.push_run` for one checkpoint-sized file against a plain
 boto3 ``upload_file`` of the same file to the same S3 endpoint. Target: push MB/s
 >= 0.8 x plain MB/s. ``push_run`` does more than ``upload_file``: it hashes the
-file (SHA-256, for the manifest and the pull-side check), uploads it to a
-temporary key and copies it server-side to the final key (so a half-upload is
-never taken for a checkpoint), deletes the temporary key and puts the manifest.
+file (SHA-256, for the manifest and the pull-side check), uploads it and puts the
+manifest; ``push`` here is ``push_run(temporary_key=True)``, which uploads to a
+temporary key, copies it server-side to the final key and deletes the temporary
+key (the design's first plan for never taking a half-upload).
 Those steps are timed apart too (``hash``, ``copy``), so the figure says which one
-costs what. ``direct`` is ``push_run(temporary_key=False)``: straight to the final
-key, which S3 also never shows half-written (see remote/storage/push.py). Both
+costs what. ``direct`` is ``push_run(temporary_key=False)``, the default: straight to the final
+key, which S3 never shows half-written (see remote/storage/push.py). Both
 contenders use boto3's default TransferConfig (8 MiB parts, 10 at once). Rounds
 alternate between the contenders so drift on a shared machine hits both alike;
 the best round of each is compared (noise only ever slows a round down). Sizes
