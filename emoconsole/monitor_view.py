@@ -66,8 +66,17 @@ class MonitorState:
 
     @property
     def run_warnings(self) -> list[str]:
-        """What the run itself warned about (``warning`` events), one sentence each."""
-        return [str(event.get("message")) for event in self.runlog.warnings]
+        """What the run itself warned about (``warning`` events), one sentence each, and
+        its storage pushes failing (the guard's state, in the watcher's samples)."""
+        warnings = [str(event.get("message")) for event in self.runlog.warnings]
+        storage = (self.sys or {}).get("storage")
+        if isinstance(storage, dict) and storage.get("ok") is False:
+            warnings.append(
+                f"storage: the last {storage.get('failures') or 1} push(es) to "
+                f"{storage.get('url') or 'storage'} failed ({storage.get('error')}); the run "
+                "trains on and the guard retries with backoff"
+            )
+        return warnings
 
     def add(self, item: object) -> None:
         if isinstance(item, EventItem):

@@ -374,3 +374,27 @@ def test_download_cli_fetches_from_storage_and_falls_back_to_it(s3: S3, tmp_path
         app, ["download", "zzz", "--from-storage", str(url), "--endpoint-url", s3.endpoint]
     )
     assert result.exit_code == 1 and f"no run 'zzz' in {url}" in result.output
+
+
+def test_failing_pushes_reach_monitor_and_dashboard_as_a_warning(tmp_path):
+    """The guard's uploader state rides on the watcher's system samples; the monitor and
+    the run view list it with the run's own warnings (events.jsonl stays the run's)."""
+    from emoconsole.monitor_view import MonitorState
+    from remote.onhost.watcher import Sampler
+    from remote.storage.uploader import state_path
+    from remote.watch import SysItem
+    from trainers.rundir import RunDir
+
+    run = tmp_path / "host" / RUN_ID
+    run.mkdir(parents=True)
+    sampler = Sampler(RunDir(run))
+    assert "storage" not in sampler.sample({})  # no guard pushing: nothing said
+    state_path(run).parent.mkdir()
+    state = {"ok": False, "error": "AccessDenied on PutObject", "failures": 3, "url": "s3://b/p"}
+    state_path(run).write_text(json.dumps({**state, "time": 1.0, "pushed": []}))
+    sample = sampler.sample({})
+    assert sample["storage"]["ok"] is False
+    monitor = MonitorState(run=RUN_ID, host="gpu")
+    monitor.add(SysItem(sample))
+    (warning,) = monitor.run_warnings
+    assert "last 3 push(es) to s3://b/p failed (AccessDenied on PutObject)" in warning

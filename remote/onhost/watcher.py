@@ -108,6 +108,20 @@ def _read_manifest(run: RunDir) -> dict[str, Any]:
         return {}  # not written yet, or being replaced (it is renamed into place)
 
 
+# Where the guard's uploader keeps its last push's outcome (written by
+# remote.storage.uploader, which this stdlib-only module must not import;
+# tests/test_storage.py writes it with state_path and reads it back through here).
+STORAGE_STATE = Path(".storage") / "state.json"
+
+
+def _storage_state(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads((run_dir / STORAGE_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
 class Sampler:
     def __init__(self, run: RunDir) -> None:
         self.run = run
@@ -133,6 +147,10 @@ class Sampler:
         gpus = self._gpus()
         if gpus is not None:
             sample["gpus"] = gpus
+        storage = _storage_state(self.run.path)
+        if storage is not None:
+            keep = ("ok", "time", "error", "failures", "url")
+            sample["storage"] = {k: storage.get(k) for k in keep}
         return sample
 
     def _cpu_mem(self) -> dict[str, Any]:
