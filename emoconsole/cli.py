@@ -15,6 +15,7 @@ import typer
 import typer.core
 
 from emoconsole import ec2_cli
+from emoconsole.compare_cli import compare
 from emoconsole.download_cli import download
 from emoconsole.hosts_cli import hosts_app, watch
 from emoconsole.predict_cli import predict
@@ -22,7 +23,8 @@ from emoconsole.runs_cli import deploy, monitor, runs, stop
 
 # The order a user meets the commands in; anything not named follows, as registered.
 COMMAND_ORDER = (
-    "demo", "deploy", "runs", "monitor", "watch", "stop", "download", "predict", "hosts",
+    "demo", "deploy", "runs", "monitor", "watch", "stop", "download", "compare", "predict",
+    "hosts",
 )  # fmt: skip
 
 
@@ -65,6 +67,7 @@ ec2_cli.register(hosts_app)  # hosts launch / instances / stop / terminate
 app.add_typer(hosts_app, name="hosts")
 app.command()(watch)
 app.command()(download)
+app.command()(compare)
 app.command()(predict)
 for command in (deploy, runs, monitor, stop):
     app.command()(command)
