@@ -86,6 +86,7 @@ class RunRecord:
     cell: dict[str, Any] | None = None  # from experiment.json, or run.json's "experiment"
     experiment: str | None = None
     status: str | None = None  # the experiment's or run.json's last known status
+    model: str | None = None  # the experiment's model, for a run not started yet
 
     @property
     def finished(self) -> bool:
@@ -145,6 +146,7 @@ def load_experiment(read_json: ReadJson, path: str, host: str = "local") -> list
         cell = entry.get("cell")
         record.cell = cell if isinstance(cell, dict) else record.cell or {}
         record.experiment = exp_id
+        record.model = record.model or doc.get("model")
         record.status = record.status or entry.get("status")
         records.append(record)
     return records
@@ -169,7 +171,9 @@ def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
 def _config_of(record: RunRecord) -> dict[str, Any]:
     """What identifies the run's configuration: its cell when it has one, else its
     resolved config less :data:`POOLED_KEYS`, with the model."""
-    model = (record.manifest or {}).get("model") or (record.summary or {}).get("model")
+    model = (
+        (record.manifest or {}).get("model") or (record.summary or {}).get("model") or record.model
+    )
     if record.cell is not None:
         return {"model": model, **{str(k): v for k, v in record.cell.items()}}
     flat = _flat((record.manifest or {}).get("config"))
