@@ -23,8 +23,7 @@ from emoconsole.runs_cli import deploy, monitor, runs, stop
 
 # The order a user meets the commands in; anything not named follows, as registered.
 COMMAND_ORDER = (
-    "demo", "deploy", "runs", "monitor", "watch", "stop", "download", "compare", "predict",
-    "hosts",
+    "demo", "deploy", "runs", "monitor", "watch", "stop", "download", "predict", "hosts",
 )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from textual.widgets import DataTable
 from typer.testing import CliRunner
 
 from emoconsole.cli import app
@@ -27,6 +28,7 @@ from emoconsole.comparison import (
     read_local_json,
     render,
 )
+from tests.test_dashboard import FAST, sync, table_rows, wait_for
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
 runner = CliRunner()
@@ -234,3 +236,54 @@ def test_run_ids_resolve_on_the_local_host(tmp_path, monkeypatch):
     assert row["n"] == "2" and row["configuration"] == "hybrid-attention"
     result = runner.invoke(app, ["compare", "20261203-100000"])
     assert result.exit_code == 1 and "matches several runs" in result.output
+
+
+def _val_events(run: Path, rng: np.random.Generator, epochs: int = 3) -> None:
+    lines = [
+        json.dumps(
+            {
+                "seq": e,
+                "type": "val",
+                "time": float(e),
+                "epoch": e,
+                "split": "val",
+                "loss": float(rng.uniform(0.5, 1.5)),
+                "accuracy": float(rng.uniform(0.3, 0.9)),
+                "macro_f1": float(rng.uniform(0.3, 0.9)),
+            },
+            separators=(",", ":"),  # the engine's compact JSON, which the screen greps for
+        )
+        for e in range(1, epochs + 1)
+    ]
+    (run / "events.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@sync
+async def test_dashboard_compares_an_experiment_from_one_of_its_runs(experiment, monkeypatch):
+    """One run of an experiment opens its whole experiment: the comparison table (as the
+    CLI's), and every started run's val curve; `e` narrows to the run given."""
+    from emoconsole.comparison import display_rows
+    from emoconsole.dashboard.app import Dashboard
+    from emoconsole.dashboard.compare import CompareScreen
+
+    monkeypatch.chdir(experiment.parent)
+    monkeypatch.setenv("EMOCONSOLE_CONFIG", str(experiment.parent / "no-hosts.toml"))
+    monkeypatch.setenv("EMOCONSOLE_STATE", str(experiment.parent / "state"))
+    rng = np.random.default_rng(4)
+    for run in experiment.glob("r-*"):
+        _val_events(run, rng)
+    app = Dashboard(**FAST)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = CompareScreen([("local", str(experiment / "r-lr0.001-s0"))])
+        await app.push_screen(screen)
+        summary = screen.query_one("#compare-summary", DataTable)
+        await wait_for(pilot, lambda: summary.row_count == 2, what="the table")
+        expected = display_rows(build_table(load_experiment(read_local_json, str(experiment))))
+        assert table_rows(summary) == expected
+        await wait_for(pilot, lambda: len(screen.histories) == 6, what="every run's curve")
+        assert sorted(len(v) for v in screen.histories.values()) == [0, 3, 3, 3, 3, 3]
+        assert "6 runs, 2 configurations" in str(screen.query_one("#compare-title").render())
+        await pilot.press("e")
+        await wait_for(pilot, lambda: summary.row_count == 1, what="the run alone")
+        await wait_for(pilot, lambda: len(screen.histories) == 1, what="its curve")
+        assert table_rows(summary)[0][1] == "1"  # n
