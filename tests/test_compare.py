@@ -287,3 +287,54 @@ async def test_dashboard_compares_an_experiment_from_one_of_its_runs(experiment,
         await wait_for(pilot, lambda: summary.row_count == 1, what="the run alone")
         await wait_for(pilot, lambda: len(screen.histories) == 1, what="its curve")
         assert table_rows(summary)[0][1] == "1"  # n
+
+
+def test_scalar_series_are_bounded_and_follow_resumes():
+    from emoconsole.dashboard.series import MAX_POINTS, ScalarSeries
+
+    scalars = ScalarSeries()
+    n = 5 * MAX_POINTS
+    for g in range(1, n + 1):
+        scalars.add_event({"type": "step", "global_step": g, "loss": 1.0 / g, "lr": 1e-3,
+                           "data_s": 0.1, "compute_s": 0.2})  # fmt: skip
+    loss = scalars.series["train/loss"]
+    assert MAX_POINTS // 2 <= len(loss.xs) <= MAX_POINTS and loss.xs[-1] > 0.9 * n
+    assert loss.xs == sorted(loss.xs)
+    scalars.add_event({"type": "val", "split": "val", "global_step": n, "loss": 0.5,
+                       "accuracy": 0.6, "train_loss": 0.4,
+                       "per_class": {"sad": {"recall": 0.3, "f1": 0.2}}})  # fmt: skip
+    scalars.add_event({"type": "status", "status": "resumed", "global_step": n // 2})
+    assert max(loss.xs) <= n // 2 and scalars.series["val/loss"].xs == []
+    assert scalars.names("recall") == ["val_recall/sad"]
+    assert scalars.names("^perf/") == ["perf/data_s", "perf/compute_s"]
+    assert scalars.names("val_f1/sad") == ["val_f1/sad"]  # a plain name is a regex too
+    assert scalars.names("[") == []  # not a regex: a substring
+
+
+@sync
+async def test_run_view_curves_chart_every_series_with_a_filter(tmp_path, monkeypatch):
+    import os
+
+    from emoconsole.dashboard.app import Dashboard
+    from emoconsole.dashboard.run_view import RunScreen
+    from tests.test_dashboard import RUN_ID, make_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMOCONSOLE_CONFIG", str(tmp_path / "no-hosts.toml"))
+    make_run(tmp_path / "runs", RUN_ID, os.getpid()).close()
+    app = Dashboard(open_run=("local", RUN_ID), **FAST)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="run view")
+        view = app.screen
+        await wait_for(pilot, lambda: len(view.state.history) == 3, what="3 epochs")
+        await pilot.press("c")  # the Curves tab
+        names = view.state.scalars.names()
+        assert {"train/lr", "perf/data_s", "val/uar"} <= set(names)
+        await wait_for(pilot, lambda: list(view.series_plots) == names, what="every series")
+        view.query_one("#series-filter").value = "recall"
+        await wait_for(pilot, lambda: bool(view.series_plots) and all(
+            n.startswith("val_recall/") for n in view.series_plots), what="the filter")  # fmt: skip
+        view.query_one("#series-filter").value = ""
+        view.action_log_scale()
+        await wait_for(pilot, lambda: len(view.series_plots) == len(names), what="all again")
+        assert "log scale" in str(view.query_one("#series-info").render())
