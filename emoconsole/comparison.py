@@ -9,7 +9,8 @@ screen both build their table with :func:`build_table` and print it with
 
 What a row holds, and the rules behind it:
 
-- one row per configuration: an experiment's runs group by their ``cell``; runs named
+- one row per configuration: an experiment's runs group by their ``cell`` (within
+  that experiment); runs named
   one by one group by their resolved config less the seed, the fold and where files
   live (:data:`POOLED_KEYS`), and by model. Seeds and folds are pooled.
 - test ``accuracy``, ``macro_f1``, ``weighted_f1``, ``uar`` (summary.json's ``test``
@@ -175,7 +176,9 @@ def _config_of(record: RunRecord) -> dict[str, Any]:
         (record.manifest or {}).get("model") or (record.summary or {}).get("model") or record.model
     )
     if record.cell is not None:
-        return {"model": model, **{str(k): v for k, v in record.cell.items()}}
+        # The experiment too: two experiments' equal cells differ in their fixed settings.
+        cell = {str(k): v for k, v in record.cell.items()}
+        return {"model": model, "experiment": record.experiment, **cell}
     flat = _flat((record.manifest or {}).get("config"))
     return {"model": model, **{k: v for k, v in flat.items() if k not in POOLED_KEYS}}
 

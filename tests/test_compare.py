@@ -338,3 +338,19 @@ async def test_run_view_curves_chart_every_series_with_a_filter(tmp_path, monkey
         view.action_log_scale()
         await wait_for(pilot, lambda: len(view.series_plots) == len(names), what="all again")
         assert "log scale" in str(view.query_one("#series-info").render())
+
+
+def test_two_experiments_with_equal_cells_stay_apart(experiment):
+    import shutil
+
+    other = experiment.parent / "exp-2"
+    shutil.copytree(experiment, other)
+    doc = json.loads((other / "experiment.json").read_text())
+    (other / "experiment.json").write_text(json.dumps({**doc, "id": "exp-2"}))
+    records = [*load_experiment(read_local_json, str(experiment)),
+               *load_experiment(read_local_json, str(other))]  # fmt: skip
+    labels = [row.label for row in build_table(records).rows]
+    assert labels == [
+        "experiment=exp-1 train.lr=0.001", "experiment=exp-1 train.lr=0.01",
+        "experiment=exp-2 train.lr=0.001", "experiment=exp-2 train.lr=0.01",
+    ]  # fmt: skip

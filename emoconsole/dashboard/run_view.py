@@ -161,6 +161,7 @@ class RunScreen(RunActions, DashboardScreen):
         self.series_plots: dict[str, Any] = {}  # series name -> its PlotextPlot
         self._series_painted = (-1, "", False)  # (scalars.version, filter, log) on screen
         self._series_paint_at = 0.0
+        self._series_timer = False  # a throttled repaint is scheduled
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -590,7 +591,9 @@ class RunScreen(RunActions, DashboardScreen):
         if self.query_one("#run-tabs", TabbedContent).active != "curves":
             return
         if not now and time.monotonic() - self._series_paint_at < SERIES_PAINT_S:
-            self.set_timer(SERIES_PAINT_S, self._paint_series)
+            if not self._series_timer:  # one pending repaint, however many paints come
+                self._series_timer = True
+                self.set_timer(SERIES_PAINT_S, self._series_timer_fired)
             return
         from textual_plotext import PlotextPlot
 
@@ -617,6 +620,10 @@ class RunScreen(RunActions, DashboardScreen):
         if len(names) > len(shown):
             info += f", first {len(shown)} shown: narrow the filter"
         self._set("#series-info", info + (", log scale" if self.series_log else ""))
+
+    def _series_timer_fired(self) -> None:
+        self._series_timer = False
+        self._paint_series()
 
     @on(TabbedContent.TabActivated, "#run-tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
