@@ -44,8 +44,8 @@ def compare(
     baseline: Annotated[
         str | None,
         typer.Option(
-            help="The run whose configuration the others are compared with (default: the "
-            "first row). A run not among the others is read and added."
+            help="The run (directory or id) whose configuration the others are compared "
+            "with (default: the first row). A run not among the others is read and added."
         ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"Output: {', '.join(FORMATS)}.")] = "table",
@@ -74,19 +74,25 @@ def compare(
             records: list[RunRecord] = []
             for target in targets:
                 records += _records(target, host, hosts)
-            if baseline is not None and not _names(records, baseline):
-                records += _records(baseline, host, hosts)
-            table = build_table(records, baseline=baseline, metric=metric)
+            base_path = None
+            if baseline is not None:
+                found = _records(baseline, host, hosts)
+                if len(found) != 1:
+                    fail(
+                        f"--baseline {baseline!r} is an experiment of {len(found)} runs",
+                        "name one run of it: its configuration is the baseline row",
+                    )
+                base = found[0]
+                if not any((r.host, r.path) == (base.host, base.path) for r in records):
+                    records.append(base)  # its own row, or it joins its configuration's
+                base_path = base.path
+            table = build_table(records, baseline=base_path, metric=metric)
             typer.echo(render(table, fmt), nl=False)
     except CompareError as exc:
         fail(str(exc), exc.hint)
     finally:
         for h in hosts.values():
             h.close()
-
-
-def _names(records: list[RunRecord], run: str) -> bool:
-    return any(r.run_id == run or r.path == run or r.run_id.startswith(run) for r in records)
 
 
 def _records(target: str, host: str | None, hosts: dict[str, Host]) -> list[RunRecord]:

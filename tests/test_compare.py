@@ -212,7 +212,7 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
     run = write_run(tmp_path, "x", lr=0.1, seed=0, rng=rng)
     result = runner.invoke(app, ["compare", str(run), "--format", "html"])
     assert result.exit_code == 1 and "--format 'html'" in result.output
-    result = runner.invoke(app, ["compare", str(run), "--baseline", "x", "--metric", "f1"])
+    result = runner.invoke(app, ["compare", str(run), "--baseline", str(run), "--metric", "f1"])
     assert result.exit_code == 1 and "--metric 'f1'" in result.output
 
 
@@ -354,3 +354,13 @@ def test_two_experiments_with_equal_cells_stay_apart(experiment):
         "experiment=exp-1 train.lr=0.001", "experiment=exp-1 train.lr=0.01",
         "experiment=exp-2 train.lr=0.001", "experiment=exp-2 train.lr=0.01",
     ]  # fmt: skip
+
+
+def test_baseline_named_by_its_path_joins_its_configuration(experiment):
+    base = str(experiment / "r-lr0.01-s1") + "/"  # trailing slash and all
+    result = runner.invoke(app, ["compare", str(experiment), "--baseline", base, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["baseline"] for r in rows] == ["False", "True"]  # no extra row for it
+    result = runner.invoke(app, ["compare", str(experiment), "--baseline", str(experiment)])
+    assert result.exit_code == 1 and "is an experiment of 6 runs" in result.output
