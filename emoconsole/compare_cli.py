@@ -29,6 +29,7 @@ from emoconsole.runref import HostOpt, fail, host_for, known_errors, resolve_run
 
 if TYPE_CHECKING:
     from remote.host import Host
+    from remote.layout import HostLayout
 
 
 def compare(
@@ -69,14 +70,15 @@ def compare(
     if fmt not in FORMATS:
         fail(f"--format {fmt!r} is not one of {', '.join(FORMATS)}", "e.g. --format markdown")
     hosts: dict[str, Host] = {}
+    layouts: dict[str, HostLayout] = {}
     try:
         with known_errors():
             records: list[RunRecord] = []
             for target in targets:
-                records += _records(target, host, hosts)
+                records += _records(target, host, hosts, layouts)
             base_path = None
             if baseline is not None:
-                found = _records(baseline, host, hosts)
+                found = _records(baseline, host, hosts, layouts)
                 if len(found) != 1:
                     fail(
                         f"--baseline {baseline!r} is an experiment of {len(found)} runs",
@@ -95,8 +97,12 @@ def compare(
             h.close()
 
 
-def _records(target: str, host: str | None, hosts: dict[str, Host]) -> list[RunRecord]:
-    """The runs ``target`` names: one run, or every run of an experiment."""
+def _records(
+    target: str, host: str | None, hosts: dict[str, Host], layouts: dict[str, HostLayout]
+) -> list[RunRecord]:
+    """The runs ``target`` names: one run, or every run of an experiment. ``hosts`` and
+    ``layouts``: the hosts opened so far and their workdirs, by name (kept across
+    arguments: one connection and one `mkdir -p && pwd` per host)."""
     local = Path(target).expanduser()
     if host in (None, "local") and local.is_dir():
         path = str(local)
@@ -112,9 +118,10 @@ def _records(target: str, host: str | None, hosts: dict[str, Host]) -> list[RunR
     from remote.layout import read_host_json, resolve_layout
 
     read = partial(read_host_json, h)
-    path = resolve_layout(h).run_dir(run) if settled else None
+    layout = layouts.get(name) or layouts.setdefault(name, resolve_layout(h))  # 1 round trip
+    path = layout.run_dir(run) if settled else None
     if path is not None and isinstance(read(f"{path}/{EXPERIMENT_FILE}"), dict):
         return load_experiment(read, path, name)
     if path is None:
-        path = resolve_layout(h).run_dir(resolve_run(h, name, run, settled))
+        path = layout.run_dir(resolve_run(h, name, run, settled))
     return [load_run(read, path, name)]

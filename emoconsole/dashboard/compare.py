@@ -139,6 +139,7 @@ class CompareScreen(DashboardScreen):
 
         worker = get_current_worker()
         open_hosts: dict[str, Any] = {}
+        layouts: dict[str, Any] = {}
         try:
             records: list[RunRecord] = []
             seen: set[tuple[str, str]] = set()
@@ -146,7 +147,9 @@ class CompareScreen(DashboardScreen):
                 host = open_hosts.get(host_name) or get_host(host_name, self.hosts_override)
                 open_hosts[host_name] = host
                 read = partial(read_host_json, host)
-                path = resolve_layout(host).run_dir(run)
+                if host_name not in layouts:  # one round trip per host
+                    layouts[host_name] = resolve_layout(host)
+                path = layouts[host_name].run_dir(run)
                 try:
                     found = [load_run(read, path, host_name)]
                 except CompareError:  # not written yet: a row without scores
