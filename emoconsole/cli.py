@@ -15,6 +15,7 @@ import typer
 import typer.core
 
 from emoconsole import ec2_cli
+from emoconsole.compare_cli import compare
 from emoconsole.download_cli import download
 from emoconsole.hosts_cli import hosts_app, watch
 from emoconsole.predict_cli import predict
@@ -65,6 +66,7 @@ ec2_cli.register(hosts_app)  # hosts launch / instances / stop / terminate
 app.add_typer(hosts_app, name="hosts")
 app.command()(watch)
 app.command()(download)
+app.command()(compare)
 app.command()(predict)
 for command in (deploy, runs, monitor, stop):
     app.command()(command)

@@ -100,7 +100,9 @@ class Dashboard(App[None]):
                                 screen.action_new_run)  # fmt: skip
             yield SystemCommand("Mark run", "Mark the selected run for compare", screen.action_mark)
             yield SystemCommand(
-                "Compare marked runs", "Both runs' val curves on one chart", screen.action_compare
+                "Compare marked runs",
+                "Marked runs' val curves and table (one run: its experiment)",
+                screen.action_compare,
             )
         if isinstance(screen, RunScreen):
             yield SystemCommand("Back to runs", "Leave this run's view", screen.action_back)

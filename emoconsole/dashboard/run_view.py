@@ -24,7 +24,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import (
     DataTable,
@@ -60,6 +60,8 @@ from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem, WatchItem
 LOG_MAX_LINES = 20_000
 WAIT_RUN_S = 120.0  # a run's process imports torch before it writes run.json
 DRAIN_S = 0.25
+SERIES_PAINT_S = 1.0  # the Curves grid repaints at most this often
+SERIES_MAX_CHARTS = 24
 # A drain works this long at most, then lets key presses through and goes on after
 # them: at 10,000 events/s one tick's backlog takes longer than a key may wait.
 DRAIN_SLICE_S = 0.012
@@ -109,6 +111,7 @@ class RunScreen(RunActions, DashboardScreen):
         Binding("s", "tab('system')", "System", show=False),
         Binding("z", "tab('confusion')", "Confusion", show=False),
         Binding("g", "tab('config')", "Config", show=False),
+        Binding("y", "log_scale", "Log scale (curves)", show=False),
     ]
 
     def __init__(
@@ -152,6 +155,13 @@ class RunScreen(RunActions, DashboardScreen):
         self._confusion_shown: tuple[str, list[list[int]]] | None = None
         self._config_shown = False
         self._last_paint = 0.0
+        # The Curves tab's grid: one chart per series matching the filter.
+        self.series_filter = ""
+        self.series_log = False
+        self.series_plots: dict[str, Any] = {}  # series name -> its PlotextPlot
+        self._series_painted = (-1, "", False)  # (scalars.version, filter, log) on screen
+        self._series_paint_at = 0.0
+        self._series_timer = False  # a throttled repaint is scheduled
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -173,8 +183,17 @@ class RunScreen(RunActions, DashboardScreen):
                 yield DataTable(id="per-class", zebra_stripes=True)
                 yield Static("evaluations on other data", classes="section", id="evals-title")
                 yield DataTable(id="evaluations", zebra_stripes=True)
-            with TabPane("Curves", id="curves"), Horizontal():
-                yield from self._plots()
+            with TabPane("Curves", id="curves"), Vertical():
+                with Horizontal(id="curves-main"):
+                    yield from self._plots()
+                with Horizontal(id="series-bar"):
+                    yield Input(
+                        placeholder="filter series (regex or text, e.g. recall|lr); y: log scale",
+                        id="series-filter",
+                    )
+                    yield Static(id="series-info")
+                with VerticalScroll(id="series-scroll"):
+                    yield Grid(id="series-grid")
             with TabPane("System", id="system"), VerticalScroll(id="system-pane"):
                 yield Static(id="sys-line")
                 for key, label in HOST_SERIES:
@@ -455,6 +474,7 @@ class RunScreen(RunActions, DashboardScreen):
             self._crash_written = True
             self._add_log_lines(["ERROR --- last log lines before the crash ---", *s.crashed_log])
         self._paint_epochs()
+        self._paint_series()
         if s.sys is not None and s.sys is not self._sys_shown:
             # A new sample comes every few seconds; events, many times a second.
             self._sys_shown = s.sys
@@ -561,6 +581,64 @@ class RunScreen(RunActions, DashboardScreen):
              (("accuracy", "acc"), ("uar", "UAR"), ("macro_f1", "macro F1"),
               ("weighted_f1", "w F1"))],
         )  # fmt: skip
+
+    def _paint_series(self, *, now: bool = False) -> None:
+        """The grid of every series matching the filter, while the Curves tab shows;
+        at most once a second (step events come many times a second)."""
+        key = (self.state.scalars.version, self.series_filter, self.series_log)
+        if key == self._series_painted:
+            return
+        if self.query_one("#run-tabs", TabbedContent).active != "curves":
+            return
+        if not now and time.monotonic() - self._series_paint_at < SERIES_PAINT_S:
+            if not self._series_timer:  # one pending repaint, however many paints come
+                self._series_timer = True
+                self.set_timer(SERIES_PAINT_S, self._series_timer_fired)
+            return
+        from textual_plotext import PlotextPlot
+
+        self._series_painted, self._series_paint_at = key, time.monotonic()
+        scalars = self.state.scalars
+        names = scalars.names(self.series_filter)
+        shown = names[:SERIES_MAX_CHARTS]
+        grid = self.query_one("#series-grid", Grid)
+        if list(self.series_plots) != shown:
+            grid.remove_children()
+            self.series_plots = {name: PlotextPlot(classes="series-plot") for name in shown}
+            grid.mount_all(self.series_plots.values())
+        for name, plot in self.series_plots.items():
+            one = scalars.series[name]
+            plt = plot.plt
+            plt.clear_data()
+            plt.clear_figure()
+            log = self.series_log and bool(one.ys) and min(one.ys) > 0
+            plt.title(name + (" (log)" if log else ""))
+            plt.yscale("log" if log else "linear")
+            plt.plot(one.xs, one.ys, marker="braille")
+            plot.refresh()
+        info = f"{len(names)} of {len(scalars.series)} series"
+        if len(names) > len(shown):
+            info += f", first {len(shown)} shown: narrow the filter"
+        self._set("#series-info", info + (", log scale" if self.series_log else ""))
+
+    def _series_timer_fired(self) -> None:
+        self._series_timer = False
+        self._paint_series()
+
+    @on(TabbedContent.TabActivated, "#run-tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "curves":
+            self._paint_series(now=True)
+
+    @on(Input.Changed, "#series-filter")
+    def _series_filter_changed(self, event: Input.Changed) -> None:
+        self.series_filter = event.value.strip()
+        self._paint_series(now=True)
+
+    def action_log_scale(self) -> None:
+        """Toggle the Curves grid's y axis between linear and log (positive series)."""
+        self.series_log = not self.series_log
+        self._paint_series(now=True)
 
     # -- actions ------------------------------------------------------------------------------
 

@@ -278,7 +278,7 @@ class RunsScreen(DashboardScreen):
         self.app.push_screen(NewRunDialog(self.hosts_override), launched)
 
     def action_mark(self) -> None:
-        """Mark (or unmark) the selected run for compare; the two latest marks count."""
+        """Mark (or unmark) the selected run for compare."""
         row = self.selected_row()
         if row is None or row.id == "-":
             return
@@ -289,9 +289,13 @@ class RunsScreen(DashboardScreen):
         self.rebuild()
 
     def action_compare(self) -> None:
-        chosen = [r for key in self.marked[-2:] for r in self.rows if r.key == key]
-        if len(chosen) < 2:
-            self.notify("mark two runs first (space)", severity="warning")
+        """Every marked run (one alone: its whole experiment) in the compare screen."""
+        chosen = [r for key in self.marked for r in self.rows if r.key == key]
+        if not chosen:
+            self.notify(
+                "mark runs first (space): two or more, or one of an experiment",
+                severity="warning",
+            )
             return
         from emoconsole.dashboard.compare import CompareScreen
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from emoconsole.dashboard.cost import run_cost, spans_run_cost
+from emoconsole.dashboard.series import ScalarSeries
 from emoconsole.eta import format_duration, naive_eta
 from emoconsole.monitor_view import MonitorState
 from remote.watch import EventItem, LogItem, SysItem
@@ -319,6 +320,8 @@ class RunState(MonitorState):
         default_factory=lambda: deque(maxlen=INPUT_BOUND_WINDOW)
     )
     new_log_lines: list[str] = field(default_factory=list)
+    # Every scalar series the run logs (the Curves tab's grid), bounded per series.
+    scalars: ScalarSeries = field(default_factory=ScalarSeries)
     _log_partial: str = ""
     version: int = 0  # bumped on every change: the view re-renders only when it moved
 
@@ -331,6 +334,8 @@ class RunState(MonitorState):
             self.new_log_lines.extend(lines)
             return
         super().add(item)
+        if isinstance(item, EventItem):
+            self.scalars.add_event(item.event)
         if isinstance(item, SysItem):
             self._sample(item.sample)
         elif isinstance(item, EventItem) and item.type == "step":
