@@ -12,7 +12,7 @@ What a row holds, and the rules behind it:
 - one row per configuration: an experiment's runs group by their ``cell`` (within
   that experiment); runs named
   one by one group by their resolved config less the seed, the fold and where files
-  live (:data:`POOLED_KEYS`), and by model. Seeds and folds are pooled.
+  live (:data:`POOLED_KEYS`), and by model. Seeds, split seeds and folds are pooled.
 - test ``accuracy``, ``macro_f1``, ``weighted_f1``, ``uar`` (summary.json's ``test``
   block) as mean ± sample std (n-1), with n; the std of one run is undefined (``-``);
 - per-class recall: the mean over the group of ``test.per_class[class].recall``;
@@ -50,9 +50,12 @@ METRICS = ("accuracy", "macro_f1", "weighted_f1", "uar")
 METRIC_LABELS = {"accuracy": "acc", "macro_f1": "macro-F1", "weighted_f1": "weighted-F1",
                  "uar": "UAR"}  # fmt: skip
 # Config keys that differ between repeats of one configuration, or only say where
-# files live: runs differing in these alone are the same configuration.
+# files live: runs differing in these alone are the same configuration. The split
+# seed is a repeat too: which actors are held out is a draw, and a number from one
+# draw is an anecdote (the spread over draws is what a comparison needs).
 POOLED_KEYS = frozenset({
-    "train.seed", "data.fold", "data.cache_dir", "data.root", "train.out", "train.run_id",
+    "train.seed", "data.fold", "data.split_seed", "data.cache_dir", "data.root",
+    "train.out", "train.run_id",
 })  # fmt: skip
 FORMATS = ("table", "markdown", "csv")
 
