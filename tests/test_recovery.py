@@ -105,6 +105,20 @@ class Cloud:
         return json.loads(body.read())
 
 
+def streamed_seqs(run_dir: Path, after_seq: int = 0) -> list[int]:
+    """The seqs the console's watch stream gives for the run on host gpu's instance,
+    from ``after_seq`` until the run's terminal status."""
+    from remote.hosts import get_host
+    from remote.watch import EventItem, follow
+
+    host = get_host("gpu")
+    try:
+        items = follow(host, str(run_dir), after_seq=after_seq, interval=0.5)
+        return [item.event["seq"] for item in items if isinstance(item, EventItem)]
+    finally:
+        host.close()
+
+
 def cli(*args: str, code: int = 0) -> str:
     """The command's stdout (ids, JSON); stderr's progress only in a failure's message."""
     result = runner.invoke(app, list(args))
@@ -155,6 +169,7 @@ def test_a_preempted_spot_run_recovers_on_a_new_instance_and_ends_as_if_uninterr
     assert announced <= notice["noticed_at"] <= notice["checkpoint_at"] <= notice["pushed_at"]
     assert notice["pushed_at"] - notice["noticed_at"] < 60  # well inside AWS's 120 s
     assert imds.refused == []  # every metadata GET carried its IMDSv2 token
+    before = streamed_seqs(run_dir)  # what the console saw on the old instance
     cloud.ec2.terminate_instances(InstanceIds=[old_id])
     shutil.rmtree(work)  # the root volume went with the instance
     imds.instance_action = None  # the new instance's metadata announces nothing
@@ -168,6 +183,8 @@ def test_a_preempted_spot_run_recovers_on_a_new_instance_and_ends_as_if_uninterr
     assert new["InstanceId"] != old_id
     assert new["IamInstanceProfile"]["Arn"].endswith("/emoconsole-gpu")
     wait_for(lambda: status_of(run_dir) == "completed", 300, "the resumed run to complete")
+    after = streamed_seqs(run_dir, after_seq=before[-1])  # on the new one, from the last seq
+    assert before + after == list(range(1, len(before) + len(after) + 1))
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["recoveries"] == 1
     assert [span["instance_id"] for span in manifest["instances"]] == [old_id, new["InstanceId"]]
