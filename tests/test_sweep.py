@@ -152,3 +152,20 @@ def test_the_data_module_tests_each_actor_once_over_the_folds(
         assert len(actors[2]) == 1 and len(actors[1]) == 1
         tested += actors[2]
     assert sorted(tested) == ["01", "02", "03", "04"]
+
+
+def test_a_sweep_file_plans_cells_seeds_and_folds(small_corpus, tmp_path, capsys):
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(
+        f'model = "hybrid-attention"\ndata = "{small_corpus}"\nseeds = [1, 2]\nfolds = 4\n'
+        'group = "actor"\n[grid]\n"data.modalities" = [["audio"], ["audio", "video"]]\n'
+        "[fixed]\ntrain.epochs = 1\n"
+    )
+    out = tmp_path / "runs"
+    assert cli.main(["sweep", "--file", str(sweep), "--out", str(out), "--dry-run"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert len(lines) == 2 * 2 * 4 and "seed 2 fold 3" in lines[-1]
+    assert not out.exists()
+    sweep.write_text('model = "hybrid-attention"\nepochs = 3\n')
+    assert cli.main(["sweep", "--file", str(sweep), "--out", str(out)]) == 2
+    assert "unknown key(s) epochs" in capsys.readouterr().err

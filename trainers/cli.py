@@ -259,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=Path("runs"), help="parent of experiment dirs")
     p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every run's config and list the runs; create and train nothing",
+    )
+    p.add_argument(
         "--id",
         dest="exp_id",
         default=None,
@@ -619,9 +624,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for text in args.grid:
             key, values = parse_grid_arg(text)
             grid[key] = values
+        # The file's [fixed] keys apply as --set does (after --config files), before --set.
         fixed = [f"{k}={_toml_value(v)}" for k, v in spec["fixed"].items()] + args.assignments
-        presets = dict(spec["fixed"])
-        entry, cfg = _resolve_config(model, args.config_files, args.assignments, data, presets)
+        entry, cfg = _resolve_config(model, args.config_files, fixed, data)
         _check_inputs(entry, cfg)
         plan = plan_sweep(
             entry,
@@ -634,6 +639,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         exp_dir = args.out / (args.exp_id or new_run_id(f"sweep-{entry.name}"))
         print(f"experiment: {exp_dir} ({len(plan.runs)} runs)", flush=True)
+        if args.dry_run:
+            for i, pr in enumerate(plan.runs, 1):
+                fold = "" if pr.fold is None else f" fold {pr.fold}"
+                print(f"  {i}/{len(plan.runs)} {pr.dir}: {pr.cell} seed {pr.seed}{fold}")
+            return 0
         result = run_sweep(entry, plan, exp_dir, argv=sys.argv)
     except SweepError as exc:
         raise UsageError(str(exc)) from None
