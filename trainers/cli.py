@@ -198,9 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="K",
-        help="stratified K-fold cross-validation: one run per fold under RUN/fold-<i>/, then "
-        "mean and std in RUN/kfold.json (data modules with data.folds, e.g. the FI images); "
-        "rerunning the same --run-id resumes unfinished folds",
+        help="K-fold cross-validation: one run per fold under RUN/fold-<i>/, then mean and "
+        "std in RUN/kfold.json (FI images: class-stratified; audio-visual corpora: "
+        "speaker-independent, whole actors per fold, K = actors is leave-one-actor-out); "
+        "rerunning the same --run-id resumes unfinished folds (`sweep --folds` does the same "
+        "as an experiment, with grids and seeds)",
     )
     add_config_args(p)
     add_distributed_args(p)
