@@ -9,6 +9,9 @@ Per-run overhead ratio = sweep wall / by-hand wall over the same 8 runs (target 
 (summary.json's data.decoded_recordings summed over the runs).
 
     uv run python bench/sweep.py [--rounds 1] [--epochs 1] [--keep DIR]
+
+Figures (2 cores shared with other work, PYTHONDONTWRITEBYTECODE unset, bytecode warm):
+see the commit that ran it and docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -92,6 +95,19 @@ def main() -> int:
     print(f"corpus: 4 actors; {len(LRS) * len(DROPOUTS) * len(SEEDS)} runs of "
           f"{args.epochs} epoch(s) per arm; cpus {os.cpu_count()}")  # fmt: skip
     n_recordings = 0
+    # Python's bytecode cache decides what a process start costs (torch and torch._dynamo,
+    # which the optimizer imports, compile from source in about 20 s on 2 busy cores when
+    # PYTHONDONTWRITEBYTECODE is set): say which case this is, and import once untimed.
+    print(f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}")
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import torch._dynamo, trainers.engine.trainer\n"
+            "from trainers.registry import get_entry; get_entry('hybrid-attention')",
+        ],
+        check=True,
+    )
     hand_s, sweep_s, decoded = [], [], []
     for r in range(args.rounds):
         order = ("hand", "sweep") if r % 2 == 0 else ("sweep", "hand")
