@@ -122,6 +122,10 @@ def test_a_bad_grid_key_stops_before_any_run(small_corpus, feature_cache, tmp_pa
     err = capsys.readouterr().err
     assert code == 2 and "unknown config key" in err and "train.lr" in err
     assert not any(tmp_path.iterdir())  # nothing created
+    code = cli.main(
+        sweep_args(small_corpus, tmp_path, feature_cache, "--grid", "seed=1,2", "--seeds", "2")
+    )
+    assert code == 2 and "train.seed is both a grid key and --seeds" in capsys.readouterr().err
     # MELD keeps its official splits: actor folds are refused before anything starts.
     code = cli.main(
         sweep_args(small_corpus, tmp_path, feature_cache, "--folds", "2", "--set", "layout=meld")
