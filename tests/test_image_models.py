@@ -219,6 +219,9 @@ def test_cli_folds_flag_runs_kfold_and_reports_mean_and_std(corpus, tmp_path):
     assert "+-" in proc.stdout and "over 2 folds" in proc.stdout
     table = json.loads((tmp_path / "cv" / KFOLD_JSON).read_text())
     assert len(table["per_fold"]) == 2
+    # Audio-visual data folds by actor, except MELD's fixed splits: refused, nothing created.
     bad = run_trainers("train", "hybrid-attention", "--data", str(corpus), "--folds", "2",
-                       "--out", str(tmp_path))  # fmt: skip
-    assert bad.returncode == 2 and "data.folds" in bad.stderr
+                       "--out", str(tmp_path), "--run-id", "meld-cv",
+                       "--set", "data.layout=meld")  # fmt: skip
+    assert bad.returncode == 2 and "data.folds" in bad.stderr and "MELD" in bad.stderr
+    assert not (tmp_path / "meld-cv").exists()

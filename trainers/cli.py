@@ -30,6 +30,9 @@ examples:
       --set pretrained=hub:<file>.pth                 (weights in torch hub's cache)
   python -m trainers config hybrid-attention          (every key and its default)
   python -m trainers resume runs/<run-id>
+  python -m trainers sweep hybrid-attention --data data/ravdess --grid train.lr=1e-3,3e-4 \\
+      --seeds 3 --folds 6 --group actor --id lr-study    (rerun it to continue)
+  python -m trainers sweep --file sweep.toml          (docs/experiments.md)
   python -m trainers predict runs/<run-id> clip.mp4 folder/ [--json]
   python -m trainers evaluate runs/<run-id> --data data/CREMA-D --layout crema-d [--split all]
   python -m trainers export runs/<run-id> --out models/<name> [--format onnx]
@@ -195,12 +198,81 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="K",
-        help="stratified K-fold cross-validation: one run per fold under RUN/fold-<i>/, then "
-        "mean and std in RUN/kfold.json (data modules with data.folds, e.g. the FI images); "
-        "rerunning the same --run-id resumes unfinished folds",
+        help="K-fold cross-validation: one run per fold under RUN/fold-<i>/, then mean and "
+        "std in RUN/kfold.json (FI images: class-stratified; audio-visual corpora: "
+        "speaker-independent, whole actors per fold, K = actors is leave-one-actor-out); "
+        "rerunning the same --run-id resumes unfinished folds (`sweep --folds` does the same "
+        "as an experiment, with grids and seeds)",
     )
     add_config_args(p)
     add_distributed_args(p)
+
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid of configs x seeds x folds as one experiment; writes OUT/ID/",
+        description="Train one run per grid cell, seed and fold, one after another in this "
+        "process (one feature cache: the corpus is decoded once), into the experiment "
+        "directory OUT/ID/: experiment.json (what varies, the runs and their status) and "
+        "one ordinary run directory per run. Every run's config is checked before the "
+        "first starts. Stopped (SIGTERM, Ctrl-C) and rerun with the same --id and --out, "
+        "it keeps finished runs, resumes the stopped one from its checkpoint and starts the "
+        "rest. Exit 0 all done, 1 a run failed, 2 bad usage (nothing trained), 128+N "
+        "stopped by signal N. See docs/experiments.md.",
+        epilog="""examples:
+  python -m trainers sweep hybrid-attention --data data/ravdess \\
+      --grid train.lr=1e-3,3e-4 --grid train.batch_size=8,16 --seeds 2 --id lr-bs
+  python -m trainers sweep hybrid-attention --data data/ravdess --folds 24 --group actor
+                                                      (leave-one-actor-out on RAVDESS)
+  python -m trainers sweep --file sweep.toml --id lr-bs    (model, data, [grid], [fixed],
+                                                           seeds, folds, group)
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", nargs="?", default=None, help="model name (see `list`)")
+    p.add_argument("--file", type=Path, default=None, help="a sweep TOML file (see above)")
+    p.add_argument("--data", type=Path, default=None, help="data set directory")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a config key and its values; several --grid make their product (repeatable)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="K runs per cell with train.seed = the config's seed, +1, ... (default: 1)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="speaker-independent k-fold: K runs per cell and seed, data.folds=K, "
+        "data.fold=0..K-1 (K = the number of actors: leave-one-actor-out)",
+    )
+    p.add_argument(
+        "--group",
+        choices=("actor",),
+        default=None,
+        help="what a fold holds out (actor, the default with --folds)",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs"), help="parent of experiment dirs")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every run's config and list the runs; create and train nothing",
+    )
+    p.add_argument(
+        "--id",
+        dest="exp_id",
+        default=None,
+        help="experiment directory name (default: time-sweep-model-xxxx); the same --id "
+        "continues a stopped sweep",
+    )
+    add_config_args(p)
 
     p = sub.add_parser("resume", help="continue a run from checkpoints/last.pt")
     p.add_argument("run_dir", type=Path, help="the run directory to continue")
@@ -528,6 +600,75 @@ def _train_kfold(entry: Any, cfg: Any, out: Path, run_id: str | None, folds: int
         + f" over {folds} folds -> {path / 'kfold.json'}"
     )
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from trainers.engine.sweep import (
+        SweepError,
+        load_sweep_file,
+        parse_grid_arg,
+        plan_sweep,
+        run_sweep,
+    )
+    from trainers.rundir import new_run_id
+
+    try:
+        spec = load_sweep_file(args.file) if args.file else {"grid": {}, "fixed": {}}
+        model = args.model or spec.get("model")
+        if not model:
+            raise UsageError('sweep needs a MODEL (or model = "..." in the --file)')
+        if args.model and spec.get("model") and args.model != spec["model"]:
+            raise UsageError(
+                f"MODEL {args.model} disagrees with {args.file}'s model {spec['model']}"
+            )
+        data = args.data or (Path(spec["data"]) if spec.get("data") else None)
+        grid: dict[str, list[Any]] = dict(spec["grid"])
+        for text in args.grid:
+            key, values = parse_grid_arg(text)
+            grid[key] = values
+        # The file's [fixed] keys apply as --set does (after --config files), before --set.
+        fixed = [f"{k}={_toml_value(v)}" for k, v in spec["fixed"].items()] + args.assignments
+        entry, cfg = _resolve_config(model, args.config_files, fixed, data)
+        _check_inputs(entry, cfg)
+        plan = plan_sweep(
+            entry,
+            cfg,
+            grid,
+            fixed,
+            seeds=args.seeds if args.seeds is not None else spec.get("seeds"),
+            folds=args.folds if args.folds is not None else spec.get("folds"),
+            group=args.group or spec.get("group"),
+        )
+        exp_dir = args.out / (args.exp_id or new_run_id(f"sweep-{entry.name}"))
+        print(f"experiment: {exp_dir} ({len(plan.runs)} runs)", flush=True)
+        if args.dry_run:
+            for i, pr in enumerate(plan.runs, 1):
+                fold = "" if pr.fold is None else f" fold {pr.fold}"
+                print(f"  {i}/{len(plan.runs)} {pr.dir}: {pr.cell} seed {pr.seed}{fold}")
+            return 0
+        result = run_sweep(entry, plan, exp_dir, argv=sys.argv)
+    except SweepError as exc:
+        raise UsageError(str(exc)) from None
+    done = result.kept + result.trained
+    print(
+        f"sweep: {done}/{result.total} runs finished ({result.kept} kept from before, "
+        f"{result.trained} trained now, {result.resumed} of them resumed), "
+        f"{len(result.failed)} failed -> {exp_dir / 'experiment.json'}"
+    )
+    if result.stopped_by is not None:
+        print(
+            f"stopped; continue with the same command and --out {args.out} --id {exp_dir.name}",
+            file=sys.stderr,
+        )
+        return 128 + int(result.stopped_by)
+    return 1 if result.failed else 0
+
+
+def _toml_value(value: Any) -> str:
+    """A sweep file's [fixed] value as --set would write it."""
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _check_inputs(entry: Any, cfg: Any) -> None:
@@ -917,6 +1058,7 @@ COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
     "resume": cmd_resume,
+    "sweep": cmd_sweep,
     "worker": cmd_worker,
     "config": cmd_config,
     "synth": cmd_synth,

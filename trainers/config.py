@@ -157,6 +157,12 @@ def _resolve_key(cfg: Any, key: str) -> tuple[Any, dataclasses.Field[Any], str]:
     return section, fld, key
 
 
+def full_key(cfg: Any, key: str) -> str:
+    """``key`` as ``section.field`` (a bare field name is accepted when unambiguous);
+    ConfigError names an unknown or ambiguous key."""
+    return _resolve_key(cfg, key)[2]
+
+
 def _hints(section: Any) -> dict[str, Any]:
     return typing.get_type_hints(type(section))
 

@@ -75,6 +75,7 @@ from trainers.data.config import VOCAL_CHANNELS, DataConfig, DataError
 from trainers.data.cremad import CLASSES as CREMAD_CLASSES
 from trainers.data.cremad import index_cremad
 from trainers.data.face_counts import FaceRow, detector_name, summarize_faces
+from trainers.data.folds import fold_splits
 from trainers.data.guards import admit_suspect
 from trainers.data.meld import CLASSES as MELD_CLASSES
 from trainers.data.meld import index_meld
@@ -490,6 +491,19 @@ class RavdessDataModule:
         if self._fixed_split is not None:
             # The data set's official splits (MELD): comparable with published results.
             assign = [self._fixed_split[rec.key] for rec, _ in kept]
+        elif cfg.folds:
+            # Speaker-independent k-fold: this fold's actors are the test split.
+            recs = [rec for rec, _ in kept]
+            actors = fold_splits(
+                [rec.actor for rec in recs],
+                cfg.folds,
+                cfg.fold,
+                cfg.val_fraction,
+                cfg.split_seed,
+                sex_of=actor_sex(recs),
+            )
+            split_of = {actor: split for split, names in actors.items() for actor in names}
+            assign = [split_of[rec.actor] for rec, _ in kept]
         elif cfg.split == "actor":
             recs = [rec for rec, _ in kept]
             actors = split_actors(
@@ -650,6 +664,11 @@ class RavdessDataModule:
             "modalities": list(cfg.modalities),
             "split": "official" if self._fixed_split is not None else cfg.split,
             "split_seed": cfg.split_seed,
+            **(
+                {"folds": cfg.folds, "fold": cfg.fold, "fold_group": cfg.fold_group}
+                if cfg.folds
+                else {}
+            ),
             "splits": splits,
             "faces_not_found": sum(
                 row.found is False for split in SPLITS for row in self._split(split).faces

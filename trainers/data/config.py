@@ -76,6 +76,16 @@ class DataConfig:
     test_fraction: float = 0.15
     # Seeds the split only, so changing the training seed keeps the same split.
     split_seed: int = 0
+    # Speaker-independent k-fold (trainers.data.folds): folds > 1 deals the actors into
+    # that many folds (balanced by sex where the corpus says it) and makes fold `fold`'s
+    # actors the test split, val_fraction of the other actors val; folds = number of actors
+    # is leave-one-actor-out. 0 = off (val_fraction/test_fraction split). Not for MELD,
+    # whose official splits are fixed.
+    folds: int = 0
+    fold: int = 0
+    # What a fold holds out: whole actors (the only grouping: a speaker's recordings never
+    # straddle train and test).
+    fold_group: Literal["actor"] = "actor"
     # Frames sampled per second of video, by timestamp (independent of the source fps).
     fps: float = 10.0
     # Longest frame sequence kept; longer clips keep their middle.
@@ -187,8 +197,22 @@ class DataConfig:
         for field in ("val_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, field) < 1.0:
                 raise bad(field, "must be in [0, 1)")
-        if self.val_fraction + self.test_fraction >= 1.0:
+        if not self.folds and self.val_fraction + self.test_fraction >= 1.0:
             raise bad("test_fraction", "val_fraction + test_fraction must leave a training split")
+        if self.folds == 1 or self.folds < 0:
+            raise bad("folds", "must be 0 (off) or >= 2 (actor k-fold)")
+        if self.folds and not 0 <= self.fold < self.folds:
+            raise bad("fold", f"must be in 0..{self.folds - 1} (data.folds={self.folds})")
+        if self.folds and self.layout == "meld":
+            raise bad(
+                "folds",
+                "MELD has fixed official train/dev/test splits (speakers recur across "
+                "episodes): actor k-fold is for ravdess, crema-d and combined; use data.folds=0",
+            )
+        if self.folds and self.split != "actor":
+            raise bad("folds", "k-fold deals whole actors into folds: needs data.split=actor")
+        if self.fold_group != "actor":
+            raise bad("fold_group", "must be 'actor' (folds hold out whole actors)")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise bad("max_bad_fraction", "must be in [0, 1]")
         if not 0.0 <= self.face_warn_fraction <= 1.0:

@@ -47,7 +47,7 @@ def fold_config(cfg: Any, folds: int, fold: int) -> Any:
         raise ConfigError(
             "data.folds",
             "this model's data section has no folds/fold settings: k-fold needs a data "
-            "module that can split into folds (the image models' FI data can)",
+            "module that can split into folds (audio-visual corpora by actor, FI images)",
         )
     out = copy.deepcopy(cfg)
     out.data.folds = folds
@@ -116,8 +116,8 @@ def run_kfold(
     if folds < 2:
         raise ConfigError("data.folds", f"k-fold needs at least 2 folds, got {folds}")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     configs = [fold_config(cfg, folds, i) for i in range(folds)]  # all checked up front
+    run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     rows, runs, summaries = [], [], []
     for i, fold_cfg in enumerate(configs):
