@@ -198,10 +198,17 @@ class RunLog:
         }
 
 
+_STEP = b'"type":"step"'  # as EventWriter writes it, right after the seq
+
+
 def _complete_lines(data: bytes) -> Iterable[dict[str, Any]]:
-    """The events in ``data``'s complete lines (a line being written is left out)."""
-    for line in data[: data.rfind(b"\n") + 1].splitlines():
-        if line.strip():
+    """The events in ``data``'s complete lines (a line being written is left out).
+    Step events, most of a tail and nothing a listing shows, are not decoded (but
+    the last line, whose seq :meth:`RunLog.progress` reports)."""
+    lines = data[: data.rfind(b"\n") + 1].splitlines()
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        if line.strip() and (i == last or line.find(_STEP, 0, 48) < 0):
             yield json.loads(line)
 
 
