@@ -193,6 +193,7 @@ def follow(
     log_offset: int = 0,
     interval: float = 2.0,
     *,
+    events_offset: int = 0,
     backoff: Backoff | None = None,
     silence_intervals: float = 3.0,
     poll: float | None = None,
@@ -202,10 +203,12 @@ def follow(
 
     ``run_dir`` is a path on the host (relative paths are relative to the host's
     workdir, or its home over SSH). ``after_seq`` / ``log_offset`` resume a
-    follow that an earlier process started.
+    follow that an earlier process started; ``events_offset``, events.jsonl's byte
+    offset just after the line with ``after_seq``, lets the watcher start there
+    (it checks that line, and reads the whole file when it does not match).
     """
     backoff = backoff or Backoff()
-    point = ResumePoint(seq=after_seq, log_offset=log_offset)
+    point = ResumePoint(seq=after_seq, log_offset=log_offset, events_offset=events_offset)
     attempt = 0
     down_since: float | None = None
     reason = detail = ""
