@@ -91,10 +91,10 @@ class RunLog:
             size = os.fstat(fh.fileno()).st_size
             while True:
                 start = max(0, size - max_bytes)
-                fh.seek(start)
-                data = fh.read(size - start)
+                fh.seek(max(0, start - 1))  # the byte before: does a line start at start?
+                data = fh.read(size - start + (start > 0))
                 if start:
-                    data = data[data.find(b"\n") + 1 :]  # the first line is cut
+                    data = data[data.find(b"\n") + 1 :]  # up to the first line start
                 log = cls.from_events(_complete_lines(data))
                 if start == 0 or max_bytes >= limit or (log.rows and log.epoch_start):
                     return log
@@ -223,7 +223,11 @@ class ProgressRecord:
 
     def __init__(self, run: RunDir) -> None:
         self.run = run
-        self.log = RunLog.read(run.events)
+        try:
+            self.log = RunLog.read(run.events)
+        except (OSError, ValueError, KeyError):
+            # A line the writer will refuse anyway; the record must never stop a run.
+            self.log = RunLog()
 
     def handle(self, event: dict[str, Any]) -> None:
         etype = event.get("type")
@@ -235,8 +239,9 @@ class ProgressRecord:
         ):
             return
         record = {**self.log.progress(), "updated_at": time.time()}
-        # No run.json (a bare writer) or one being replaced: the next record lands.
-        with contextlib.suppress(OSError, ValueError):
+        # No run.json (a bare writer), one being replaced, a value JSON cannot hold:
+        # the next record lands; a listing is never worth a training run.
+        with contextlib.suppress(OSError, ValueError, TypeError):
             self.run.update_manifest(**{PROGRESS: record})
 
     def close(self) -> None:
