@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -198,17 +199,25 @@ class RunLog:
         }
 
 
-_STEP = b'"type":"step"'  # as EventWriter writes it, right after the seq
+# What RunLog keeps, as EventWriter writes it (compact JSON); every other line (steps,
+# checkpoints: most of a tail) is left undecoded. Inside a string value the text is
+# escaped and cannot match; in a nested object it only costs that line's decoding.
+_KEPT = re.compile(rb'"type":"(?:status|epoch_start|val|warning)"')
 
 
 def _complete_lines(data: bytes) -> Iterable[dict[str, Any]]:
-    """The events in ``data``'s complete lines (a line being written is left out).
-    Step events, most of a tail and nothing a listing shows, are not decoded (but
-    the last line, whose seq :meth:`RunLog.progress` reports)."""
-    lines = data[: data.rfind(b"\n") + 1].splitlines()
-    last = len(lines) - 1
-    for i, line in enumerate(lines):
-        if line.strip() and (i == last or line.find(_STEP, 0, 48) < 0):
+    """The events RunLog keeps among ``data``'s complete lines, in order, and the last
+    line (whose seq :meth:`RunLog.progress` reports); a line being written is left out.
+    Lines are found by a search of the bytes, so a tail of steps costs no decoding."""
+    data = data[: data.rfind(b"\n") + 1]
+    if not data:
+        return
+    last = data.rfind(b"\n", 0, len(data) - 1) + 1
+    starts = {data.rfind(b"\n", 0, m.start()) + 1 for m in _KEPT.finditer(data)}
+    starts.add(last)
+    for begin in sorted(starts):
+        line = data[begin : data.index(b"\n", begin)]
+        if line.strip():
             yield json.loads(line)
 
 
