@@ -23,7 +23,15 @@ from remote.local import LocalHost
 from remote.onhost.hostctl import describe_run, list_runs
 from remote.onhost.watcher import Emitter, Watcher
 from remote.watch import EventItem, ResumePoint, follow, watcher_command
-from tests.test_remote_watch import FAST, FakeRun, collect, seqs, watcher_processes
+from tests.test_remote_watch import (
+    FAST,
+    FakeRun,
+    _crashed_run,
+    _dead_pid,
+    collect,
+    seqs,
+    watcher_processes,
+)
 from trainers.events import EventType, EventWriter, RunStatus, cursor_at
 from trainers.rundir import RunDir, write_json_atomic
 from trainers.runlog import PROGRESS, ProgressRecord, RunLog
@@ -299,6 +307,25 @@ def test_a_reconnect_at_the_end_of_a_long_file_reads_only_what_is_new(runs, tmp_
         assert watcher.cursor.offset == 0
         watcher.pump_events()
         assert _sent(out)[0] == list(range(1_991, 2_001))
+
+
+def test_a_status_before_the_offset_still_decides_crashed_or_not(tmp_path):
+    """The process is gone and nothing follows the offset: the status before it (not
+    read when seeking) decides. A terminal one ends the stream, no crash reported."""
+    for last, expected in ((RunStatus.COMPLETED, "completed"), (None, "crashed")):
+        run_dir = tmp_path / str(expected)
+        _crashed_run(run_dir, _dead_pid())
+        if last is not None:
+            with EventWriter(run_dir / "events.jsonl") as writer:
+                writer.write(EventType.STATUS, status=last, reason="max_epochs")
+        data = (run_dir / "events.jsonl").read_bytes()
+        held = data.count(b"\n")
+        out = io.BytesIO()
+        watcher = Watcher(run_dir, Emitter(out), after_seq=held, events_offset=len(data))
+        assert watcher.run_forever() == 0 and watcher.skipped == 0
+        kinds = [json.loads(line)["kind"] for line in out.getvalue().splitlines()]
+        assert json.loads(out.getvalue().splitlines()[-1]) == {"kind": "end", "status": expected}
+        assert ("crashed" in kinds) == (expected == "crashed") and "events" not in kinds
 
 
 def test_follow_sends_the_offset_it_holds_when_it_reconnects(tmp_path):

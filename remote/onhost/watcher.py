@@ -8,7 +8,7 @@ one SSH exec channel), so it may import only the standard library, the
 stdlib-only run-directory modules of ``trainers`` and, when installed, psutil:
 no torch, no paramiko. Every line is one object with a ``kind``:
 
-- ``events``: ``{"events": [{...}, ...]}``, the events.jsonl lines with seq > N,
+- ``events``: ``{"offset": E, "events": [{...}, ...]}``, the events.jsonl lines with seq > N,
   in order, as many as one read brought (up to EVENTS_CHUNK bytes): one line
   and one decode per batch instead of per event is what lets a client keep up
   with 100,000 events/s. ``offset`` is the events.jsonl byte offset just after
