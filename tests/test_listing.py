@@ -378,3 +378,26 @@ def test_the_offset_is_kept_only_when_a_batch_ends_on_the_held_seq():
     at = command.index("--after-seq")
     assert command[at : at + 4] == ["--after-seq", "2", "--events-offset", "120"]
     assert "--events-offset" not in watcher_command(LocalHost(), "run", point, 1.0, offsets=False)
+
+
+def test_a_watcher_shipped_before_the_offset_is_asked_again_without_it(tmp_path):
+    """Code deployed by an older console has no --events-offset: its argparse refusal
+    is not a failed watch; the follow asks again with the seq alone."""
+    run_dir = tmp_path / "run"
+    _crashed_run(run_dir, _dead_pid())
+    with EventWriter(run_dir / "events.jsonl") as writer:
+        writer.write(EventType.STATUS, status=RunStatus.COMPLETED, reason="max_epochs")
+    commands: list[list[str]] = []
+
+    class OldCode(LocalHost):
+        def stream(self, cmd, **kwargs):
+            commands.append(list(cmd))
+            if "--events-offset" in cmd:
+                refusal = "echo 'watcher: error: unrecognized arguments: --events-offset' >&2"
+                cmd = ["sh", "-c", refusal + "; exit 2"]
+            return super().stream(cmd, **kwargs)
+
+    offset = len(b"".join((run_dir / "events.jsonl").read_bytes().splitlines(True)[:1]))
+    items = collect(follow(OldCode(), run_dir, after_seq=1, events_offset=offset, interval=0.2))
+    assert seqs(items) == [2, 3] and len(commands) == 2
+    assert "--events-offset" in commands[0] and "--events-offset" not in commands[1]
