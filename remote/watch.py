@@ -3,12 +3,14 @@
 ``follow`` starts the watcher on the host through ``host.stream`` (a
 subprocess locally, one exec channel over SSH) and turns its JSON lines into
 typed items. The connection is the unreliable part, so the client owns the
-resume point: the last event seq and train.log byte offset it has handed out.
-When the stream drops (a transport error, an end without the watcher's
-``end`` line, or silence, not even a heartbeat, for ``silence_intervals``
-intervals) it reconnects with capped exponential backoff and asks again from
-that point, so every event is yielded exactly once. Problems a retry cannot fix
-(authentication, host keys, a watcher that cannot start) are raised at once.
+resume point: the last event seq (and the events.jsonl byte offset just after
+it, so the new watcher seeks there instead of reading the file again) and the
+train.log byte offset it has handed out. When the stream drops (a transport
+error, an end without the watcher's ``end`` line, or silence, not even a
+heartbeat, for ``silence_intervals`` intervals) it reconnects with capped
+exponential backoff and asks again from that point, so every event is yielded
+exactly once. Problems a retry cannot fix (authentication, host keys, a watcher
+that cannot start) are raised at once.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ class ResumePoint:
     seq: int = 0
     log_offset: int = 0
     finished: bool = field(default=False)  # a terminal status or a crash was yielded
+    # events.jsonl's byte offset just after the line with ``seq`` (0: not known).
+    events_offset: int = 0
 
 
 def watcher_command(
@@ -152,11 +156,14 @@ def watcher_command(
     point: ResumePoint,
     interval: float,
     poll: float | None = None,
+    offsets: bool = True,
 ) -> Command:
+    """``offsets=False``: without ``--events-offset``, for a watcher shipped before it."""
     args = [
         str(run_dir),
         "--after-seq",
         str(point.seq),
+        *(["--events-offset", str(point.events_offset)] if offsets and point.events_offset else []),
         "--log-offset",
         str(point.log_offset),
         "--interval",
@@ -186,6 +193,7 @@ def follow(
     log_offset: int = 0,
     interval: float = 2.0,
     *,
+    events_offset: int = 0,
     backoff: Backoff | None = None,
     silence_intervals: float = 3.0,
     poll: float | None = None,
@@ -195,13 +203,16 @@ def follow(
 
     ``run_dir`` is a path on the host (relative paths are relative to the host's
     workdir, or its home over SSH). ``after_seq`` / ``log_offset`` resume a
-    follow that an earlier process started.
+    follow that an earlier process started; ``events_offset``, events.jsonl's byte
+    offset just after the line with ``after_seq``, lets the watcher start there
+    (it checks that line, and reads the whole file when it does not match).
     """
     backoff = backoff or Backoff()
-    point = ResumePoint(seq=after_seq, log_offset=log_offset)
+    point = ResumePoint(seq=after_seq, log_offset=log_offset, events_offset=events_offset)
     attempt = 0
     down_since: float | None = None
     reason = detail = ""
+    offsets = True  # until a watcher says it has no --events-offset
     while True:
         if attempt:
             elapsed = time.monotonic() - (down_since or time.monotonic())
@@ -215,7 +226,7 @@ def follow(
             delay = backoff.delay(attempt)
             yield ConnectionItem("retrying", attempt, reason, delay, detail)
             sleep(delay)
-        command = watcher_command(host, str(run_dir), point, interval, poll)
+        command = watcher_command(host, str(run_dir), point, interval, poll, offsets)
         heard = False
         last_line = time.monotonic()
         try:
@@ -237,6 +248,13 @@ def follow(
                         raise WatchError(f"{host.name}: {msg.get('message')}")
                     yield from _items(msg, point)
                 code = lines.wait_exit(2.0)
+                if (
+                    code not in (None, 0)
+                    and offsets
+                    and "--events-offset" in (lines.stderr_tail or "")
+                ):
+                    offsets = False  # code shipped before the option: ask again without it
+                    continue
                 if code not in (None, 0):
                     # The watcher itself failed (no such interpreter, module missing,
                     # a bug): the same command would fail again, so say why now.
@@ -284,9 +302,14 @@ def _new_event(event: dict[str, Any], point: ResumePoint) -> EventItem | None:
 def _items(msg: dict[str, Any], point: ResumePoint) -> Iterator[WatchItem]:
     kind = msg["kind"]
     if kind == "events":
-        for event in msg["events"]:
+        events = msg["events"]
+        for event in events:
             if (item := _new_event(event, point)) is not None:
                 yield item
+        # Where the next watcher may start: only when the batch ends on the seq held.
+        offset = msg.get("offset")
+        if isinstance(offset, int) and events and events[-1].get("seq") == point.seq:
+            point.events_offset = offset
     elif kind == "event":  # one per line, from a watcher older than batches
         if (item := _new_event(msg["event"], point)) is not None:
             yield item

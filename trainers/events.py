@@ -251,6 +251,39 @@ def read_new_raw(path: Path, cursor: EventCursor, max_bytes: int = -1) -> list[t
     return out
 
 
+def cursor_at(path: Path, offset: int, seq: int) -> EventCursor | None:
+    """A cursor just after the line that ends at byte ``offset``, when that line's seq
+    is ``seq``: a reader that held the file up to there resumes without reading it
+    again. None when it is not so (another file, a cut or torn line, no such offset),
+    and the reader must scan from the start as :class:`EventCursor` () does."""
+    if offset <= 0 or seq <= 0:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size < offset:
+                return None
+            back = 4096
+            while True:  # the line before offset, however long (a val with a big confusion)
+                start = max(0, offset - back)
+                fh.seek(start)
+                data = fh.read(offset - start)
+                begin = data.rfind(b"\n", 0, len(data) - 1)
+                if begin >= 0 or start == 0:
+                    break
+                back *= 4
+    except OSError:
+        return None
+    if not data.endswith(b"\n"):
+        return None
+    line = data[begin + 1 :]
+    match = _SEQ_PREFIX.match(line)
+    try:
+        found = int(match.group(1)) if match else int(json.loads(line)["seq"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return EventCursor(offset=offset, seq=seq) if found == seq else None
+
+
 def read_new_lines(path: Path, cursor: EventCursor) -> list[tuple[dict[str, Any], bytes]]:
     """Like :func:`read_new_events`, each event with its line as written (a watcher
     forwards the bytes instead of encoding the event again)."""

@@ -20,6 +20,12 @@ It keeps, as the run ended up (docs/run-directory.md, "Resume and repeated epoch
   (a resumed run prepares its data again and warns again: that replaces, not
   repeats), in the order each was first seen.
 
+``progress()`` is the small record a listing needs (epoch, epochs, best,
+best_epoch, monitor, seq); the engine keeps it current in run.json
+(:class:`ProgressRecord`, written at each epoch start, val and resume, never per
+step), so ``hostctl list`` costs the same whatever a run's length, and
+:meth:`RunLog.read_tail` rebuilds it from the end of the file for runs without it.
+
 A resumed run repeats the epochs after its checkpoint: ``status: resumed`` drops
 what is held for epochs after ``from_epoch`` (and the killed process's final
 evaluation, which the resumed run does again), and a repeated epoch's later
@@ -30,11 +36,22 @@ paints rows incrementally knows when to paint them all again. The held
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from trainers.events import EventType, RunStatus, read_events
+from trainers.rundir import RunDir
+
+PROGRESS = "progress"  # run.json's key for the record (docs/run-directory.md)
+# RunLog.read_tail: the first read of a file's end, and the most it reads back.
+TAIL_BYTES = 64 * 1024
+TAIL_MAX_BYTES = 4 * 1024 * 1024
 
 
 class RunLog:
@@ -49,6 +66,7 @@ class RunLog:
         self._warnings: dict[tuple[str, str | None], dict[str, Any]] = {}
         self.resumes = 0
         self.rewrites = 0  # times held rows were dropped or replaced
+        self.seq: int | None = None  # the last event's
 
     @classmethod
     def from_events(cls, events: Iterable[dict[str, Any]]) -> RunLog:
@@ -61,6 +79,28 @@ class RunLog:
         """The whole of an events.jsonl (its complete lines); empty when there is none."""
         return cls.from_events(read_events(Path(path)))
 
+    @classmethod
+    def read_tail(
+        cls, path: Path, max_bytes: int = TAIL_BYTES, limit: int = TAIL_MAX_BYTES
+    ) -> RunLog:
+        """The end of an events.jsonl: its last ``max_bytes``, read further back (up to
+        ``limit`` bytes) until they hold an epoch start and a val row, so a long run
+        costs what a short one does. For runs without a progress record in run.json
+        (older engines, fused runs); what happened before the part read is unknown
+        (a resume there cannot drop rows it never held)."""
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            while True:
+                start = max(0, size - max_bytes)
+                fh.seek(max(0, start - 1))  # the byte before: does a line start at start?
+                data = fh.read(size - start + (start > 0))
+                if start:
+                    data = data[data.find(b"\n") + 1 :]  # up to the first line start
+                log = cls.from_events(_complete_lines(data))
+                if start == 0 or max_bytes >= limit or (log.rows and log.epoch_start):
+                    return log
+                max_bytes = min(limit, max_bytes * 4)
+
     def extend(self, events: Iterable[dict[str, Any]]) -> bool:
         """Feed a batch; True when the rows changed."""
         changed = False
@@ -71,6 +111,7 @@ class RunLog:
     def add(self, event: dict[str, Any]) -> bool:
         """Feed one event; True when the rows changed."""
         etype = event.get("type")
+        self.seq = event.get("seq", self.seq)
         if etype == EventType.STATUS:
             self.status = str(event.get("status"))
             if event.get("status") == RunStatus.RESUMED:
@@ -144,3 +185,90 @@ class RunLog:
     def epoch(self) -> int | None:
         """The epoch in progress (or last begun): the last epoch_start's."""
         return None if self.epoch_start is None else self.epoch_start.get("epoch")
+
+    def progress(self) -> dict[str, Any]:
+        """What a runs listing shows: ``{"epoch", "epochs", "best", "best_epoch",
+        "monitor", "seq"}`` (run.json's ``progress`` less ``updated_at``)."""
+        return {
+            "epoch": self.epoch,
+            "epochs": None if self.epoch_start is None else self.epoch_start.get("epochs"),
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "monitor": self.monitor,
+            "seq": self.seq,
+        }
+
+
+# What RunLog keeps, as EventWriter writes it (compact JSON); every other line (steps,
+# checkpoints: most of a tail) is left undecoded. Inside a string value the text is
+# escaped and cannot match; in a nested object it only costs that line's decoding.
+_KEPT = re.compile(rb'"type":"(?:status|epoch_start|val|warning)"')
+
+
+def _complete_lines(data: bytes) -> Iterable[dict[str, Any]]:
+    """The events RunLog keeps among ``data``'s complete lines, in order, and the last
+    line (whose seq :meth:`RunLog.progress` reports); a line being written is left out.
+    Lines are found by a search of the bytes, so a tail of steps costs no decoding."""
+    data = data[: data.rfind(b"\n") + 1]
+    if not data:
+        return
+    last = data.rfind(b"\n", 0, len(data) - 1) + 1
+    starts = {data.rfind(b"\n", 0, m.start()) + 1 for m in _KEPT.finditer(data)}
+    starts.add(last)
+    for begin in sorted(starts):
+        line = data[begin : data.index(b"\n", begin)]
+        if line.strip():
+            yield json.loads(line)
+
+
+class ProgressRecord:
+    """The engine's sink that keeps run.json's ``progress`` current: fed every event,
+    it rewrites run.json (atomically, with the rest of the manifest) only when an
+    epoch starts, an epoch's val event lands or a run resumes, never per step.
+
+    It folds the events with a :class:`RunLog`, so the record says exactly what
+    ``RunLog.read`` of the whole file would (a resume's repeated epochs included);
+    on a resume it starts from the file as it is."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        try:
+            self.log = RunLog.read(run.events)
+        except (OSError, ValueError, KeyError):
+            # A line the writer will refuse anyway; the record must never stop a run.
+            self.log = RunLog()
+
+    def handle(self, event: dict[str, Any]) -> None:
+        etype = event.get("type")
+        self.log.add(event)
+        if not (
+            etype == EventType.EPOCH_START
+            or (etype == EventType.VAL and event.get("split", "val") == "val")
+            or (etype == EventType.STATUS and event.get("status") == RunStatus.RESUMED)
+        ):
+            return
+        record = {**self.log.progress(), "updated_at": time.time()}
+        # No run.json (a bare writer), one being replaced, a value JSON cannot hold:
+        # the next record lands; a listing is never worth a training run.
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            self.run.update_manifest(**{PROGRESS: record})
+
+    def close(self) -> None:
+        pass
+
+
+def read_progress(run_dir: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run's progress record: run.json's ``progress`` when the engine keeps one,
+    else :meth:`RunLog.read_tail`'s (empty when there is no events file)."""
+    if manifest is None:
+        try:
+            manifest = RunDir(Path(run_dir)).read_manifest()
+        except (OSError, ValueError):
+            manifest = {}
+    record = manifest.get(PROGRESS)
+    if isinstance(record, dict):
+        return record
+    try:
+        return RunLog.read_tail(RunDir(Path(run_dir)).events).progress()
+    except (OSError, ValueError, KeyError):
+        return {}

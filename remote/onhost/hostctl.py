@@ -43,7 +43,7 @@ from typing import Any
 from remote.onhost.proc import pid_alive, run_alive
 from trainers.events import RunStatus
 from trainers.rundir import RunDir
-from trainers.runlog import RunLog
+from trainers.runlog import read_progress
 
 LAUNCHES = ".launches"
 GUARD_MODULE = "remote.onhost.guard"
@@ -256,6 +256,8 @@ def stop_process(run_dir: Path, pid: int | None, grace: float) -> dict[str, Any]
 
 
 def describe_run(run_dir: Path) -> dict[str, Any] | None:
+    """One row of ``list``: run.json's fields and the run's progress (epoch in
+    progress, best so far and its epoch, the monitored metric); None without run.json."""
     manifest = _read_json(run_dir / "run.json")
     if manifest is None:
         return None
@@ -277,14 +279,19 @@ def describe_run(run_dir: Path) -> dict[str, Any] | None:
         "epochs": (manifest.get("config") or {}).get("train", {}).get("epochs"),
         "epoch": None,
         "best": None,
+        "best_epoch": None,
         "monitor": None,
         # The instances a managed run ran on (remote.recovery): the runs table's cost.
         "instances": manifest.get("instances"),
         "recoveries": manifest.get("recoveries"),
     }
-    with contextlib.suppress(OSError, ValueError):
-        log = RunLog.read(run_dir / "events.jsonl")
-        row.update(epoch=log.epoch, best=log.best, monitor=log.monitor)
+    # The engine's progress record in run.json, else the events file's tail: never the
+    # whole file, so a row costs the same whatever the run's length.
+    progress = read_progress(run_dir, manifest)
+    for key in ("epoch", "best", "best_epoch", "monitor"):
+        row[key] = progress.get(key)
+    if row["epochs"] is None:
+        row["epochs"] = progress.get("epochs")
     return row
 
 

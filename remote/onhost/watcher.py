@@ -1,17 +1,22 @@
 """The on-host watcher: one run directory as a stream of JSON lines on stdout.
 
-    python -m remote.watcher RUN_DIR --after-seq N --log-offset B --interval 2.0
+    python -m remote.watcher RUN_DIR --after-seq N [--events-offset E] --log-offset B
+        --interval 2.0
 
 It runs next to the training process (locally as a subprocess, remotely over
 one SSH exec channel), so it may import only the standard library, the
 stdlib-only run-directory modules of ``trainers`` and, when installed, psutil:
 no torch, no paramiko. Every line is one object with a ``kind``:
 
-- ``events``: ``{"events": [{...}, ...]}``, the events.jsonl lines with seq > N,
+- ``events``: ``{"offset": E, "events": [{...}, ...]}``, the events.jsonl lines with seq > N,
   in order, as many as one read brought (up to EVENTS_CHUNK bytes): one line
   and one decode per batch instead of per event is what lets a client keep up
-  with 100,000 events/s. (Older watchers sent one ``event`` line per event;
-  clients still read those.)
+  with 100,000 events/s. ``offset`` is the events.jsonl byte offset just after
+  the batch's last line: a client that reconnects with ``--after-seq`` its last
+  seq and ``--events-offset`` that offset is answered from there, without the
+  file before it being read again (the line before the offset must carry that
+  seq, else the whole file is scanned as without the option). (Older watchers
+  sent one ``event`` line per event, and no offset; clients still read those.)
 - ``log``: ``{"offset": B', "text": "..."}``, new train.log text; ``offset`` is
   the byte offset just after ``text`` and always at a character boundary, so a
   client that reconnects with ``--log-offset B'`` misses and repeats nothing;
@@ -44,7 +49,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from remote.onhost.proc import run_alive
-from trainers.events import EventCursor, EventType, RunStatus, read_new_raw
+from trainers.events import EventCursor, EventType, RunStatus, cursor_at, read_new_raw
 from trainers.rundir import RunDir, tail_lines
 
 try:  # optional: richer samples where installed; /proc and os otherwise
@@ -277,11 +282,12 @@ class Emitter:
         line = json.dumps({"kind": kind, **fields}, separators=(",", ":"), default=str)
         self.out.write(line.encode("ascii") + b"\n")
 
-    def events(self, lines: list[bytes]) -> None:
+    def events(self, lines: list[bytes], offset: int | None = None) -> None:
         """events.jsonl lines, forwarded as written in one ``events`` line: each is
         already one ASCII JSON object (EventWriter escapes non-ASCII), so encoding
-        them again would only cost."""
-        self.out.write(b'{"kind":"events","events":[' + b",".join(lines) + b"]}\n")
+        them again would only cost. ``offset``: the file's byte offset after them."""
+        head = b'{"kind":"events",' + (b'"offset":%d,' % offset if offset is not None else b"")
+        self.out.write(head + b'"events":[' + b",".join(lines) + b"]}\n")
 
     def flush(self) -> None:
         self.out.flush()
@@ -294,6 +300,7 @@ class Watcher:
         emit: Emitter,
         *,
         after_seq: int = 0,
+        events_offset: int = 0,
         log_offset: int = 0,
         interval: float = 2.0,
         poll: float = 0.2,
@@ -307,11 +314,40 @@ class Watcher:
         # After a terminal status, how long to wait for the process to exit and
         # its last log lines to land before ending the stream.
         self.grace = min(interval, 5.0) if grace is None else grace
-        # The whole file is scanned (cheap) so that the last status is known even
-        # when the client already holds it; only seq > after_seq is sent.
+        # Without an offset the whole file is scanned so that the last status is known
+        # even when the client already holds it; only seq > after_seq is sent. With one
+        # (a reconnect), reading starts there: the client holds everything before it
+        # and, since it reconnects, no terminal status (see _status_before).
+        self.events_offset = events_offset
         self.cursor = EventCursor()
+        self.skipped = 0  # bytes of events.jsonl not read: before the client's offset
         self.log = LogTail(self.run.train_log, log_offset)
         self.status: RunStatus | None = None
+
+    def seek_events(self) -> None:
+        """Start after the client's offset when the line before it is its last seq."""
+        cursor = cursor_at(self.run.events, self.events_offset, self.after_seq)
+        if cursor is not None:
+            self.cursor, self.skipped = cursor, cursor.offset
+
+    def _status_before(self) -> None:
+        """The last status in the part skipped, when none came after it: asked only
+        before calling a run crashed, the one decision a status the client already
+        held (a caller that passed an offset past a terminal status) could change."""
+        if not self.skipped or self.status is not None:
+            return
+        cursor = EventCursor()
+        while cursor.offset < self.skipped:
+            before = cursor.offset
+            for _seq, line in read_new_raw(self.run.events, cursor, EVENTS_CHUNK):
+                if b'"status"' in line:
+                    event = json.loads(line)
+                    if event.get("type") == EventType.STATUS:
+                        with contextlib.suppress(ValueError):
+                            self.status = RunStatus(event.get("status"))
+            if cursor.offset == before:
+                break
+        self.skipped = 0
 
     def pump_events(self) -> None:
         # In pieces of EVENTS_CHUNK bytes, each flushed: the client decodes the first
@@ -328,7 +364,7 @@ class Watcher:
                 if seq > self.after_seq:
                     batch.append(line.strip())
             if batch:
-                self.emit.events(batch)
+                self.emit.events(batch, self.cursor.offset)
             self.emit.flush()
             if self.cursor.offset == before:  # nothing new, or only half a line yet
                 return
@@ -353,6 +389,7 @@ class Watcher:
         # events.jsonl: the client counts silence from the moment it connects.
         self.emit("heartbeat", time=time.time())
         self.emit.flush()
+        self.seek_events()
         sampler = Sampler(self.run)
         next_sample = 0.0
         terminal_since: float | None = None
@@ -382,6 +419,7 @@ class Watcher:
                     # must win over a crash inferred from the exit.
                     self.pump_events()
                     self.pump_log()
+                    self._status_before()
                     if not self.terminal():
                         self.emit("crashed", last_log=last_lines(self.run.train_log))
                         self.emit("end", status=str(RunStatus.CRASHED))
@@ -399,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--after-seq", type=int, default=0, help="send events after this seq")
+    parser.add_argument(
+        "--events-offset",
+        type=int,
+        default=0,
+        help="events.jsonl byte offset just after the line with --after-seq: read from there",
+    )
     parser.add_argument("--log-offset", type=int, default=0, help="send train.log from this byte")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--poll", type=float, default=0.2, help="seconds between file polls")
@@ -408,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         args.run_dir.expanduser(),
         emit,
         after_seq=args.after_seq,
+        events_offset=args.events_offset,
         log_offset=args.log_offset,
         interval=args.interval,
         poll=args.poll,

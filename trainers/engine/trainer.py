@@ -56,6 +56,7 @@ from trainers.engine.sinks import RunLogger, TensorBoardSink, TextLogSink
 from trainers.events import EventType, RunStatus, stop_status
 from trainers.registry import ModelEntry
 from trainers.rundir import BadInputLog, RunDir, write_json_atomic
+from trainers.runlog import ProgressRecord
 
 
 class StopRequested(Exception):
@@ -203,8 +204,10 @@ class Trainer:
         if main:
             purge = ckpt["global_step"] + 1 if ckpt else None
             self.text = TextLogSink(self.run.train_log, echo=sys.stdout if tc.log_every else None)
+            # ProgressRecord: run.json's "progress", what `hostctl list` reads.
             self.logger = RunLogger(
-                self.run.events, [TensorBoardSink(self.run.tb, purge), self.text]
+                self.run.events,
+                [TensorBoardSink(self.run.tb, purge), self.text, ProgressRecord(self.run)],
             )
         else:
             self.run.ranks.mkdir(exist_ok=True)
