@@ -199,10 +199,11 @@ class RunLog:
         }
 
 
-# What RunLog keeps, as EventWriter writes it (compact JSON); every other line (steps,
-# checkpoints: most of a tail) is left undecoded. Inside a string value the text is
-# escaped and cannot match; in a nested object it only costs that line's decoding.
-_KEPT = re.compile(rb'"type":"(?:status|epoch_start|val|warning)"')
+# What RunLog keeps, as EventWriter writes it (compact JSON) or any other writer (a
+# space after the colon: json.dumps' default); every other line (steps, checkpoints:
+# most of a tail) is left undecoded. Inside a string value the text is escaped and
+# cannot match; in a nested object it only costs that line's decoding.
+_KEPT = re.compile(rb'"type"\s*:\s*"(?:status|epoch_start|val|warning)"')
 
 
 def _complete_lines(data: bytes) -> Iterable[dict[str, Any]]:
