@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from emoconsole.cli import app
 from tests.aws import BUCKET, REGION, reset_moto
-from tests.conftest import SMALL_MODEL, run_trainers
+from tests.conftest import SMALL_MODEL, trainers_cmd
 
 pytest_plugins = ["tests.sshd", "tests.aws", "tests.imds"]
 
@@ -137,6 +137,13 @@ def test_a_preempted_spot_run_recovers_on_a_new_instance_and_ends_as_if_uninterr
     cloud.profile(old_box, notice_poll_s=0.2)
     settings = [*SMALL_MODEL, f"train.epochs={EPOCHS}", f"data.cache_dir={feature_cache}"]
 
+    # The uninterrupted reference trains meanwhile: this test mostly waits (polls, SSH).
+    ref_cmd = trainers_cmd(
+        "train", "hybrid-attention", "--data", str(small_corpus), "--out",
+        str(tmp_path / "ref"), "--run-id", "straight",
+        *[arg for item in settings for arg in ("--set", item)],
+    )  # fmt: skip
+    ref = subprocess.Popen(ref_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     old_id = cli("hosts", "launch", "gpu").strip().splitlines()[-1]
     cloud.authorize(old_box, new_box)
     cli("hosts", "trust", "gpu", "--fingerprint", old_box.fingerprint())
@@ -190,12 +197,8 @@ def test_a_preempted_spot_run_recovers_on_a_new_instance_and_ends_as_if_uninterr
     assert [span["instance_id"] for span in manifest["instances"]] == [old_id, new["InstanceId"]]
 
     # Exactly the run that would have finished without the interruption.
-    ref = run_trainers(
-        "train", "hybrid-attention", "--data", str(small_corpus), "--out",
-        str(tmp_path / "ref"), "--run-id", "straight",
-        *[arg for item in settings for arg in ("--set", item)],
-    )  # fmt: skip
-    assert ref.returncode == 0, ref.stderr[-2000:]
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err.decode(errors="replace")[-2000:]
     a = json.loads((tmp_path / "ref" / "straight" / "summary.json").read_text())
     b = json.loads((run_dir / "summary.json").read_text())
     for split in ("val", "test"):
