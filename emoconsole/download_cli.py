@@ -15,7 +15,7 @@ directory missing): the host's error is printed, then the storage copy fetched.
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -73,15 +73,6 @@ def download(
     Files identical to the local copy are skipped, and an interrupted download
     continues where it stopped when the same command is run again.
     """
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     from emoconsole.report import write_report
     from remote.download import DownloadProgress, download_run
     from remote.hosts import get_host
@@ -110,13 +101,7 @@ def download(
                 typer.secho(f"error: {run!r} names no run directory", fg="red", err=True)
                 raise typer.Exit(1)
             local_dir = to / name
-            bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-            )
+            bar = _transfer_bar()
             task = bar.add_task(remote_dir, total=None)
 
             def show(p: DownloadProgress) -> None:
@@ -174,6 +159,26 @@ def download(
     typer.echo(f"summary: {summary}")
 
 
+def _transfer_bar() -> Any:
+    """The one progress bar of a download, from a host or from storage (rich: lazily)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
 def _describe(report: DownloadReport, host: str) -> str:
     fetched = [f for f in report.files if f.action != "skipped"]
     parts = [f"{len(fetched)} fetched", f"{len(report.skipped)} already identical"]
@@ -203,28 +208,13 @@ def _from_storage(
     run: str, url: StorageUrl, endpoint_url: str | None, region: str | None, to: Path
 ) -> None:
     """Pull a run from storage with a progress bar, then write its summary.md."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     from emoconsole.report import write_report
     from remote.storage import StorageProgress, pull_run, resolve_stored_run, s3_client
 
     client = s3_client(endpoint_url, region)
     run_id = resolve_stored_run(url, run, client)
     local_dir = to / run_id
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
+    bar = _transfer_bar()
     task = bar.add_task(str(url), total=None)
 
     def show(p: StorageProgress) -> None:
