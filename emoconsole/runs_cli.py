@@ -236,11 +236,9 @@ def runs(
 def check_recoveries(only: str | None = None) -> dict[str, Any]:
     """Recover managed runs whose instance is gone (remote.recovery); their states by id.
 
-    Nothing is imported or asked of AWS when the ledger holds no managed run."""
-    from remote.recovery import check_managed, managed_runs
+    Nothing is asked of AWS (nor boto3 imported) unless a managed run is still watched."""
+    from remote.recovery import check_managed
 
-    if not any(run.state not in ("finished", "exhausted") for run in managed_runs()):
-        return {run.run_id: run for run in managed_runs()}
     states = check_managed(lambda msg: typer.echo(msg, err=True), only=only)
     return {run.run_id: run for run in states}
 

@@ -390,16 +390,23 @@ def guard_options(profile: Any, instance: Any) -> list[str]:
     shutdown (counted from the instance's launch, as its boot script counts)."""
     args = ["--imds", profile.metadata_url, "--poll", f"{profile.notice_poll_s:g}"]
     if profile.storage:
-        args += ["--storage", profile.storage]
-        if profile.endpoint_url:
-            args += ["--endpoint-url", profile.endpoint_url]
-        if profile.region:
-            args += ["--region", profile.region]
+        args += ["--storage", profile.storage, *storage_endpoint(profile)]
     launched = getattr(instance, "launch_time", None)
     if launched is not None and profile.max_hours:
         lead = 60 * profile.shutdown_lead_minutes
         shutdown_at = launched.timestamp() + profile.shutdown_minutes * 60
         args += ["--shutdown-at", f"{shutdown_at:.0f}", "--shutdown-lead", f"{lead:.0f}"]
+    return args
+
+
+def storage_endpoint(profile: Any) -> list[str]:
+    """Where the profile's S3 answers (``--endpoint-url``, ``--region``), as the on-host
+    guard and restore take it."""
+    args = []
+    if profile.endpoint_url:
+        args += ["--endpoint-url", profile.endpoint_url]
+    if profile.region:
+        args += ["--region", profile.region]
     return args
 
 

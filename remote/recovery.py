@@ -57,6 +57,8 @@ Progress = Callable[[str], None]
 
 # Statuses after which a run is not recovered: it ended by itself or was stopped by its user.
 FINISHED = ("completed", "failed", "stopped")
+# A managed run's states after which it is never checked again (no AWS call, no import).
+ENDED = ("finished", "exhausted")
 # Instance states that mean the run's machine is gone (or going).
 GONE_STATES = ("shutting-down", "terminated", "stopping", "stopped")
 
@@ -117,7 +119,7 @@ def release(instance_ids: set[str], why: str) -> list[ManagedRun]:
     """Stop managing the runs on ``instance_ids`` (the user ended those instances)."""
     released = []
     for run in managed_runs():
-        if run.instance_id in instance_ids and run.state not in ("finished", "exhausted"):
+        if run.instance_id in instance_ids and run.state not in ENDED:
             run.state, run.note = "finished", why
             _end_span(run)
             run.save()
@@ -226,14 +228,15 @@ def check_managed(
     progress: Progress | None = None, *, only: str | None = None, recover: bool = True
 ) -> list[ManagedRun]:
     """Look at every managed run (or the one named ``only``) and recover those whose
-    instance is gone. Returns their states after the check. Errors of one run are
-    kept in its ``note`` and never stop the others (or the command that called this)."""
+    instance is gone. Returns their states after the check. Ended runs cost a ledger
+    read only. Errors of one run are kept in its ``note`` and never stop the others (or
+    the command that called this)."""
     say = progress or (lambda _msg: None)
     out = []
     for run in managed_runs():
         if only is not None and run.run_id != only:
             continue
-        if run.state in ("finished", "exhausted"):
+        if run.state in ENDED:
             out.append(run)
             continue
         try:
@@ -294,7 +297,7 @@ def recover_run(
     run: ManagedRun, profile: Any, ec2: Any, s3: Any, reason: str, say: Progress
 ) -> ManagedRun:
     """Claim, launch, ship, restore, resume: the run goes on on a new instance."""
-    from remote.deploy import prepare_host
+    from remote.deploy import guard_options, prepare_host
     from remote.ec2.host import Ec2Host
     from remote.resume import resume_run
     from remote.ssh import fingerprint
@@ -325,7 +328,7 @@ def recover_run(
         )
         restore_on_host(host, profile, run, code_dir, python, number)
         say(f"  restored {run.run_dir} from {run.storage}")
-        resumed = resume_run(host, run.run_id, guard=guard_args(profile, instance))
+        resumed = resume_run(host, run.run_id, guard=guard_options(profile, instance))
         say(f"  resumed {run.run_id} on {instance.id} (pid {resumed.pid})")
     finally:
         host.close()
@@ -389,26 +392,15 @@ def restore_on_host(
 ) -> None:
     """``remote.onhost.restore`` on the new instance: the run directory from storage,
     with the instance role's credentials, and the recovery noted in run.json."""
-    from remote.deploy import DeployError
+    from remote.deploy import DeployError, storage_endpoint
     from remote.layout import python_module
 
     note = {"recoveries": number, "instances": run.instances}
     args = ["--storage", run.storage, "--run-id", run.run_id, "--dest", run.run_dir]
-    args += ["--note", json.dumps(note)]
-    if profile.endpoint_url:
-        args += ["--endpoint-url", profile.endpoint_url]
-    if profile.region:
-        args += ["--region", profile.region]
+    args += ["--note", json.dumps(note), *storage_endpoint(profile)]
     if profile.imds_url:
         args += ["--imds", profile.imds_url]
     argv = python_module(host, "remote.onhost.restore", args, code_dir=code_dir, python=python)
     result = host.run(argv, timeout=3600)
     if not result.ok:
         raise DeployError(f"{host.name}: restoring {run.run_id} failed:\n{result.tail(12)}")
-
-
-def guard_args(profile: Any, instance: Any) -> list[str]:
-    """hostctl's guard options for a run on ``instance`` of ``profile``."""
-    from remote.deploy import guard_options
-
-    return guard_options(profile, instance)

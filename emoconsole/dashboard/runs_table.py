@@ -146,10 +146,7 @@ class RunsScreen(DashboardScreen):
     def _check_recoveries(self) -> None:
         """Managed runs whose instance is gone are recovered from here too (in this
         worker thread), each step shown as a notification."""
-        from remote.recovery import check_managed, managed_runs
-
-        if not any(run.state not in ("finished", "exhausted") for run in managed_runs()):
-            return
+        from remote.recovery import check_managed
 
         def say(text: str) -> None:
             self.app.call_from_thread(self.app.notify, text, title="recovery", timeout=10)
