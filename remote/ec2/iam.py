@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from remote.config import Ec2Profile
@@ -115,6 +116,17 @@ def _missing(exc: Ec2Error) -> bool:
     return exc.code == "NoSuchEntity"
 
 
+def _found(doing: str, get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """``get()``'s answer, or None when IAM says there is no such thing."""
+    try:
+        with aws_errors(doing):
+            return get()
+    except Ec2Error as exc:
+        if not _missing(exc):
+            raise
+        return None
+
+
 def ensure_instance_profile(
     profile: Ec2Profile, iam_client: Any, undo: Any, progress: Progress
 ) -> str:
@@ -130,13 +142,7 @@ def ensure_instance_profile(
     name = role_name(profile)
     iam = iam_client
 
-    try:
-        with aws_errors(f"looking up IAM role {name}"):
-            role = iam.get_role(RoleName=name)["Role"]
-    except Ec2Error as exc:
-        if not _missing(exc):
-            raise
-        role = None
+    role = _found(f"looking up IAM role {name}", lambda: iam.get_role(RoleName=name)["Role"])
     if role is None:
         with aws_errors(f"creating IAM role {name}"):
             iam.create_role(
@@ -164,13 +170,10 @@ def ensure_instance_profile(
         undo.add(f"IAM policy {POLICY_NAME} of {name}", lambda: _delete_policy(iam, name))
     progress(f"IAM role {name} may use s3://{bucket}/{prefix}/ only")
 
-    try:
-        with aws_errors(f"looking up instance profile {name}"):
-            instance_profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-    except Ec2Error as exc:
-        if not _missing(exc):
-            raise
-        instance_profile = None
+    instance_profile = _found(
+        f"looking up instance profile {name}",
+        lambda: iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"],
+    )
     if instance_profile is None:
         with aws_errors(f"creating instance profile {name}"):
             iam.create_instance_profile(InstanceProfileName=name, Tags=_tags(profile))
