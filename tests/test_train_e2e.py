@@ -41,10 +41,18 @@ def train(data, out, run_id, cache, epochs):
     )
 
 
-def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_path):
-    proc = train(small_corpus, tmp_path, "r1", feature_cache, 2)
+@pytest.fixture(scope="module")
+def straight(small_corpus, feature_cache, tmp_path_factory) -> RunDir:
+    """One uninterrupted 4-epoch run, shared: the run directory's contents, TensorBoard
+    against events, and the reference a killed-then-resumed run must equal."""
+    out = tmp_path_factory.mktemp("straight")
+    proc = train(small_corpus, out, "straight", feature_cache, 4)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    run = RunDir(tmp_path / "r1")
+    return RunDir(out / "straight")
+
+
+def test_train_writes_a_complete_run_directory(small_corpus, straight):
+    run = straight
     for path in (
         run.run_json,
         run.events,
@@ -59,7 +67,7 @@ def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_
     assert list(run.tb.iterdir())
     manifest = run.read_manifest()
     assert manifest["status"] == "completed" and manifest["model"] == "hybrid-attention"
-    assert manifest["config"]["train"]["epochs"] == 2
+    assert manifest["config"]["train"]["epochs"] == 4
     assert manifest["config"]["data"]["root"] == str(small_corpus.resolve())
     events = read_events(run.events)
     for i, event in enumerate(events, start=1):
@@ -70,7 +78,7 @@ def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_
     step = next(e for e in events if e["type"] == "step")
     assert step["data_s"] >= 0 and step["compute_s"] > 0
     summary = run.read_summary()
-    assert summary["epochs_run"] == 2
+    assert summary["epochs_run"] == 4
     assert set(summary["test"]) >= {
         "accuracy",
         "macro_f1",
@@ -84,7 +92,7 @@ def test_train_writes_a_complete_run_directory(small_corpus, feature_cache, tmp_
     assert {r["actor"] for r in rows if r["split"] == "test"}.isdisjoint(
         {r["actor"] for r in rows if r["split"] == "val"}
     )
-    assert "epoch 2 val:" in run.train_log.read_text()
+    assert "epoch 4 val:" in run.train_log.read_text()
 
 
 def wait_for(predicate, timeout, what):
@@ -96,11 +104,10 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(small_corpus, feature_cache, tmp_path):
+def test_kill_9_then_resume_matches_an_uninterrupted_run(
+    small_corpus, feature_cache, straight, tmp_path
+):
     args = ["--data", str(small_corpus), "--out", str(tmp_path), *settings(feature_cache, 4)]
-    ref = run_trainers("train", "hybrid-attention", "--run-id", "straight", *args)
-    assert ref.returncode == 0, ref.stderr[-2000:]
-
     proc = subprocess.Popen(
         trainers_cmd("train", "hybrid-attention", "--run-id", "killed", *args),
         stdout=subprocess.DEVNULL,
@@ -122,7 +129,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(small_corpus, feature_c
     resumed = run_trainers("resume", str(run.path))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    a, b = RunDir(tmp_path / "straight").read_summary(), run.read_summary()
+    a, b = straight.read_summary(), run.read_summary()
     for split in ("val", "test"):
         for key in ("accuracy", "macro_f1", "weighted_f1", "uar", "loss", "confusion"):
             assert b[split][key] == a[split][key], (split, key)
@@ -164,12 +171,10 @@ def test_sighup_stops_training_like_sigterm(small_corpus, feature_cache, tmp_pat
     assert f"resume {run.path}" in stderr.decode()
 
 
-def test_tensorboard_scalars_match_events(small_corpus, feature_cache, tmp_path):
+def test_tensorboard_scalars_match_events(straight):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    proc = train(small_corpus, tmp_path, "tb", feature_cache, 2)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    run = RunDir(tmp_path / "tb")
+    run = straight
     events = read_events(run.events)
     acc = EventAccumulator(str(run.tb))
     acc.Reload()
