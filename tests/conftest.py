@@ -22,6 +22,27 @@ SMALL_MODEL = [
 ]  # fmt: skip
 
 
+# The files that take longest, heaviest first (`--durations` of a full run, 2 workers).
+# pytest-xdist's `--dist loadfile` hands whole files to whichever worker frees up, in
+# collection order (`--no-loadscope-reorder`: its default order is "most tests first",
+# which put the fast 50-test files first and left a 60-s end-to-end file to start last
+# while the other worker idled). Heavy first, the last minutes are small files on both
+# workers. A file not listed keeps its place after these; a stale list only costs balance.
+HEAVY_FIRST = (
+    "test_train_e2e.py", "test_distributed.py", "test_recovery.py", "test_prepare.py",
+    "test_deploy.py", "test_demo.py", "test_predict.py", "test_export.py",
+    "test_deploy_cli.py", "test_ec2.py", "test_dashboard_actions.py", "test_branched.py",
+    "test_evaluate.py", "test_synth.py", "test_sweep.py", "test_cli_list.py",
+    "test_remote_watch.py", "test_report.py", "test_image_models.py",
+    "test_export_models.py", "test_meld.py", "test_clips.py", "test_cremad.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_feature_cache(tmp_path_factory):
     """Keep tests out of the user's ~/.cache (subprocesses inherit the variable)."""
