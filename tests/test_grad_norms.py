@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from emoconsole.dashboard.series import ScalarSeries
 from trainers.config import resolve
 from trainers.data.tensors import TensorDataModule
 from trainers.engine.callbacks import Callback
@@ -146,6 +147,15 @@ def test_norm_is_taken_before_clipping_and_shown_in_tensorboard(tmp_path, monkey
     grouped = [e for e in steps if "grad_norms" in e]
     head = {s.step: s.value for s in acc.Scalars("grad_norm/head")}
     assert head == pytest.approx({e["global_step"]: e["grad_norms"]["head"] for e in grouped})
+
+    # The run view's grid of curves gets the same series under the same names.
+    curves = ScalarSeries()
+    for e in events:
+        curves.add_event(e)
+    assert {"train/grad_norm", "grad_norm/head", "grad_norm/audio1"} <= set(curves.series)
+    norm = curves.series["train/grad_norm"]
+    assert dict(zip(norm.xs, norm.ys, strict=True)) == pytest.approx(tb, rel=1e-6)
+    assert curves.series["grad_norm/head"].xs == [float(e["global_step"]) for e in grouped]
 
 
 class PoisonGradient(Callback):

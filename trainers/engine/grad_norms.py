@@ -6,8 +6,11 @@ before clipping, so it is the norm of the gradient the optimizer is about to use
 in the model's own units, whatever the scaler's scale or the clipping threshold.
 
 Cost: the clipping call computes the total norm anyway; without clipping
-``get_total_norm`` is one fused norm over the gradients (the measurement in the
-engine's commit: a few percent of a tiny CPU model's step, nothing on a real one).
+``get_total_norm`` (one fused norm over the gradients, cheaper than
+``clip_grad_norm_(params, inf)``, which also multiplies every gradient by 1).
+Measured on the tests' tiny hybrid-attention (80k parameters in 101 tensors, one
+CPU thread, batch 16): 0.71 ms against 0.97 ms for the clipping call, 0.3% of a
+248 ms step; the per-group norms add 1.0 ms on the steps that take them.
 """
 
 from __future__ import annotations
