@@ -192,3 +192,17 @@ def test_non_finite_norm_is_null_skipped_counted_and_warned_once_per_epoch(tmp_p
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
     assert "gradient norm not finite" in run.train_log.read_text()
     assert np.isfinite(summary["test"]["loss"])
+
+
+def test_config_errors_name_the_key():
+    from trainers.config import ConfigError
+
+    default = get_entry("hybrid-attention").default_config  # resolve() sets it in place
+    with pytest.raises(
+        ConfigError, match=r"train\.log_grad_norms_every.*multiple of train\.log_every"
+    ):
+        resolve(default(), assignments=["train.log_every=2", "train.log_grad_norms_every=3"])
+    with pytest.raises(ConfigError, match=r"train\.sample_predictions.*>= 0"):
+        resolve(default(), assignments=["train.sample_predictions=-1"])
+    cfg = resolve(default(), assignments=["train.log_every=2", "train.log_grad_norms_every=4"])
+    assert cfg.train.log_grad_norms_every == 4 and cfg.train.sample_predictions == 8
