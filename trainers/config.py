@@ -70,6 +70,12 @@ class TrainConfig:
     seed: int = 42
     num_workers: int = 0  # the data sits in memory after setup; workers rarely pay off
     log_every: int = 1  # write a step event every N optimizer steps
+    # Per-layer-group gradient norms (the model's top-level modules) in the step events of
+    # every N-th optimizer step; 0 = off. A multiple of log_every, so those steps are logged.
+    log_grad_norms_every: int = 0
+    # Validation samples (fixed by train.seed) whose predictions each epoch's `samples`
+    # event shows, with a picture of each in samples/; 0 = off.
+    sample_predictions: int = 8
     threads: int = 0  # torch.set_num_threads; 0 keeps torch's default
     deterministic: bool = False  # torch.use_deterministic_algorithms
     # "weighted": draw each epoch's samples with replacement, weight 1/count of their class.
@@ -86,6 +92,15 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}", f"must be >= 1, got {getattr(self, name)}")
+        for name in ("log_grad_norms_every", "sample_predictions"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.log_grad_norms_every % self.log_every:
+            raise ConfigError(
+                "train.log_grad_norms_every",
+                f"must be a multiple of train.log_every ({self.log_every}), got "
+                f"{self.log_grad_norms_every}: only steps that write a step event can carry them",
+            )
         if self.lr <= 0:
             raise ConfigError("train.lr", f"must be > 0, got {self.lr}")
         if not 0.0 <= self.label_smoothing < 1.0:

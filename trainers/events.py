@@ -29,12 +29,18 @@ SCHEMA_VERSION = 1
 class EventType(StrEnum):
     STATUS = "status"  # run lifecycle: see RunStatus
     EPOCH_START = "epoch_start"  # epoch, epochs, steps (per epoch), lr
-    STEP = "step"  # epoch, step, global_step, loss, lr, data_s, compute_s, samples
+    # epoch, step, global_step, loss, lr, data_s, compute_s, samples, grad_norm (float, or
+    # null when not finite); every train.log_grad_norms_every steps grad_norms {group: norm}
+    STEP = "step"
     VAL = "val"  # epoch, split, loss, accuracy, macro_f1, weighted_f1, uar, per_class, confusion
     CHECKPOINT = "checkpoint"  # epoch, path, kind ("last" | "best"), metric, value
     SYS = "sys"  # system samples (written by the watcher, not the engine)
     ERROR = "error"  # message, exception, traceback
     WARNING = "warning"  # kind, message, and the numbers behind it (kind-specific)
+    # After each validation: epoch, global_step, split ("val"), classes, samples: the same
+    # few rows every epoch, each {index, name, label, pred (class names), probs (in
+    # classes' order), image (a picture's path relative to the run directory, or null)}
+    SAMPLES = "samples"
 
 
 class RunStatus(StrEnum):
@@ -119,6 +125,7 @@ REQUIRED_FIELDS: dict[EventType, tuple[str, ...]] = {
     EventType.SYS: (),
     EventType.ERROR: ("message",),
     EventType.WARNING: ("kind", "message"),
+    EventType.SAMPLES: ("epoch", "split", "classes", "samples"),
 }
 
 

@@ -1,7 +1,8 @@
 """Every scalar series a run logs, for the run view's grid of charts (W&B's ``leet``).
 
 Named as TensorBoard names them (docs/run-directory.md, "tb/"), all on the global-step
-axis: ``train/loss``, ``train/lr``, ``perf/data_s``, ``perf/compute_s`` per step event;
+axis: ``train/loss``, ``train/lr``, ``train/grad_norm``, ``perf/data_s``,
+``perf/compute_s`` per step event, ``grad_norm/<group>`` on the steps that carry them;
 ``val/{loss,accuracy,macro_f1,weighted_f1,uar}``, ``val_recall/<class>``,
 ``val_f1/<class>`` and ``train/epoch_loss`` per epoch. UI-free: fed events one at a
 time by the run view's state.
@@ -22,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_POINTS = 1000
-STEP_FIELDS = (("loss", "train/loss"), ("lr", "train/lr"), ("data_s", "perf/data_s"),
-               ("compute_s", "perf/compute_s"))  # fmt: skip
+STEP_FIELDS = (("loss", "train/loss"), ("lr", "train/lr"), ("grad_norm", "train/grad_norm"),
+               ("data_s", "perf/data_s"), ("compute_s", "perf/compute_s"))  # fmt: skip
 VAL_FIELDS = ("loss", "accuracy", "macro_f1", "weighted_f1", "uar")
 
 
@@ -68,7 +69,11 @@ class ScalarSeries:
         x = ev.get("global_step")
         if kind == "step":
             for key, name in STEP_FIELDS:
-                self._put(name, x, ev.get(key))
+                self._put(name, x, ev.get(key))  # a null grad_norm (inf/nan) is no point
+            norms = ev.get("grad_norms")
+            if isinstance(norms, dict):
+                for group, norm in norms.items():
+                    self._put(f"grad_norm/{group}", x, norm)
         elif kind == "val" and ev.get("split") == "val":
             for key in VAL_FIELDS:
                 self._put(f"val/{key}", x, ev.get(key))

@@ -57,13 +57,19 @@ class RunLogger:
 
 class TensorBoardSink:
     """Every scalar on the global-step axis, so a resumed run can purge the
-    steps its killed predecessor wrote past the checkpoint (``purge_step``)."""
+    steps its killed predecessor wrote past the checkpoint (``purge_step``).
 
-    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+    ``run_dir`` (default: ``log_dir``'s parent) is where the ``samples`` event's
+    picture paths point."""
+
+    def __init__(
+        self, log_dir: Path, purge_step: int | None = None, run_dir: Path | None = None
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
         self.global_step = purge_step or 0
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(log_dir).parent
 
     def handle(self, event: dict[str, Any]) -> None:
         etype = event["type"]
@@ -74,6 +80,13 @@ class TensorBoardSink:
             self.writer.add_scalar("train/lr", event["lr"], step)
             self.writer.add_scalar("perf/data_s", event["data_s"], step)
             self.writer.add_scalar("perf/compute_s", event["compute_s"], step)
+            if event.get("grad_norm") is not None:
+                self.writer.add_scalar("train/grad_norm", event["grad_norm"], step)
+            for group, norm in (event.get("grad_norms") or {}).items():
+                if norm is not None:
+                    self.writer.add_scalar(f"grad_norm/{group}", norm, step)
+        elif etype == EventType.SAMPLES:
+            self._samples(event)
         elif etype == EventType.VAL:
             step = event.get("global_step", self.global_step)
             split = event["split"]
@@ -83,6 +96,27 @@ class TensorBoardSink:
                 self.writer.add_scalar(f"{split}_recall/{name}", stats["recall"], step)
             if "train_loss" in event:
                 self.writer.add_scalar("train/epoch_loss", event["train_loss"], step)
+
+    def _samples(self, event: dict[str, Any]) -> None:
+        from trainers.engine.samples import markdown_table
+
+        step = event.get("global_step", self.global_step)
+        split = event["split"]
+        self.writer.add_text(f"samples/{split}", markdown_table(event), step)
+        if event["epoch"] != 1:
+            # The pictures never change: written with epoch 1's validation, whose step a
+            # resume never purges once that epoch's checkpoint exists.
+            return
+        import numpy as np
+        from PIL import Image
+
+        for sample in event["samples"]:
+            if not sample.get("image"):
+                continue
+            with Image.open(self.run_dir / sample["image"]) as img:
+                pixels = np.asarray(img.convert("RGB"))
+            tag = f"samples/{split}_{sample['index']:04d}"
+            self.writer.add_image(tag, pixels, step, dataformats="HWC")
 
     def close(self) -> None:
         self.writer.flush()
@@ -123,6 +157,7 @@ class TextLogSink:
                 self.line(
                     f"epoch {event['epoch']} step {event['step']}/{event.get('steps', '?')} "
                     f"loss {event['loss']:.4f} lr {event['lr']:.3g} "
+                    f"grad-norm {_norm_text(event.get('grad_norm', 'n/a'))} "
                     f"data {event['data_s'] * 1000:.0f}ms compute {event['compute_s'] * 1000:.0f}ms"
                 )
         elif etype == EventType.VAL:
@@ -144,3 +179,10 @@ class TextLogSink:
 
     def close(self) -> None:
         self.fh.close()
+
+
+def _norm_text(norm: float | str | None) -> str:
+    """A step's gradient norm for train.log: ``inf/nan`` where the event has null."""
+    if norm is None:
+        return "inf/nan"
+    return norm if isinstance(norm, str) else f"{norm:.3g}"

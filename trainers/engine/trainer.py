@@ -41,6 +41,7 @@ from trainers.config import ExperimentConfig, TrainConfig, to_dict
 from trainers.data.face_counts import face_warnings, log_lines
 from trainers.engine import distributed as D
 from trainers.engine import metrics as M
+from trainers.engine import samples as S
 from trainers.engine.checkpoint import (
     load_checkpoint,
     load_model_state,
@@ -49,6 +50,14 @@ from trainers.engine.checkpoint import (
     set_rng_state,
 )
 from trainers.engine.early_stopping import EarlyStopping
+from trainers.engine.grad_norms import (
+    NonFiniteNorms,
+    finite_or_none,
+    group_norms,
+    layer_groups,
+    nonfinite_message,
+    step_norm,
+)
 from trainers.engine.losses import build_loss, class_weights, mixed_loss
 from trainers.engine.optim import build_optimizer, build_schedule, current_lr
 from trainers.engine.signals import stop_signals
@@ -389,6 +398,12 @@ class Trainer:
             "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
         )
         self.stopper = EarlyStopping(tc.patience, self.mode, tc.min_delta, tc.min_epochs)
+        self.params = list(self.model.parameters())
+        self.nonfinite = NonFiniteNorms()
+        self.grad_groups = layer_groups(self.model) if tc.log_grad_norms_every else []
+        # Validation rows shown in the samples events, and their pictures (set on first use).
+        self.sample_rows: list[int] | None = None
+        self.sample_pictures: dict[int, str | None] = {}
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         tc = self.tc
@@ -467,7 +482,7 @@ class Trainer:
             t_epoch = time.perf_counter()
             train_loss = self._train_epoch(epoch, skip_batches, partial)
             skip_batches, partial = 0, None
-            report = self._evaluate("val")
+            probs, labels, report = self._evaluate("val")
             value = report[tc.monitor]
             is_best = self.stopper.update(epoch, value)
             self.schedule.after_epoch(value)
@@ -486,6 +501,7 @@ class Trainer:
                 epoch_s=time.perf_counter() - t_epoch,
                 **report,
             )
+            self._emit_samples(epoch, "val", probs, labels)
             self._save(epoch, batches_done=0, partial=None, is_best=is_best)
             epoch_times.append(time.perf_counter() - t_epoch)
             if self.stopper.should_stop(epoch):
@@ -566,10 +582,32 @@ class Trainer:
             window["n"] += 1
             window["samples"] += bs
             if last_of_step:
-                if tc.clip_grad_norm > 0:
-                    self.scaler.unscale_(self.optimizer)
-                    nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad_norm)
-                self.scaler.step(self.optimizer)
+                # The gradients are all-reduced (DDP) and unscaled (AMP) here: measure them
+                # before clipping. A disabled scaler's unscale_ does nothing.
+                self.scaler.unscale_(self.optimizer)
+                groups = (
+                    group_norms(self.grad_groups)
+                    if tc.log_grad_norms_every
+                    and (self.global_step + 1) % tc.log_grad_norms_every == 0
+                    else None
+                )
+                norm = step_norm(self.params, tc.clip_grad_norm)
+                if math.isfinite(norm):
+                    self.scaler.step(self.optimizer)
+                elif self.nonfinite.record(norm, epoch):
+                    # Skipped, as GradScaler skips it: one inf would turn every weight
+                    # into nan. The warning names the count; summary.json has the total.
+                    self.logger.emit(
+                        EventType.WARNING,
+                        kind="grad_norm_nonfinite",
+                        message=nonfinite_message(
+                            self.nonfinite.count, self.global_step + 1, self.scaler.is_enabled()
+                        ),
+                        count=self.nonfinite.count,
+                        global_step=self.global_step + 1,
+                        epoch=epoch,
+                        amp=str(self.amp).replace("torch.", "") if self.amp else "off",
+                    )
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.schedule.after_optimizer_step()
@@ -591,6 +629,8 @@ class Trainer:
                     data_s=window["data_s"],
                     compute_s=window["compute_s"],
                     samples=window["samples"],
+                    grad_norm=finite_or_none(norm),
+                    **({"grad_norms": groups} if groups is not None else {}),
                 )
                 window = {"loss": 0.0, "n": 0, "data_s": 0.0, "compute_s": 0.0, "samples": 0}
             if last_of_step and D.any_rank(self.stop_signal is not None, self.dist):
@@ -678,10 +718,46 @@ class Trainer:
             return [], [], [], 0.0, 0
         return [out_probs], [out_labels], out_groups, sum(p[4] for p in parts), total
 
-    def _evaluate(self, split: str) -> dict[str, Any]:
+    def _evaluate(self, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Probabilities and labels (one row per sample) and the metrics of ``split``."""
         probs, labels, loss = self._predict(split)
         cm = M.confusion_matrix(labels, probs.argmax(axis=1), len(self.classes))
-        return {"loss": loss, **M.classification_report(cm, self.classes)}
+        return probs, labels, {"loss": loss, **M.classification_report(cm, self.classes)}
+
+    def _emit_samples(self, epoch: int, split: str, probs: np.ndarray, labels: np.ndarray) -> None:
+        """The ``samples`` event: the fixed rows' predictions (grouped over clips and
+        views, as the metrics are). Rank 0 only: every rank holds the gathered rows."""
+        if not self.tc.sample_predictions or not self.dist.is_main or not len(probs):
+            return
+        if self.sample_rows is None:
+            self.sample_rows = S.pick_rows(len(probs), self.tc.sample_predictions, self.tc.seed)
+            # Reading data set items may draw random numbers (an augmenting eval set):
+            # the pictures must not shift the training's streams, or resume would differ.
+            saved = rng_state()
+            try:
+                self.sample_pictures = S.write_pictures(
+                    self.run.path,
+                    split,
+                    self.sample_rows,
+                    self.data.dataset(split),
+                    self.data.collate,
+                    len(probs),
+                    ((self.inference or {}).get("preprocessing") or {}).get("normalize"),
+                    self.logger.log,
+                )
+            finally:
+                set_rng_state(saved)
+        names = [info.key for info in self.data.samples(split)]
+        self.logger.emit(
+            EventType.SAMPLES,
+            epoch=epoch,
+            global_step=self.global_step,
+            split=split,
+            classes=self.classes,
+            samples=S.records(
+                self.sample_rows, probs, labels, names, self.classes, self.sample_pictures
+            ),
+        )
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -700,6 +776,7 @@ class Trainer:
             "batches_done": batches_done,  # of epoch + 1, when stopped mid-epoch
             "partial": partial,
             "global_step": self.global_step,
+            "grad_norm_nonfinite": self.nonfinite.count,
             "rng": rngs[0],
             "rng_per_rank": rngs,
             "world_size": self.dist.world_size,
@@ -736,6 +813,7 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.stopper.load_state_dict(ckpt["early_stopping"])
         self.global_step = ckpt["global_step"]
+        self.nonfinite.count = int(ckpt.get("grad_norm_nonfinite", 0))
         saved_world = ckpt.get("world_size", 1)
         per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
         if saved_world == self.dist.world_size and len(per_rank) == saved_world:
@@ -825,6 +903,8 @@ class Trainer:
             else None,
             "data": self.description,
             "bad_inputs": len(self.bad),
+            # Optimizer steps skipped for a non-finite gradient norm (fp16's first steps).
+            "grad_norm_nonfinite": self.nonfinite.count,
             "timings": {
                 "total_s": time.perf_counter() - t_start,
                 "prepare_s": self.prepare_s,
