@@ -43,6 +43,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -161,8 +162,6 @@ class HubStandIn:
         """The variables a push subprocess needs to talk to this stand-in: its own
         HF_HOME (no user token file, no cache), the token in HF_TOKEN unless None, and
         Xet off (the stand-in speaks the LFS protocol, not Xet's)."""
-        import os
-
         env = {
             k: v
             for k, v in os.environ.items()

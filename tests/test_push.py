@@ -14,7 +14,7 @@ exported folders, which needs no torch.
 from __future__ import annotations
 
 import json
-import struct
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,23 +45,6 @@ def push(hub: HubStandIn, home: Path, *args: str, token: str | None):
         timeout=180,
         env=hub.env(home, token),
     )
-
-
-def same_bundle(got: dict[str, bytes], want: dict[str, bytes]) -> None:
-    """Equal files, byte for byte, except that safetensors writes its header's metadata
-    in hash-map order (it differs between two exports of the same weights): there the
-    header is compared as JSON and the tensor bytes after it exactly."""
-    assert set(got) == set(want)
-    for name, data in want.items():
-        if name.endswith(".safetensors"):
-            assert safetensors_parts(got[name]) == safetensors_parts(data), name
-        else:
-            assert got[name] == data, name
-
-
-def safetensors_parts(data: bytes) -> tuple[dict, bytes]:
-    (n,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8 : 8 + n]), data[8 + n :]
 
 
 def commit_of(hub: HubStandIn, proc: subprocess.CompletedProcess):
@@ -112,7 +95,7 @@ def test_a_run_is_pushed_as_its_export_bundle_in_one_commit(hf_hub, tiny_run, ex
     # The files and their bytes are exactly the export's.
     want = folder_files(exports["best"])
     assert set(want) == {"model.safetensors", "config.json", "README.md", "summary.json"}
-    same_bundle({k: v for k, v in commit.files.items() if k != ".gitattributes"}, want)
+    assert {k: v for k, v in commit.files.items() if k != ".gitattributes"} == want
     # The weights took the LFS path (batch + PUT of the bytes), the text went inline.
     sent = {op["value"]["path"]: op["key"] for op in commit.operations}
     assert sent == {"model.safetensors": "lfsFile", "config.json": "file", "README.md": "file",
@@ -149,15 +132,21 @@ def test_pushing_again_adds_a_commit_and_a_branch_gets_its_own(
     repo = hf_hub.repos[REPO_ID]
     main_before = commit_of(hf_hub, first_push)
 
-    # An exported folder (the last checkpoint's) goes on top of main: a second commit.
-    proc = push(hf_hub, tmp_path, str(exports["last"]), "--repo", REPO_ID, token=None)
+    # An exported folder (the last checkpoint's, with a model.onnx standing in for an ONNX
+    # export) goes on top of main: a second commit.
+    last = tmp_path / "last"
+    shutil.copytree(exports["last"], last)
+    (last / "model.onnx").write_bytes(b"\x08\x09stand-in onnx graph")
+    proc = push(hf_hub, tmp_path, str(last), "--repo", REPO_ID, token=None)
     assert proc.returncode == 0, proc.stderr[-3000:]
     second = commit_of(hf_hub, proc)
     assert second.parent == main_before.oid and repo.branches["main"] == second.oid
     second_files = {k: v for k, v in second.files.items() if k != ".gitattributes"}
-    assert second_files == folder_files(exports["last"])
-    # Same weights (one epoch: best is last): the Hub kept them, only the text changed.
-    assert {op["value"]["path"] for op in second.operations} == {"config.json", "README.md"}
+    assert second_files == folder_files(last)
+    # Same weights (one epoch: best is last, and an export is byte for byte the same each
+    # time): the Hub kept them; only the text changed, and the ONNX file came (by LFS).
+    sent = {op["value"]["path"]: op["key"] for op in second.operations}
+    assert sent == {"config.json": "file", "README.md": "file", "model.onnx": "lfsFile"}
     assert "Checkpoint: last" in second.description
 
     # --revision: a new branch from main, with its own commit; main stays.
@@ -167,7 +156,11 @@ def test_pushing_again_adds_a_commit_and_a_branch_gets_its_own(
     on_exp = commit_of(hf_hub, proc)
     assert on_exp.parent == second.oid and repo.branches["exp"] == on_exp.oid
     assert repo.branches["main"] == second.oid
-    assert on_exp.files["config.json"] == (exports["best"] / "config.json").read_bytes()
+    on_exp_files = {k: v for k, v in on_exp.files.items() if k != ".gitattributes"}
+    assert on_exp_files == folder_files(exports["best"])
+    # The model.onnx main holds is not in this export: deleted in the same commit.
+    assert {"key": "deletedFile", "value": {"path": "model.onnx"}} in on_exp.operations
+    assert "deleted model.onnx" in proc.stdout
 
     # The same files again: the Hub would record nothing new, and the push says so.
     proc = push(hf_hub, tmp_path, str(exports["best"]), "--repo", REPO_ID, "--revision", "exp",
@@ -220,6 +213,11 @@ def test_bad_arguments_and_a_missing_extra_exit_2_before_any_request(
     assert "expected USER/NAME" in error(folder, "--repo", "just-a-name")
     assert "expected USER/NAME" in error(folder, "--repo", "alice/bad name")
     assert f"{tmp_path}: not a run directory" in error(str(tmp_path), "--repo", "alice/x")
+    other = tmp_path / "other-export"
+    other.mkdir()
+    (other / "config.json").write_text('{"format": "someone-else"}')
+    (other / "model.safetensors").write_bytes(b"\0" * 16)
+    assert "not an emoconsole export" in error(str(other), "--repo", "alice/x")
     err = error(folder, "--repo", "alice/x", "--include-onnx")
     assert "has no model.onnx" in err and "--format onnx" in err
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed

@@ -46,8 +46,9 @@ BUNDLE_FILES = (
 # Files a later export may drop (another --format, a folder without summary.json):
 # deleted from the repo when this push's bundle lacks them.
 OPTIONAL_FILES = (layout.ONNX, layout.TORCHSCRIPT, SUMMARY)
-# The Hub's own rule for a namespace or a name (huggingface_hub.utils.validate_repo_id).
-REPO_PART = re.compile(r"^(?!-)(?!.*--)(?!.*\.\.)[\w.\-]{1,96}(?<![.-])$")
+# huggingface_hub's rules for a namespace or a name (utils.validate_repo_id): 1-96 ASCII
+# letters, digits, '-', '_', '.'; no '--' or '..'; not starting or ending with '-' or '.'.
+REPO_PART = re.compile(r"^(?!-)(?!.*--)(?!.*\.\.)[\w.\-]{1,96}(?<![.-])$", re.ASCII)
 LOGIN_HINT = (
     "log in with `hf auth login` (it stores a token under ~/.cache/huggingface/), or set "
     "HF_TOKEN to a token with write access from https://huggingface.co/settings/tokens"
@@ -80,7 +81,7 @@ def check_repo_id(repo_id: str) -> str:
     """``USER/NAME`` (or ``ORG/NAME``): a model repository needs its namespace named, so
     the push never lands under whichever account the token happens to belong to."""
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(REPO_PART.match(p) for p in parts):
+    if len(parts) != 2 or not all(REPO_PART.match(p) for p in parts) or repo_id.endswith(".git"):
         raise PushError(
             f"--repo {repo_id!r}: expected USER/NAME or ORG/NAME (letters, digits, '-', '_', "
             "'.'; e.g. --repo alice/hybrid-attention-ravdess)"
@@ -193,20 +194,29 @@ def push(
     if revision is not None and not revision.strip():
         raise PushError("--revision: empty branch name")
     kind = _source_kind(source, include_onnx)
+    config = _read_config(source) if kind == "folder" else None
     hub = _import_hub()
     token = _token(hub)
     api = hub.HfApi(token=token)
     branch = revision or "main"
     with _hub_errors(token, api.endpoint):
         _check_token(api)
-    if kind == "folder":
+    if config is not None:
         with _hub_errors(token, api.endpoint):
-            return _push_folder(hub, api, source, repo_id, private, branch, say)
+            return _push_folder(hub, api, source, config, repo_id, private, branch, say)
     with tempfile.TemporaryDirectory(prefix="emoconsole-push-") as tmp:
         folder = Path(tmp) / "bundle"
         _export(source, folder, include_onnx, checkpoint, trust_pickle, say)
+        config = _read_config(folder)
         with _hub_errors(token, api.endpoint):
-            return _push_folder(hub, api, folder, repo_id, private, branch, say)
+            return _push_folder(hub, api, folder, config, repo_id, private, branch, say)
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    try:
+        return layout.read_config(folder)
+    except layout.FolderError as exc:
+        raise PushError(str(exc)) from None
 
 
 def _check_token(api: Any) -> None:
@@ -240,9 +250,15 @@ def _export(
 
 
 def _push_folder(
-    hub: Any, api: Any, folder: Path, repo_id: str, private: bool, branch: str, say: Progress
+    hub: Any,
+    api: Any,
+    folder: Path,
+    config: dict[str, Any],
+    repo_id: str,
+    private: bool,
+    branch: str,
+    say: Progress,
 ) -> PushResult:
-    config = layout.read_config(folder)
     title, description = commit_message(config)
     files = bundle_files(folder)
 
@@ -273,9 +289,7 @@ def _push_folder(
         # so each line is real progress; small text files travel in the commit itself.
         api.preupload_lfs_files(repo_id, additions=[op], revision=branch, free_memory=False)
         operations.append(op)
-    for name in deleted:
-        say(f"delete {name} (not in this export)")
-        operations.append(hub.CommitOperationDelete(path_in_repo=name))
+    operations += [hub.CommitOperationDelete(path_in_repo=name) for name in deleted]
 
     commit = api.create_commit(
         repo_id,
@@ -311,8 +325,6 @@ def _hub_errors(token: str, endpoint: str) -> Iterator[None]:
     try:
         yield
     except PushError as exc:
-        raise PushError(str(exc).replace(token, "***")) from None
-    except layout.FolderError as exc:
         raise PushError(str(exc).replace(token, "***")) from None
     except Exception as exc:
         text = str(exc).replace(token, "***").strip()
