@@ -23,10 +23,12 @@ import pytest
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Input, Log, Sparkline, Static
 
+from emoconsole.dashboard import run_view
 from emoconsole.dashboard.app import Dashboard
 from emoconsole.dashboard.run_view import ConfirmDialog, RunScreen
 from emoconsole.dashboard.runs_table import RunsScreen
 from emoconsole.dashboard.state import COLUMNS, RunsListing, RunState, sort_rows
+from emoconsole.dashboard.trackers import trackers_text
 from remote.config import LOCAL, HostConfig
 from remote.watch import EventItem, SysItem
 from trainers.events import EventType, EventWriter, RunStatus
@@ -187,8 +189,14 @@ async def test_unreachable_host_is_a_row_not_a_crash(live_run):
 
 
 @sync
-async def test_run_view_shows_the_run_and_streams(live_run):
+async def test_run_view_shows_the_run_and_streams(live_run, monkeypatch):
     run_dir, events = live_run
+    # The run turns W&B and MLflow on; they record their ids in run.json mid-run (below).
+    monkeypatch.setattr(run_view, "MANIFEST_REREAD_S", 0.0)  # re-read on the next event
+    manifest = json.loads((run_dir / "run.json").read_text())
+    manifest["config"]["track"] = {"wandb": True, "wandb_mode": "online",
+                                   "mlflow_uri": "http://127.0.0.1:5000"}  # fmt: skip
+    write_json_atomic(run_dir / "run.json", manifest)
     app = Dashboard(**FAST)
     async with app.run_test(size=(160, 50)) as pilot:
         table = app.screen.query_one("#runs", DataTable)
@@ -217,6 +225,7 @@ async def test_run_view_shows_the_run_and_streams(live_run):
         assert "input-bound: 75% of step time waits for data" in warnings
         header = str(screen.query_one("#run-header", Static).render())
         assert "running" in header and "epoch 3/5" in header and "ETA" in header
+        assert "W&B" not in header and "MLflow" not in header  # no ids recorded yet
         grid = screen.query_one("#confusion-grid", Static).content
         assert grid.title.startswith("confusion matrix (val, epoch 3)")
         assert [str(c.header) for c in grid.columns][1:] == CLASSES
@@ -232,8 +241,18 @@ async def test_run_view_shows_the_run_and_streams(live_run):
         await pilot.press("f")
         assert not screen.following and not log.auto_scroll
         assert "log: paused" in str(screen.query_one("#run-header", Static).render())
+        manifest["trackers"] = {
+            "wandb": {"id": "abc123", "project": "emo", "entity": "lab", "mode": "online",
+                      "url": "https://wandb.ai/lab/emo/runs/abc123", "dir": "wandb/run-x"},
+            "mlflow": {"run_id": "0123abcd", "experiment_id": "1",
+                       "tracking_uri": "http://127.0.0.1:5000"},
+        }  # fmt: skip
+        write_json_atomic(run_dir / "run.json", manifest)
         write_epoch(events, run_dir / "train.log", 4, 0.8)
         await wait_for(pilot, lambda: epochs.row_count == 4, what="epoch 4 streamed in")
+        header = str(screen.query_one("#run-header", Static).render())
+        assert "W&B: https://wandb.ai/lab/emo/runs/abc123" in header
+        assert "MLflow: run 0123abcd at http://127.0.0.1:5000" in header
         await wait_for(pilot, lambda: len(log.lines) >= 4, what="epoch 4's log line")
         assert "recall of 'sad' collapsed" not in str(
             screen.query_one("#run-warnings", Static).render()
@@ -260,6 +279,16 @@ async def test_run_view_shows_the_run_and_streams(live_run):
         assert len(log.lines) == 7
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
+
+
+def test_trackers_line_for_an_offline_wandb_run_and_for_none():
+    offline = {"trackers": {"wandb": {"id": "x1", "mode": "offline", "url": None,
+                                      "dir": "wandb/offline-run-20260101_120000-x1"}}}  # fmt: skip
+    assert trackers_text(offline, "/srv/runs/r1") == (
+        "W&B offline: /srv/runs/r1/wandb/offline-run-20260101_120000-x1"
+    )
+    assert trackers_text({"id": "r1", "config": {"track": {"wandb": False}}}) == ""
+    assert trackers_text(None) == ""
 
 
 @sync

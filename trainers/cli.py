@@ -37,6 +37,7 @@ examples:
   python -m trainers evaluate runs/<run-id> --data data/CREMA-D --layout crema-d [--split all]
   python -m trainers export runs/<run-id> --out models/<name> [--format onnx]
   python -m trainers predict models/<name> clip.mp4        (an exported folder)
+  python -m trainers push runs/<run-id> --repo alice/emo-model [--private] [--revision exp]
   python -m trainers fuse late-fusion runs/<visual-run> runs/<audio-run> --out runs
   python -m trainers fuse image-ensemble runs/<r1> runs/<r2> runs/<r3> --out runs
   python -m trainers fuse attention-fusion runs/<visual-run> runs/<audio-run> --out runs
@@ -478,6 +479,50 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("safetensors", "onnx", "torchscript"),
         default="safetensors",
         help="safetensors only (default), or also model.onnx / model.pt",
+    )
+    add_checkpoint_options(p)
+
+    p = sub.add_parser(
+        "push",
+        help="upload a run's model (its export bundle) to the Hugging Face Hub",
+        description="Upload the export bundle of a run (exported to a temporary folder "
+        "first, as `export` writes it) or of an exported folder (as it is) to the model "
+        "repository USER/NAME, with huggingface_hub: the repository is created if needed "
+        "(--private for a new private one), --revision names a branch (created from main "
+        "if new), and the push is one commit whose message names the run and its test "
+        "accuracy and macro-F1. Pushing again adds a commit; files the Hub already holds "
+        "are not sent again, and a push that changes nothing says so and adds none. The "
+        "token comes from HF_TOKEN or `hf auth login` and is never printed. Needs the hub "
+        "extra (pip install 'emoconsole[hub]'). Exit 0 pushed, 1 the Hub failed, 2 bad "
+        "usage, no token or a rejected one (nothing uploaded).",
+        epilog="""examples:
+  hf auth login                                     (once; or export HF_TOKEN=hf_...)
+  python -m trainers push runs/<run-id> --repo alice/hybrid-attention-ravdess --private
+  python -m trainers push models/<name> --repo alice/hybrid-attention-ravdess --revision exp
+  python -m trainers push runs/<run-id> --repo alice/emo --include-onnx
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", type=Path, help="the run directory (or an exported folder)")
+    p.add_argument(
+        "--repo", required=True, metavar="USER/NAME", help="the model repository on the Hub"
+    )
+    p.add_argument(
+        "--private",
+        action="store_true",
+        help="create the repository private; refused if it exists and is public",
+    )
+    p.add_argument(
+        "--revision",
+        default=None,
+        metavar="BRANCH",
+        help="the branch to commit to (default: main); created from main if new",
+    )
+    p.add_argument(
+        "--include-onnx",
+        action="store_true",
+        help="run directory: export model.onnx too (checked with onnxruntime, needs the "
+        "export extra); exported folder: require its model.onnx (a folder is pushed as is)",
     )
     add_checkpoint_options(p)
     return parser
@@ -1054,6 +1099,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from trainers.inference.push import PushError, PushFailed, push
+
+    try:
+        result = push(
+            args.run,
+            args.repo,
+            private=args.private,
+            revision=args.revision,
+            include_onnx=args.include_onnx,
+            checkpoint=args.checkpoint,
+            trust_pickle=args.trust_pickle,
+            progress=lambda line: print(line, flush=True),
+        )
+    except PushError as exc:
+        raise UsageError(str(exc)) from None
+    except PushFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name in result.deleted:
+        print(f"deleted {name} from {result.repo_id} (not in this export)")
+    if result.new_commit:
+        print(f"pushed {len(result.files)} files to {result.repo_id}@{result.revision}: "
+              f"{result.message}")  # fmt: skip
+    else:
+        print(f"nothing changed: {result.repo_id}@{result.revision} already holds these files; "
+              "no new commit")  # fmt: skip
+    print(f"commit: {result.commit_url}")
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
@@ -1068,6 +1144,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "evaluate": cmd_evaluate,
     "export": cmd_export,
+    "push": cmd_push,
 }
 
 

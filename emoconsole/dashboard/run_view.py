@@ -10,7 +10,6 @@ toolong does for log files).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -54,6 +53,7 @@ from emoconsole.dashboard.state import (
     level_token,
     line_level,
 )
+from emoconsole.dashboard.trackers import missing_trackers, trackers_text
 from emoconsole.monitor_view import status_style, system_line
 from remote.watch import Backoff, EventItem, HeartbeatItem, LogItem, WatchItem
 
@@ -65,6 +65,11 @@ SERIES_MAX_CHARTS = 24
 # A drain works this long at most, then lets key presses through and goes on after
 # them: at 10,000 events/s one tick's backlog takes longer than a key may wait.
 DRAIN_SLICE_S = 0.012
+# run.json is read again at most this often while a tracker the run turns on has not
+# recorded its ids (the header's W&B/MLflow line): a replay of many epochs costs one read.
+MANIFEST_REREAD_S = 2.0
+# Events after which run.json may have changed (trackers record theirs during the run).
+MANIFEST_EVENTS = frozenset({"status", "epoch_start", "val"})
 
 
 @dataclass(frozen=True)
@@ -246,12 +251,9 @@ class RunScreen(RunActions, DashboardScreen):
                 run_dir = resolve_layout(host).run_dir(self.run_id)
             if not self._wait_for_run(host, run_dir):
                 return
-            manifest = host.run(["cat", f"{run_dir}/run.json"], timeout=30)
-            if manifest.ok:
-                # Half-written JSON: the config tab stays empty, the stream still works.
-                with contextlib.suppress(ValueError):
-                    self._put(ManifestRead(json.loads(manifest.stdout), run_dir))
+            manifest = self._read_manifest(host, run_dir)
             self._read_evaluations(host, run_dir)
+            read_at = time.monotonic()
             interval = self.interval or 1.0
             items = follow(
                 host,
@@ -266,6 +268,13 @@ class RunScreen(RunActions, DashboardScreen):
                         return
                     if isinstance(item, EventItem):
                         self.after_seq = max(self.after_seq, item.seq)
+                        if (
+                            item.type in MANIFEST_EVENTS
+                            and missing_trackers(manifest)
+                            and time.monotonic() - read_at >= MANIFEST_REREAD_S
+                        ):
+                            manifest = self._read_manifest(host, run_dir) or manifest
+                            read_at = time.monotonic()
                     elif isinstance(item, LogItem):
                         self.log_offset = max(self.log_offset, item.offset)
                     if not isinstance(item, HeartbeatItem):
@@ -274,6 +283,21 @@ class RunScreen(RunActions, DashboardScreen):
                 items.close()
         finally:
             host.close()
+
+    def _read_manifest(self, host: Any, run_dir: str) -> dict[str, Any] | None:
+        """run.json, queued for the drain (the config tab, the trackers' line); None when
+        it cannot be read or is half-written: the stream still works without it."""
+        answer = host.run(["cat", f"{run_dir}/run.json"], timeout=30)
+        if not answer.ok:
+            return None
+        try:
+            manifest = json.loads(answer.stdout)
+        except ValueError:
+            return None
+        if not isinstance(manifest, dict):
+            return None
+        self._put(ManifestRead(manifest, run_dir))
+        return manifest
 
     def _read_evaluations(self, host: Any, run_dir: str) -> None:
         """The run's evaluations, if any. Code deployed before ``hostctl evaluations``
@@ -430,6 +454,9 @@ class RunScreen(RunActions, DashboardScreen):
         text.append("  log: " + ("following" if self.following else "paused"), style="dim")
         if self.log_filter.active:
             text.append(f" (showing {self.log_filter.describe()})", style="bold magenta")
+        tracked = trackers_text(s.config, s.run_dir)
+        if tracked:
+            text.append(f"\n{tracked}", style="cyan")
         cost = self._cost()
         if cost is not None:
             text.append(f"\n{cost_text(cost)}", style="bold")

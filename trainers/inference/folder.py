@@ -58,7 +58,28 @@ def save_weights(state: dict[str, Any], path: Path, metadata: dict[str, str] | N
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
+    _sort_header(tmp)
     os.replace(tmp, path)
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite the safetensors header with its keys sorted, in place. safetensors writes
+    the metadata map in hash order, which changes from process to process: two exports
+    of the same weights then differ byte for byte, and the Hub would store the weights
+    again on every push (trainers.inference.push). The sorted header is the same JSON
+    of the same length (a reordering), so the data after it does not move."""
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        header = json.loads(raw)
+        meta = header.pop("__metadata__", None)
+        ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+        ordered.update(sorted(header.items()))
+        text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # not a reordering after all: leave the file as written
+            return
+        fh.seek(8)
+        fh.write(text.ljust(size, b" "))  # safetensors pads its header with spaces
 
 
 def load_weights(path: Path) -> dict[str, Any]:
