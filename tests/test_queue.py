@@ -10,14 +10,13 @@ trainer's config check and is then stopped while it waits, so it never trains.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
 
 from remote.onhost.queue import RunQueue, cuda_devices
 
@@ -208,6 +207,6 @@ def test_three_runs_on_a_one_slot_ssh_host_start_one_after_another(
     finally:
         for name in names:  # whatever failed above, no stand-in outlives the test
             (gates / name).touch()
-    for earlier, later in zip(ends, ends[1:], strict=False):
+    for earlier, later in itertools.pairwise(ends):
         assert earlier["ended_at"] <= later["started_at"]  # one at a time, in order
     assert not (runs / fourth).exists() and not (runs / ".launches" / fourth).exists()
