@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from remote.onhost.queue import RunQueue, cuda_devices
 
 pytest_plugins = ["tests.sshd"]
@@ -121,6 +123,41 @@ def test_two_slots_a_two_gpu_run_waits_for_both_and_nobody_overtakes_it(tmp_path
     assert ends["b"]["ended_at"] <= ends["c"]["started_at"]
     # Nothing waits: the runner is gone; a later launch starts one of its own.
     wait_for(lambda: not RunQueue(runs).runner_alive(), what="the runner to exit")
+
+
+def test_slots_default_to_the_gpus_nvidia_smi_lists(tmp_path, monkeypatch):
+    from remote.onhost.hostctl import resolve_slots
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: no GPU, no queue
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert resolve_slots("auto") is None and resolve_slots(None) is None
+    assert resolve_slots("3") == 3 and cuda_devices([1, 2]) == "1,2"
+    # A loopback stand-in for nvidia-smi: its `-L` listing of two GPUs, as the real one prints.
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(
+        '#!/bin/sh\n[ "$1" = "-L" ] || exit 9\n'
+        'echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaa)"\n'
+        'echo "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-bbbb)"\n'
+    )
+    smi.chmod(0o755)
+    assert resolve_slots("auto") == 2
+    assert cuda_devices([1]) == "1" and cuda_devices([0, 1]) == "0,1"
+    assert cuda_devices([0, 2, 3]) == "0,1"  # four slots on two GPUs: runs share them
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")  # the host's own restriction holds
+    assert cuda_devices([1]) == "6"
+
+
+def test_slots_in_hosts_toml_are_checked(tmp_path):
+    from remote.config import load_hosts
+    from remote.errors import ConfigError
+
+    path = tmp_path / "hosts.toml"
+    path.write_text('[hosts.box]\nhost = "box.example.org"\nslots = 2\n')
+    assert load_hosts(path, tmp_path / "none.toml")["box"].slots == 2
+    for bad, said in (("0", "hosts.box.slots = 0"), ('"2"', "hosts.box.slots must be a int")):
+        path.write_text(f'[hosts.box]\nhost = "box.example.org"\nslots = {bad}\n')
+        with pytest.raises(ConfigError, match=said):
+            load_hosts(path, tmp_path / "none.toml")
 
 
 def test_the_runs_table_and_the_dashboard_show_the_place():
