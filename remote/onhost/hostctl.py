@@ -3,8 +3,7 @@
     python -m remote.hostctl launch --runs DIR --run-id ID [--cwd DIR] [--pythonpath P]
         [--storage s3://B/P] [--endpoint-url U] [--region R] [--imds URL] [--poll S]
         [--push-every S] [--shutdown-at EPOCH] [--shutdown-lead S] [--grace S]
-        [--guard-python PY] [--run-dir DIR] -- ARGV...
-        [--slots N|auto] [--gpus K]
+        [--guard-python PY] [--run-dir DIR] [--slots N|auto] [--gpus K] -- ARGV...
     python -m remote.hostctl stop RUN_DIR [--grace 30]
     python -m remote.hostctl list RUNS_DIR
     python -m remote.hostctl run-queue RUNS_DIR

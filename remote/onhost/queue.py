@@ -237,8 +237,8 @@ class RunQueue:
             entry.state, entry.slot_ids, entry.started_at = STARTED, ids, time.time()
             try:
                 answer = start(entry, ids)
-            except OSError as exc:
-                answer = {"run_id": entry.run_id, "error": f"could not start: {exc}"}
+            except Exception as exc:  # one bad entry must not stop the runner and its queue
+                answer = {"run_id": entry.run_id, "error": f"could not start: {exc!r}"}
             started[entry.run_id] = answer
             if answer.get("pid") and "error" not in answer:
                 entry.pid = int(answer["pid"])
