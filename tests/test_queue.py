@@ -231,6 +231,19 @@ def test_three_runs_on_a_one_slot_ssh_host_start_one_after_another(
     ]  # fmt: skip
     assert rows[fourth]["model"] == "hybrid-attention"
 
+    # monitor of a waiting run says so and waits (it would follow the run once started).
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "emoconsole", "monitor", "third", "--host", "box"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        said = monitor.stderr.readline()  # type: ignore[union-attr]
+        assert said.strip() == "third: queued on box, place 2; waiting for a slot", said
+        assert monitor.poll() is None
+    finally:
+        monitor.kill()
+        monitor.wait(30)
+
     stopped = console("stop", fourth, "--host", "box", cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr
     assert "removed from the queue; it never started" in stopped.stdout
