@@ -12,7 +12,15 @@ from typing import Annotated, Any
 
 import typer
 
-from emoconsole.runref import RUN_HELP, HostOpt, host_for, known_errors, resolve_run
+from emoconsole.runref import (
+    LIST_RUNS_HINT,
+    RUN_HELP,
+    HostOpt,
+    fail,
+    host_for,
+    known_errors,
+    resolve_run,
+)
 
 
 def deploy(
@@ -216,7 +224,7 @@ def runs(
             row["id"],
             row["host"],
             row["model"] or "?",
-            (row["status"] or "?")
+            status_text(row)
             + (f" ({row['recoveries']}/{row['recover']} recovered)" if "recover" in row else ""),
             f"{row['epoch'] or '-'}/{row['epochs'] or '-'}",
             f"{row['best']:.4f} {row['monitor']}" if row.get("best") is not None else "-",
@@ -231,6 +239,12 @@ def runs(
     for c in cells:
         table.add_row(*c)
     console.print(table)
+
+
+def status_text(row: dict[str, Any]) -> str:
+    """A listed run's status; a run waiting in its host's queue says its place (1: next)."""
+    status = row.get("status") or "?"
+    return f"{status} (place {row['place']})" if row.get("place") else status
 
 
 def check_recoveries(only: str | None = None) -> dict[str, Any]:
@@ -284,6 +298,9 @@ def stop(
             answer = stop_run(target, run_ref, grace=grace)
         finally:
             target.close()
+    if answer.get("was_queued"):
+        typer.echo(f"{run} on {name}: removed from the queue; it never started")
+        return
     if not answer.get("was_running"):
         typer.echo(f"{run} on {name} was not running (status: {answer.get('status')})")
         return
@@ -321,11 +338,33 @@ def monitor(
         try:
             # Before anything is drawn: a run the host does not have is one line, exit 1.
             run_ref = resolve_run(target, name, run_ref, settled)
+            _wait_in_queue(target, name, run_ref, interval)
             run_dir = resolve_layout(target).run_dir(run_ref)
             state = MonitorState(run=run_ref, host=name, log_lines=log_lines)
             _show_live(state, follow(target, run_dir, interval=interval))
         finally:
             target.close()
+
+
+def _wait_in_queue(target: Any, name: str, run: str, interval: float) -> None:
+    """While the run waits in its host's queue: say its place as it changes, return
+    once it started; exit 1 if it left the queue without starting (stopped)."""
+    from remote.deploy import list_runs
+
+    run_id = run.rstrip("/").rsplit("/", 1)[-1]  # a run's path names it too
+    said = None
+    while True:
+        row = next((r for r in list_runs(target) if r["id"] == run_id), None)
+        if row is None and said is not None:
+            fail(f"{run} left the queue on {name} without starting (stopped?)", LIST_RUNS_HINT)
+        if row is None or row.get("status") != "queued":
+            if said is not None:
+                typer.echo(f"{run} started on {name}", err=True)
+            return
+        if row.get("place") != said:
+            said = row.get("place")
+            typer.echo(f"{run}: queued on {name}, place {said}; waiting for a slot", err=True)
+        time.sleep(max(interval, 1.0))
 
 
 def _show_live(state: Any, items: Any) -> None:

@@ -10,6 +10,7 @@ identity_file = "~/.ssh/id_ed25519"
 python = "/opt/venv/bin/python"   # the interpreter that runs trainers and the watcher there
 workdir = "~/emoconsole"          # where the shipped code lives there
 # storage = "s3://my-bucket/runs" # optional: runs pushed there while they train
+# slots = 2                       # optional: runs at once (--gpus N takes N); default its GPUs
 
 [ec2.gpu]                         # an EC2 profile: also a host named "gpu" (see remote.ec2)
 region = "us-east-1"
@@ -67,6 +68,7 @@ _FIELDS: dict[str, type] = {
     "python": str,
     "workdir": str,
     "storage": str,
+    "slots": int,
 }
 
 
@@ -414,6 +416,8 @@ class HostConfig:
     workdir: str | None = None
     ec2: Ec2Profile | None = None  # kind "ec2": the profile
     storage: str | None = None  # "s3://bucket/prefix": runs pushed there (kind ec2: the profile's)
+    # GPU slots of the host's run queue (remote.onhost.queue); None: its GPUs, no queue without.
+    slots: int | None = None
     source: str = field(default="built in", compare=False)
 
     def describe(self) -> str:
@@ -470,6 +474,13 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
                     "already; storage is for SSH hosts and EC2 profiles"
                 )
             parse_storage_url(storage, f"{path}: hosts.{name}.storage")
+        slots = entry.get("slots")
+        if slots is not None and slots < 1:
+            raise ConfigError(
+                f"{path}: hosts.{name}.slots = {slots}: the runs this host trains at once "
+                "(a run with --gpus N takes N) must be 1 or more; remove the key to use "
+                "one slot per GPU"
+            )
         parsed[name] = HostConfig(
             name=name,
             kind=kind,
@@ -480,6 +491,7 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
             python=entry.get("python"),
             workdir=entry.get("workdir"),
             storage=storage,
+            slots=slots,
             source=str(path),
         )
     return parsed

@@ -217,6 +217,10 @@ class Launch:
     # The run started but its guard did not (hostctl's words): nothing pushes it to
     # storage or stops it on a notice. Said by deploy; None when all is well.
     guard_error: str | None = None
+    # Waiting in the host's run queue (remote.onhost.queue) for GPU slots: no pid yet;
+    # ``place`` 1 starts next.
+    queued: bool = False
+    place: int | None = None
 
 
 def hostctl(host: Host, code_dir: str, args: list[str], timeout: float = 120) -> dict[str, Any]:
@@ -267,7 +271,11 @@ def launch_run(
     nnodes: int = 1,
     rdzv_endpoint: str = "",
     guard: list[str] | None = None,
+    slots: int | str | None = None,
 ) -> Launch:
+    """Start the run through hostctl. ``slots``: the host's GPU slots (a count, or
+    ``auto``: its GPUs) to queue the run behind others for ``max(1, gpus)`` of them;
+    None starts it at once whatever runs there (a node of a multi-node job)."""
     argv = [python, "-m", "trainers", "train", model, "--data", data, "--out", layout.runs]
     argv += ["--run-id", run_id]
     if gpus:
@@ -278,6 +286,27 @@ def launch_run(
         argv += ["--nnodes", str(nnodes), "--rdzv-endpoint", rdzv_endpoint]
     for item in overrides:
         argv += ["--set", item]
+    return launch_command(
+        host, layout, code_dir, python, run_id, argv, guard=guard, slots=slots, gpus=gpus
+    )
+
+
+def launch_command(
+    host: Host,
+    layout: HostLayout,
+    code_dir: str,
+    python: str,
+    run_id: str,
+    argv: list[str],
+    *,
+    guard: list[str] | None = None,
+    slots: int | str | None = None,
+    gpus: int = 0,
+) -> Launch:
+    """Start ``argv``, a run that writes ``runs/RUN_ID``, detached through hostctl (the
+    launch lock, the guard, the host's queue): what :func:`launch_run` does once it
+    has the trainer's command line."""
+    queue = [] if slots is None else ["--slots", str(slots), "--gpus", str(max(1, gpus))]
     answer = hostctl(
         host,
         code_dir,
@@ -292,6 +321,7 @@ def launch_run(
             "--pythonpath",
             code_dir,
             *(guard or []),
+            *queue,
             "--",
             *argv,
         ],
@@ -306,13 +336,18 @@ def launch_run(
         python=python,
         argv=argv,
         guard_error=answer.get("guard_error"),
+        queued=bool(answer.get("queued")),
+        place=answer.get("place"),
     )
 
 
 def wait_started(
     host: Host, code_dir: str, layout: HostLayout, launch: Launch, timeout: float = 180
 ) -> None:
-    """Until the run wrote its run.json; a process that died first is reported with its output."""
+    """Until the run wrote its run.json; a process that died first is reported with its output.
+    A run waiting in the host's queue has no process yet: nothing to wait for."""
+    if launch.queued:
+        return
     run_json = shlex.quote(f"{launch.run_dir}/run.json")
     probe = (
         f"if test -f {run_json}; then echo started; "
@@ -370,12 +405,14 @@ def deploy(
             progress(f"stopped {stop_first}: {answer.get('status')}")
     launch = launch_run(
         host, layout, code_dir, python, model, data, overrides, run_id, gpus, max_restarts,
-        guard=guard_for(host),
+        guard=guard_for(host), slots=getattr(host, "slots", None) or "auto",
     )  # fmt: skip
     # Return once the run has written run.json: then `runs` and the watcher see it, and a
     # process that died at once (a missing data set) is reported here with its output.
     wait_started(host, code_dir, layout, launch, timeout=started_timeout)
-    if progress:
+    if progress and launch.queued:
+        progress(f"run {run_id} queued on {host.name}, place {launch.place}")
+    elif progress:
         verb = "started" if launch.launched else "was already started"
         progress(f"run {run_id} {verb} on {host.name} (pid {launch.pid})")
         if launch.guard_error:

@@ -52,7 +52,12 @@ def test_help_is_fast_and_torch_free():
     assert json.loads(proc.stdout.strip().splitlines()[-1]) is False
 
 
-ONHOST = ("remote.onhost.watcher", "remote.onhost.hostctl", "remote.onhost.manifest")
+ONHOST = (
+    "remote.onhost.watcher",
+    "remote.onhost.hostctl",
+    "remote.onhost.manifest",
+    "remote.onhost.queue",
+)
 ONHOST_ALLOWED = {
     "trainers",
     "trainers.events",

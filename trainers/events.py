@@ -48,6 +48,9 @@ class RunStatus(StrEnum):
     watcher infers it when the process is gone without a terminal status, and
     the torchrun launcher writes it when a rank was killed (trainers.launch)."""
 
+    # Waiting in its host's run queue for GPU slots (remote.onhost.queue): listed by
+    # ``hostctl list`` only, never written by a run (it has no directory yet).
+    QUEUED = "queued"
     STARTING = "starting"
     PREPARING = "preparing"  # indexing/decoding data before the first epoch
     RUNNING = "running"

@@ -74,6 +74,7 @@ class RunRow:
     cost_so_far: float | None = None
     cost_at_end: float | None = None
     instances: int = 1  # a managed run's instances so far (run.json "instances")
+    place: int | None = None  # waiting in its host's run queue: 1 starts next
 
     @property
     def key(self) -> str:
@@ -91,7 +92,8 @@ class RunRow:
 
     @property
     def status_text(self) -> str:
-        return self.status if self.reachable else f"{self.status} (host unreachable)"
+        status = f"{self.status} (place {self.place})" if self.place else self.status
+        return status if self.reachable else f"{status} (host unreachable)"
 
     def cells(self) -> tuple[str, ...]:
         return (
@@ -182,6 +184,7 @@ def to_row(
         cost_so_far=so_far,
         cost_at_end=at_end,
         instances=instances,
+        place=row.get("place"),
     )
 
 

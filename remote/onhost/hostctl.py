@@ -3,9 +3,10 @@
     python -m remote.hostctl launch --runs DIR --run-id ID [--cwd DIR] [--pythonpath P]
         [--storage s3://B/P] [--endpoint-url U] [--region R] [--imds URL] [--poll S]
         [--push-every S] [--shutdown-at EPOCH] [--shutdown-lead S] [--grace S]
-        [--guard-python PY] [--run-dir DIR] -- ARGV...
+        [--guard-python PY] [--run-dir DIR] [--slots N|auto] [--gpus K] -- ARGV...
     python -m remote.hostctl stop RUN_DIR [--grace 30]
     python -m remote.hostctl list RUNS_DIR
+    python -m remote.hostctl run-queue RUNS_DIR
     python -m remote.hostctl evaluations RUN_DIR
 
 Every subcommand prints one JSON object on stdout and exits 0 when it did
@@ -25,6 +26,12 @@ run's guard (:mod:`remote.onhost.guard`) right after the trainer, detached the
 same way: it pushes the run directory to storage and stops the trainer on a spot
 interruption, a scheduled maintenance or the profile's shutdown timer. Its pid
 is ``RUNS/.launches/ID/guard.pid``, its output ``guard.out`` beside it.
+
+With ``--slots``, ``launch`` goes through the host's run queue
+(:mod:`remote.onhost.queue`): the run starts at once when ``--gpus`` slots are free
+and nobody waits ahead of it, else it waits (the answer says ``queued`` and its
+``place``) and a detached ``run-queue`` process starts it later, through the same
+``launch``. ``stop`` on a waiting run takes it out of the queue.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from remote.onhost.proc import pid_alive, run_alive
+from remote.onhost.queue import QUEUED, Entry, RunQueue, cuda_devices, gpu_count, queued_rows
 from trainers.events import RunStatus
 from trainers.rundir import RunDir
 from trainers.runlog import read_progress
@@ -82,18 +90,20 @@ def launch(
     guard_args: list[str] | None = None,
     guard_python: str | None = None,
     run_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start ``argv`` detached as launch ``run_id`` (once per id), then its guard when
     ``guard_args`` (the guard's options after RUN_DIR and --pid) are given. The guard
     watches ``run_dir``, by default ``runs/run_id``: a resume's launch id
-    (``<run-id>.resume-<t>``) is not its run's directory name."""
+    (``<run-id>.resume-<t>``) is not its run's directory name. ``extra_env``: set
+    for the run (the queue's CUDA_VISIBLE_DEVICES)."""
     lock = runs / LAUNCHES / run_id
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         lock.mkdir()
     except FileExistsError:
         return _existing_launch(lock, run_id)
-    env = _run_env(pythonpath)
+    env = {**_run_env(pythonpath), **(extra_env or {})}
     (lock / "argv.json").write_text(json.dumps(argv))
     pid = _spawn(argv, cwd, env, lock / "output.log")
     _write_pid(lock / "pid", pid)
@@ -204,6 +214,84 @@ def _existing_launch(lock: Path, run_id: str, wait: float = 10.0) -> dict[str, A
     return answer
 
 
+# -- the queue ------------------------------------------------------------------------------
+
+
+def start_entry(runs: Path, entry: Entry, slot_ids: list[int]) -> dict[str, Any]:
+    """Start a queued run through :func:`launch` on the GPUs of ``slot_ids``."""
+    answer = launch(
+        runs,
+        entry.run_id,
+        entry.argv,
+        Path(entry.cwd) if entry.cwd else None,
+        entry.pythonpath,
+        guard_args=entry.guard_args,
+        guard_python=entry.guard_python,
+        run_dir=Path(entry.run_dir) if entry.run_dir else None,
+        extra_env={"CUDA_VISIBLE_DEVICES": cuda_devices(slot_ids)},
+    )
+    if not answer.get("launched", True) and "error" not in answer:
+        # An earlier launch of this id (a retry after a lost connection) holds the lock.
+        answer["error"] = f"{runs / LAUNCHES / entry.run_id} exists: launched before"
+    answer["slot_ids"] = slot_ids
+    return answer
+
+
+def launch_queued(
+    runs: Path, run_id: str, argv: list[str], slots: int, wants: int, **launch_args: Any
+) -> dict[str, Any]:
+    """``launch`` through the host's queue of ``slots`` GPU slots: start now when
+    ``wants`` slots are free and nobody waits, else wait in line behind the others."""
+    if (runs / LAUNCHES / run_id).exists():  # a retry of a launch that started it
+        return _existing_launch(runs / LAUNCHES / run_id, run_id)
+    if wants > slots:
+        return {
+            "run_id": run_id,
+            "error": f"the run wants {wants} GPUs and this host has {slots} slot"
+            f"{'s' if slots != 1 else ''}: "
+            f"deploy it with --gpus {slots} or less, or raise slots in the host's config",
+        }
+    queue = RunQueue(runs)
+    with queue.locked():
+        waiting = queue.find(run_id)
+        if waiting is not None and waiting.state == QUEUED:  # a retry of a queued launch
+            return {"run_id": run_id, "launched": False, "queued": True,
+                    "place": queue.place(run_id)}  # fmt: skip
+        queue.set_slots(slots)
+        args = {k: (str(v) if isinstance(v, Path) else v) for k, v in launch_args.items()}
+        queue.add(Entry(run_id=run_id, argv=argv, wants=wants, **args))
+        started = queue.step(lambda entry, ids: start_entry(runs, entry, ids))
+        place = queue.place(run_id)
+    if run_id in started:
+        return {**started[run_id], "queued": False}
+    if place is None:  # gone meanwhile: started and ended, or stopped
+        return {"run_id": run_id, "launched": False, "queued": False}
+    if not queue.runner_alive():
+        here = str(Path(__file__).resolve().parents[2])  # the tree that holds remote/
+        env = dict(os.environ)
+        env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
+        runner = [sys.executable, "-m", "remote.onhost.hostctl", "run-queue", str(runs)]
+        _spawn(runner, None, env, queue.dir / "runner.out")
+    return {"run_id": run_id, "launched": True, "queued": True, "place": place, "pid": None}
+
+
+def run_queue(runs: Path, poll: float = 0.5) -> dict[str, Any]:
+    """The queue's runner (detached by ``launch_queued``): until nothing waits."""
+    queue = RunQueue(runs)
+    queue.run(lambda entry, ids: start_entry(runs, entry, ids), poll=poll)
+    return {"runs_dir": str(runs), "queued": len(queue.queued())}
+
+
+def resolve_slots(text: str | None) -> int | None:
+    """``--slots``: a count, ``auto`` (the GPUs nvidia-smi lists, none: no queue) or
+    absent (no queue: a resume, a node of a multi-node job)."""
+    if text is None:
+        return None
+    if text == "auto":
+        return gpu_count() or None
+    return int(text)
+
+
 # -- stop -----------------------------------------------------------------------------------
 
 
@@ -218,7 +306,11 @@ def run_pid(run_dir: Path) -> int | None:
 
 
 def stop(run_dir: Path, grace: float) -> dict[str, Any]:
-    """SIGTERM (the engine checkpoints and writes its final status), SIGKILL after grace."""
+    """SIGTERM (the engine checkpoints and writes its final status), SIGKILL after grace;
+    a run still waiting in the host's queue is taken out and never starts."""
+    if RunQueue(run_dir.parent).remove_queued(run_dir.name):
+        return {"run": str(run_dir), "pid": None, "was_running": False, "was_queued": True,
+                "status": "removed from the queue"}  # fmt: skip
     return stop_process(run_dir, run_pid(run_dir), grace)
 
 
@@ -303,6 +395,7 @@ def list_runs(runs: Path) -> dict[str, Any]:
                 row = describe_run(child)
                 if row is not None:
                     rows.append(row)
+    rows += queued_rows(runs)
     return {"runs_dir": str(runs), "runs": rows}
 
 
@@ -380,7 +473,15 @@ def main(argv: list[str] | None = None) -> int:
     guard.add_argument(
         "--run-dir", type=Path, default=None, help="the run the guard watches (RUNS/RUN_ID)"
     )
+    queue = p.add_argument_group("queue", "the host's run queue (remote.onhost.queue)")
+    queue.add_argument(
+        "--slots", default=None, help="the host's GPU slots, or auto (its GPUs); absent: no queue"
+    )
+    queue.add_argument("--gpus", type=int, default=1, help="slots this run takes (>= 1)")
     p.add_argument("argv", nargs=argparse.REMAINDER)
+    p = sub.add_parser("run-queue")
+    p.add_argument("runs", type=Path)
+    p.add_argument("--poll", type=float, default=0.5)
     p = sub.add_parser("stop")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--grace", type=float, default=30.0)
@@ -396,16 +497,28 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("launch needs a command after --")
         if args.storage is not None and not _looks_like_s3(args.storage):
             parser.error(f"--storage {args.storage!r}: expected s3://bucket/prefix")
-        result = launch(
-            args.runs.expanduser(),
-            args.run_id,
-            command,
-            args.cwd,
-            args.pythonpath,
-            guard_args=guard_args(args),
-            run_dir=args.run_dir.expanduser() if args.run_dir else None,
-            guard_python=args.guard_python,
-        )
+        try:
+            slots = resolve_slots(args.slots)
+        except ValueError:
+            parser.error(f"--slots {args.slots!r}: expected a count >= 1 or auto")
+        if (slots is not None and slots < 1) or args.gpus < 1:
+            parser.error(f"--slots {args.slots} --gpus {args.gpus}: both >= 1")
+        options: dict[str, Any] = {
+            "guard_args": guard_args(args),
+            "run_dir": args.run_dir.expanduser() if args.run_dir else None,
+            "guard_python": args.guard_python,
+        }
+        if slots is None:
+            result = launch(
+                args.runs.expanduser(), args.run_id, command, args.cwd, args.pythonpath, **options
+            )
+        else:
+            result = launch_queued(
+                args.runs.expanduser(), args.run_id, command, slots, args.gpus,
+                cwd=args.cwd, pythonpath=args.pythonpath, **options,
+            )  # fmt: skip
+    elif args.command == "run-queue":
+        result = run_queue(args.runs.expanduser(), args.poll)
     elif args.command == "stop":
         result = stop(args.run_dir.expanduser(), args.grace)
     elif args.command == "evaluations":
