@@ -10,6 +10,7 @@ identity_file = "~/.ssh/id_ed25519"
 python = "/opt/venv/bin/python"   # the interpreter that runs trainers and the watcher there
 workdir = "~/emoconsole"          # where the shipped code lives there
 # storage = "s3://my-bucket/runs" # optional: runs pushed there while they train
+# notify_url = "https://hooks.slack.com/services/..."  # optional: the host POSTs each run's end
 
 [ec2.gpu]                         # an EC2 profile: also a host named "gpu" (see remote.ec2)
 region = "us-east-1"
@@ -26,6 +27,7 @@ user = "ubuntu"
 # fallback_zones = ["us-east-1b"] # other availability zones a recovery may use
 # shutdown_lead_minutes = 5       # checkpoint and push this long before max_hours ends it
 # notice_poll_s = 5               # how often the instance asks for an interruption notice
+# notify_url = "https://hooks.slack.com/services/..."  # the instance POSTs each run's end
 ```
 
 The user's file is ``$EMOCONSOLE_CONFIG``, else
@@ -67,6 +69,7 @@ _FIELDS: dict[str, type] = {
     "python": str,
     "workdir": str,
     "storage": str,
+    "notify_url": str,
 }
 
 
@@ -115,6 +118,7 @@ _EC2_FIELDS: dict[str, tuple[type, ...]] = {
     "imds_url": (str,),
     "shutdown_lead_minutes": (int, float),
     "notice_poll_s": (int, float),
+    "notify_url": (str,),
 }
 # Profile names end up in tags, a security-group name and a key-pair name.
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -239,6 +243,8 @@ class Ec2Profile:
     imds_url: str | None = None  # None: the real IMDS_URL; tests point it at a stand-in
     shutdown_lead_minutes: float = 5.0  # the guard acts this long before max_hours ends it
     notice_poll_s: float = 5.0  # how often the guard asks IMDS for a notice (AWS: 2 min warning)
+    # A webhook the instance tells of each run's end (remote.onhost.webhook); a secret.
+    notify_url: str | None = field(default=None, repr=False)
     source: str = field(default="built in", compare=False)
 
     @property
@@ -313,6 +319,8 @@ def _parse_ec2(path: Path, data: dict[str, Any]) -> dict[str, Ec2Profile]:
         disk_gb = entry.get("disk_gb", 100)
         if not 8 <= disk_gb <= 16384:
             raise ConfigError(f"{where}.disk_gb must be 8..16384 GiB, got {disk_gb}")
+        if "notify_url" in entry:
+            check_notify_url(entry["notify_url"], f"{where}.notify_url")
         fields = {k: v for k, v in entry.items() if k not in ("max_hours", "on_shutdown")}
         fields.update(_check_durability(where, entry, spot, on_shutdown, max_hours))
         parsed[name] = Ec2Profile(
@@ -397,6 +405,7 @@ def _ec2_hosts(path: Path, data: dict[str, Any], hosts: dict[str, Any]) -> dict[
             workdir=profile.workdir,
             ec2=profile,
             storage=profile.storage,
+            notify_url=profile.notify_url,
             source=str(path),
         )
     return parsed
@@ -414,6 +423,8 @@ class HostConfig:
     workdir: str | None = None
     ec2: Ec2Profile | None = None  # kind "ec2": the profile
     storage: str | None = None  # "s3://bucket/prefix": runs pushed there (kind ec2: the profile's)
+    # A webhook the host's guard POSTs each run's end to (remote.onhost.webhook); a secret.
+    notify_url: str | None = field(default=None, repr=False)
     source: str = field(default="built in", compare=False)
 
     def describe(self) -> str:
@@ -470,6 +481,9 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
                     "already; storage is for SSH hosts and EC2 profiles"
                 )
             parse_storage_url(storage, f"{path}: hosts.{name}.storage")
+        notify_url = entry.get("notify_url")
+        if notify_url is not None:
+            check_notify_url(notify_url, f"{path}: hosts.{name}.notify_url")
         parsed[name] = HostConfig(
             name=name,
             kind=kind,
@@ -480,9 +494,23 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
             python=entry.get("python"),
             workdir=entry.get("workdir"),
             storage=storage,
+            notify_url=notify_url,
             source=str(path),
         )
     return parsed
+
+
+def check_notify_url(text: str, where: str) -> str:
+    """An http(s) URL with a host. The error shows only where it points: a webhook URL
+    is a credential, and error messages end up in terminals and issue reports."""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = f"{parts.scheme}://{parts.hostname}/…" if parts.hostname else "that value"
+        raise ConfigError(
+            f"{where}: {shown} is not an http(s) URL; expected a webhook URL such as a Slack "
+            'incoming webhook\'s: notify_url = "https://hooks.slack.com/services/T…/B…/…"'
+        )
+    return text
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

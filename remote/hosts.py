@@ -26,7 +26,9 @@ def host_from_config(cfg: HostConfig) -> Host:
     if cfg.kind == "local":
         from remote.local import LocalHost
 
-        return LocalHost(cfg.name, python=cfg.python, workdir=cfg.workdir)
+        local = LocalHost(cfg.name, python=cfg.python, workdir=cfg.workdir)
+        local.notify_url = cfg.notify_url  # its runs' guards tell this webhook of their end
+        return local
     if cfg.kind == "ec2":
         assert cfg.ec2 is not None
         from remote.ec2.host import Ec2Host  # boto3 and paramiko only when an EC2 host is used
@@ -44,6 +46,7 @@ def host_from_config(cfg: HostConfig) -> Host:
         workdir=cfg.workdir,
     )
     host.storage = cfg.storage  # runs there are pushed to it (remote.deploy.guard_for)
+    host.notify_url = cfg.notify_url  # its guard tells this webhook of each run's end
     return host
 
 

@@ -1,0 +1,283 @@
+"""Notifications of a run's end (issue 16, item 5).
+
+The host's half: ``notify_url`` in hosts.toml makes ``deploy`` start the run's guard,
+which POSTs to the webhook (a loopback stand-in for Slack's, tests/webhooks.py) when a
+real training run completes and when one is killed with SIGKILL; the URL, a secret,
+shows up in none of the run's files or the console's output.
+
+The console's half: ``emoconsole monitor`` and the dashboard ring the bell and run the
+desktop notifier (a real ``notify-send`` script put first on PATH, recording its
+arguments) once for a run that ends while they are open, and never for one that had
+ended before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+import pytest
+
+from emoconsole.dashboard.app import Dashboard
+from remote.config import HostConfig
+from remote.onhost.proc import pid_alive
+from remote.onhost.webhook import post_json, redact
+from tests.conftest import SMALL_MODEL
+from tests.test_dashboard import make_run, sync, wait_for
+from trainers.events import EventType, RunStatus
+from trainers.rundir import write_json_atomic
+
+if TYPE_CHECKING:
+    from tests.webhooks import WebhookStandIn
+
+pytest_plugins = ["tests.webhooks"]
+
+
+def console(*args: str, cwd: Path, env: dict[str, str], timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", "emoconsole", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def wait_until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+# -- the host's webhook --------------------------------------------------------------------------
+
+
+def test_a_deployed_run_killed_with_sigkill_is_posted_as_crashed(
+    tmp_path, small_corpus, feature_cache, webhook: WebhookStandIn
+):
+    """hosts.toml's notify_url -> deploy -> hostctl launch --notify-url -> the guard."""
+    (tmp_path / "hosts.toml").write_text(
+        f'[hosts.local]\nkind = "local"\nnotify_url = "{webhook.url}"\n'
+    )
+    env = {**os.environ, "EMOCONSOLE_CONFIG": str(tmp_path / "hosts.toml"),
+           "EMOCONSOLE_STATE": str(tmp_path / "state")}  # fmt: skip
+    sets = [x for item in [*SMALL_MODEL, f"data.cache_dir={feature_cache}", "train.epochs=50"]
+            for x in ("--set", item)]  # fmt: skip
+    webhook.posts.clear()
+    out = console("deploy", "hybrid-attention", "--remote-data", str(small_corpus),
+                  "--env", "host", *sets, cwd=tmp_path, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    run_dir = tmp_path / "runs" / run_id
+    pid = json.loads((run_dir / "run.json").read_text())["pid"]
+    # The run's own environment never holds the URL (the guard's alone does).
+    assert webhook.secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+    log = run_dir / "train.log"
+    wait_until(lambda: log.exists() and log.stat().st_size, 60, "the run's first log line")
+    os.killpg(pid, signal.SIGKILL)  # the run and its workers; no status written
+    (body,) = webhook.wait_posts(1, timeout=60)
+    text = body["text"]
+    assert text.startswith(f"run {run_id} (hybrid-attention) on ") and ": crashed after " in text
+    assert "last log lines:" in text and body["blocks"][1]["text"]["text"].startswith("```")
+    assert webhook.posts[0]["path"] == f"/services/{webhook.secret}"
+    # The secret is nowhere a person or a log collector reads.
+    launch = tmp_path / "runs" / ".launches" / run_id
+    assert "webhook: told http://127.0.0.1:" in (launch / "guard.out").read_text()
+    shown = out.stdout + out.stderr + (launch / "guard_argv.json").read_text()
+    for name in ("run.json", "train.log", "events.jsonl", "guard.log"):
+        shown += (run_dir / name).read_text()
+    shown += (launch / "guard.out").read_text() + (
+        tmp_path / "state" / "deployments.jsonl"
+    ).read_text()
+    assert webhook.secret not in shown and "secret" not in shown
+
+
+# A trainer where the engine is not what is tested (tests/test_guard.py's reasoning): it
+# writes run.json, summary.json and the progress record as the engine does, then ends
+# with the status it is given.
+ENDING_TRAINER = """
+import json, os, sys, time
+from pathlib import Path
+from trainers.rundir import write_json_atomic
+run, status = Path(sys.argv[1]), sys.argv[2]
+run.mkdir(parents=True)
+manifest = {"id": run.name, "model": "hybrid-attention", "pid": os.getpid(),
+            "status": "running", "started_at": time.time() - 75, "host": "gpu1"}
+write_json_atomic(run / "run.json", manifest)
+time.sleep(1.0)
+write_json_atomic(run / "summary.json", {"test": {"accuracy": 0.75, "macro_f1": 0.7, "uar": 0.72}})
+progress = {"best": 0.71, "best_epoch": 3, "monitor": "macro_f1", "epoch": 4, "epochs": 4}
+write_json_atomic(run / "run.json", {**manifest, "status": status, "ended_at": time.time(),
+                                     "progress": progress})
+"""
+
+
+def test_a_run_that_completes_is_posted_with_its_scores_and_a_stop_is_not(
+    tmp_path, webhook: WebhookStandIn
+):
+    runs = tmp_path / "runs"
+    webhook.posts.clear()
+    guards = []
+    for run_id, status in (("done", "completed"), ("halted", "stopped")):
+        out = subprocess.run(
+            [sys.executable, "-m", "remote.hostctl", "launch", "--runs", str(runs), "--run-id",
+             run_id, "--notify-url", webhook.url, "--", sys.executable, "-c", ENDING_TRAINER,
+             str(runs / run_id), status],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        guards.append(json.loads(out.stdout.splitlines()[-1])["guard_pid"])
+    wait_until(lambda: not any(map(pid_alive, guards)), 60, "both guards to leave")
+    (body,) = [p["body"] for p in webhook.posts]  # the stopped run: no message
+    text = (
+        "run done (hybrid-attention) on gpu1: completed after 1m16s\n"
+        "best macro_f1 0.7100 (epoch 3); test accuracy 0.7500, macro-f1 0.7000, uar 0.7200"
+    )
+    assert body == {
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }
+    assert "halted" in (runs / ".launches" / "halted" / "guard.out").read_text()
+
+
+def test_a_webhook_post_retries_a_server_error_and_not_a_refusal(webhook: WebhookStandIn):
+    said: list[str] = []
+    webhook.posts.clear()
+    webhook.fail_next = 2  # two 500s, then the message goes through
+    assert post_json(webhook.url, {"text": "hello"}, said.append, backoff=0.01)
+    assert [p["body"] for p in webhook.posts] == [{"text": "hello"}]
+    assert len(said) == 3 and said[-1].endswith("(try 3)")
+    # Slack's answer to a body it cannot use (400 invalid_payload) is final.
+    assert not post_json(webhook.url, {"blocks": []}, said.append, backoff=0.01)
+    assert "refused the message (HTTP 400); not retried" in said[-1]
+    assert len(webhook.posts) == 1
+    assert all(webhook.secret not in line for line in said)
+    assert redact(webhook.url) == f"http://127.0.0.1:{webhook.port}/…"
+
+
+def test_a_bad_notify_url_is_named_without_echoing_it(tmp_path):
+    (tmp_path / "hosts.toml").write_text(
+        '[hosts.gpu1]\nhost = "gpu1"\nnotify_url = "hooks.slack.com/services/T0/B0/topsecret"\n'
+    )
+    env = {**os.environ, "EMOCONSOLE_CONFIG": str(tmp_path / "hosts.toml")}
+    out = console("hosts", "list", cwd=tmp_path, env=env)
+    assert out.returncode != 0
+    assert "hosts.gpu1.notify_url" in out.stderr and "http(s) URL" in out.stderr
+    assert "topsecret" not in out.stderr + out.stdout
+
+
+# -- the console: bell and desktop notification -----------------------------------------------
+
+
+@pytest.fixture
+def notify_send(tmp_path, monkeypatch) -> Path:
+    """A real ``notify-send`` first on PATH that appends its arguments to a file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "notify-send.jsonl"
+    script = bin_dir / "notify-send"
+    script.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"with open({str(record)!r}, 'a') as fh:\n    fh.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("EMOCONSOLE_NOTIFY", raising=False)
+    return record
+
+
+def notified(record: Path) -> list[list[str]]:
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def watcher_of(pid: int) -> psutil.Process | None:
+    children = psutil.Process(pid).children(recursive=True)
+    return next((c for c in children if "remote.watcher" in " ".join(c.cmdline())), None)
+
+
+def end_run(run_dir: Path, events, status: str) -> None:
+    """The run's end as the engine writes it: the status event, then run.json."""
+    events.write(EventType.STATUS, status=status)
+    manifest = json.loads((run_dir / "run.json").read_text())
+    write_json_atomic(run_dir / "run.json", {**manifest, "status": status, "ended_at": time.time()})
+
+
+def test_monitor_rings_once_for_a_run_that_ends_while_it_watches(
+    tmp_path, notify_send, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, "EMOCONSOLE_CONFIG": str(tmp_path / "none.toml"),
+           "EMOCONSOLE_STATE": str(tmp_path / "state")}  # fmt: skip
+    events = make_run(tmp_path / "runs", "live-run", os.getpid())  # this process is its pid
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "emoconsole", "monitor", "live-run", "--interval", "0.2"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        # Up, and following the run: its watcher has sent samples (alive) after the history.
+        watcher = wait_until(lambda: watcher_of(monitor.pid), 60, "monitor's watcher")
+        sent = [watcher.io_counters().write_chars]
+        wait_until(lambda: sent.append(watcher.io_counters().write_chars) or len(set(sent)) > 3,
+                   60, "three samples streamed")  # fmt: skip
+        time.sleep(0.5)
+        assert monitor.poll() is None
+        end_run(tmp_path / "runs" / "live-run", events, RunStatus.COMPLETED)
+        out, err = monitor.communicate(timeout=60)
+    finally:
+        monitor.kill()
+        events.close()
+    assert monitor.returncode == 0, err.decode()
+    assert out.count(b"\a") == 1
+    assert notified(notify_send) == [
+        [
+            "--app-name",
+            "emoconsole",
+            "emoconsole",
+            "live-run on local: completed (best macro_f1 0.7000)",
+        ]
+    ]
+    # Opened on the run that has ended: its history rings nothing.
+    again = console("monitor", "live-run", cwd=tmp_path, env=env, timeout=60)
+    assert again.returncode == 0 and "\a" not in again.stdout
+    assert len(notified(notify_send)) == 1
+
+
+@sync
+async def test_the_dashboard_announces_a_run_ending_once(tmp_path, notify_send, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    old = make_run(runs, "old-run", os.getpid())
+    end_run(runs / "old-run", old, RunStatus.COMPLETED)  # over before the dashboard opened
+    old.close()
+    live = make_run(runs, "live-run", os.getpid())
+    stopped = make_run(runs, "stopped-run", os.getpid())
+    app = Dashboard({"local": HostConfig(name="local", kind="local")}, refresh_s=0.2)
+    rings: list[float] = []
+    app.bell = lambda: rings.append(time.time())  # the terminal's bell, counted
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: app.endings._listed, what="the first listing")
+            end_run(runs / "stopped-run", stopped, RunStatus.STOPPED)  # a user's stop: no news
+            end_run(runs / "live-run", live, RunStatus.CRASHED)
+            await wait_for(pilot, lambda: rings, what="the bell")
+            await pilot.pause(0.6)  # three more listings: still once
+            toasts = [n.message for n in app._notifications]
+    finally:
+        live.close()
+        stopped.close()
+    assert len(rings) == 1
+    assert notified(notify_send) == [
+        [
+            "--app-name",
+            "emoconsole",
+            "emoconsole",
+            "live-run on local: crashed (best macro_f1 0.7000)",
+        ]
+    ]
+    assert toasts == ["live-run on local: crashed (best macro_f1 0.7000)"]
