@@ -1,9 +1,11 @@
 """Notifications of a run's end (issue 16, item 5).
 
-The host's half: ``notify_url`` in hosts.toml makes ``deploy`` start the run's guard,
-which POSTs to the webhook (a loopback stand-in for Slack's, tests/webhooks.py) when a
-real training run completes and when one is killed with SIGKILL; the URL, a secret,
-shows up in none of the run's files or the console's output.
+The host's half: ``hostctl launch --notify-url`` (what ``deploy`` runs for a host with
+``notify_url`` in hosts.toml: tests/test_deploy_sweep.py goes that whole way with real
+training runs) starts the run's guard, which POSTs to the webhook (a loopback stand-in
+for Slack's, tests/webhooks.py) when a run completes and when one is killed with
+SIGKILL, and not when a user stopped it; the URL, a secret, is in no launch record, log
+or run file.
 
 The console's half: ``emoconsole monitor`` and the dashboard ring the bell and run the
 desktop notifier (a real ``notify-send`` script put first on PATH, recording its
@@ -29,7 +31,6 @@ from emoconsole.dashboard.app import Dashboard
 from remote.config import HostConfig
 from remote.onhost.proc import pid_alive
 from remote.onhost.webhook import post_json, redact
-from tests.conftest import SMALL_MODEL
 from tests.test_dashboard import make_run, sync, wait_for
 from trainers.events import EventType, RunStatus
 from trainers.rundir import write_json_atomic
@@ -59,49 +60,10 @@ def wait_until(check, timeout: float, what: str):
 # -- the host's webhook --------------------------------------------------------------------------
 
 
-def test_a_deployed_run_killed_with_sigkill_is_posted_as_crashed(
-    tmp_path, small_corpus, feature_cache, webhook: WebhookStandIn
-):
-    """hosts.toml's notify_url -> deploy -> hostctl launch --notify-url -> the guard."""
-    (tmp_path / "hosts.toml").write_text(
-        f'[hosts.local]\nkind = "local"\nnotify_url = "{webhook.url}"\n'
-    )
-    env = {**os.environ, "EMOCONSOLE_CONFIG": str(tmp_path / "hosts.toml"),
-           "EMOCONSOLE_STATE": str(tmp_path / "state")}  # fmt: skip
-    sets = [x for item in [*SMALL_MODEL, f"data.cache_dir={feature_cache}", "train.epochs=50"]
-            for x in ("--set", item)]  # fmt: skip
-    webhook.posts.clear()
-    out = console("deploy", "hybrid-attention", "--remote-data", str(small_corpus),
-                  "--env", "host", *sets, cwd=tmp_path, env=env)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    run_id = out.stdout.strip()
-    run_dir = tmp_path / "runs" / run_id
-    pid = json.loads((run_dir / "run.json").read_text())["pid"]
-    # The run's own environment never holds the URL (the guard's alone does).
-    assert webhook.secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
-    log = run_dir / "train.log"
-    wait_until(lambda: log.exists() and log.stat().st_size, 60, "the run's first log line")
-    os.killpg(pid, signal.SIGKILL)  # the run and its workers; no status written
-    (body,) = webhook.wait_posts(1, timeout=60)
-    text = body["text"]
-    assert text.startswith(f"run {run_id} (hybrid-attention) on ") and ": crashed after " in text
-    assert "last log lines:" in text and body["blocks"][1]["text"]["text"].startswith("```")
-    assert webhook.posts[0]["path"] == f"/services/{webhook.secret}"
-    # The secret is nowhere a person or a log collector reads.
-    launch = tmp_path / "runs" / ".launches" / run_id
-    assert "webhook: told http://127.0.0.1:" in (launch / "guard.out").read_text()
-    shown = out.stdout + out.stderr + (launch / "guard_argv.json").read_text()
-    for name in ("run.json", "train.log", "events.jsonl", "guard.log"):
-        shown += (run_dir / name).read_text()
-    shown += (launch / "guard.out").read_text() + (
-        tmp_path / "state" / "deployments.jsonl"
-    ).read_text()
-    assert webhook.secret not in shown and "secret" not in shown
-
-
-# A trainer where the engine is not what is tested (tests/test_guard.py's reasoning): it
-# writes run.json, summary.json and the progress record as the engine does, then ends
-# with the status it is given.
+# A trainer where the engine is not what is tested (tests/test_guard.py's reasoning; the
+# real engine's runs end in tests/test_deploy_sweep.py): it writes run.json, train.log,
+# summary.json and the progress record as the engine does, then ends with the status it
+# is given ("never": it trains until killed).
 ENDING_TRAINER = """
 import json, os, sys, time
 from pathlib import Path
@@ -111,7 +73,8 @@ run.mkdir(parents=True)
 manifest = {"id": run.name, "model": "hybrid-attention", "pid": os.getpid(),
             "status": "running", "started_at": time.time() - 75, "host": "gpu1"}
 write_json_atomic(run / "run.json", manifest)
-time.sleep(1.0)
+(run / "train.log").write_text("INFO epoch 1/40 ...\\nINFO still training\\n")
+time.sleep(1.0 if status != "never" else 600)
 write_json_atomic(run / "summary.json", {"test": {"accuracy": 0.75, "macro_f1": 0.7, "uar": 0.72}})
 progress = {"best": 0.71, "best_epoch": 3, "monitor": "macro_f1", "epoch": 4, "epochs": 4}
 write_json_atomic(run / "run.json", {**manifest, "status": status, "ended_at": time.time(),
@@ -119,31 +82,55 @@ write_json_atomic(run / "run.json", {**manifest, "status": status, "ended_at": t
 """
 
 
-def test_a_run_that_completes_is_posted_with_its_scores_and_a_stop_is_not(
+def launch(runs: Path, run_id: str, url: str, *trainer_args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "remote.hostctl", "launch", "--runs", str(runs), "--run-id",
+         run_id, "--notify-url", url, "--", sys.executable, "-c", ENDING_TRAINER,
+         str(runs / run_id), *trainer_args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_the_guard_posts_a_completed_run_and_a_killed_one_not_a_stopped_one(
     tmp_path, webhook: WebhookStandIn
 ):
+    """``hostctl launch --notify-url`` (what deploy runs for a host with notify_url;
+    tests/test_deploy_sweep.py goes through deploy): three runs end three ways."""
     runs = tmp_path / "runs"
     webhook.posts.clear()
-    guards = []
-    for run_id, status in (("done", "completed"), ("halted", "stopped")):
-        out = subprocess.run(
-            [sys.executable, "-m", "remote.hostctl", "launch", "--runs", str(runs), "--run-id",
-             run_id, "--notify-url", webhook.url, "--", sys.executable, "-c", ENDING_TRAINER,
-             str(runs / run_id), status],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        guards.append(json.loads(out.stdout.splitlines()[-1])["guard_pid"])
-    wait_until(lambda: not any(map(pid_alive, guards)), 60, "both guards to leave")
-    (body,) = [p["body"] for p in webhook.posts]  # the stopped run: no message
+    done = launch(runs, "done", webhook.url, "completed")
+    halted = launch(runs, "halted", webhook.url, "stopped")
+    killed = launch(runs, "killed", webhook.url, "never")  # it would train on and on
+    # The run's own environment never holds the URL (the guard's alone does).
+    assert webhook.secret.encode() not in Path(f"/proc/{killed['pid']}/environ").read_bytes()
+    assert webhook.secret.encode() in Path(f"/proc/{killed['guard_pid']}/environ").read_bytes()
+    log = runs / "killed" / "train.log"
+    wait_until(lambda: log.exists() and log.stat().st_size, 30, "the run's log")
+    os.kill(killed["pid"], signal.SIGKILL)  # no status written: the guard must call it crashed
+    guards = [done["guard_pid"], halted["guard_pid"], killed["guard_pid"]]
+    wait_until(lambda: not any(map(pid_alive, guards)), 60, "the guards to leave")
+    bodies = {b["text"].split()[1]: b for b in (p["body"] for p in webhook.posts)}
+    assert sorted(bodies) == ["done", "killed"]  # a user's stop is not news
     text = (
         "run done (hybrid-attention) on gpu1: completed after 1m16s\n"
         "best macro_f1 0.7100 (epoch 3); test accuracy 0.7500, macro-f1 0.7000, uar 0.7200"
     )
-    assert body == {
-        "text": text,
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-    }
-    assert "halted" in (runs / ".launches" / "halted" / "guard.out").read_text()
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    assert bodies["done"] == {"text": text, "blocks": [section]}
+    crashed = bodies["killed"]["text"]
+    assert crashed.startswith("run killed (hybrid-attention) on gpu1: crashed after 1m1")
+    assert crashed.endswith("last log lines:\nINFO epoch 1/40 ...\nINFO still training")
+    assert bodies["killed"]["blocks"][1]["text"]["text"] == (
+        "```INFO epoch 1/40 ...\nINFO still training```"
+    )
+    assert [p["path"] for p in webhook.posts] == [f"/services/{webhook.secret}"] * 2
+    for run_id in ("done", "halted", "killed"):  # the URL is in no launch record or log
+        launched = runs / ".launches" / run_id
+        shown = (launched / "guard_argv.json").read_text() + (launched / "guard.out").read_text()
+        shown += (runs / run_id / "run.json").read_text()
+        assert webhook.secret not in shown and f"http://127.0.0.1:{webhook.port}/…" in shown
 
 
 def test_a_webhook_post_retries_a_server_error_and_not_a_refusal(webhook: WebhookStandIn):
