@@ -30,7 +30,7 @@ import pytest
 from emoconsole.dashboard.app import Dashboard
 from remote.config import HostConfig
 from remote.onhost.proc import pid_alive
-from remote.onhost.webhook import post_json, redact
+from remote.onhost.webhook import experiment_status, post_json, redact
 from tests.test_dashboard import make_run, sync, wait_for
 from trainers.events import EventType, RunStatus
 from trainers.rundir import write_json_atomic
@@ -131,6 +131,18 @@ def test_the_guard_posts_a_completed_run_and_a_killed_one_not_a_stopped_one(
         shown = (launched / "guard_argv.json").read_text() + (launched / "guard.out").read_text()
         shown += (runs / run_id / "run.json").read_text()
         assert webhook.secret not in shown and f"http://127.0.0.1:{webhook.port}/…" in shown
+
+
+def test_an_experiment_ends_as_its_runs_say():
+    def ending(*statuses: str) -> str:
+        return experiment_status({"runs": [{"status": s} for s in statuses]})
+
+    assert ending("completed", "completed") == "completed"
+    assert ending("completed", "failed") == "failed"
+    assert ending("completed", "stopped", "pending") == "stopped"  # SIGTERM: a user's stop
+    assert ending("completed", "preempted", "pending") == "preempted"
+    assert ending("completed", "running", "pending") == "crashed"  # the sweep was killed
+    assert ending("completed", "pending") == "crashed"  # died between two runs
 
 
 def test_a_webhook_post_retries_a_server_error_and_not_a_refusal(webhook: WebhookStandIn):
