@@ -132,12 +132,19 @@ def deploy_sweep(
     planned = check_sweep(host, python, code_dir, args, sweep_file)
     say(f"{sweep_file}: {len(planned)} runs checked on {host.name}")
     argv = [python, "-m", "trainers", *args]
-    answer = hostctl(
-        host,
-        code_dir,
-        ["launch", "--runs", layout.runs, "--run-id", exp_id, "--cwd", layout.root,
-         "--pythonpath", code_dir, *guard_for(host), "--", *argv],
-    )  # fmt: skip
+    launch_args = ["launch", "--runs", layout.runs, "--run-id", exp_id, "--cwd", layout.root,
+                   "--pythonpath", code_dir, *guard_for(host), "--", *argv]  # fmt: skip
+    answer = hostctl(host, code_dir, launch_args)
+    if not answer.get("launched") and answer.get("alive") is False:
+        # This id's earlier sweep has ended (stopped, failed, killed): asked again, it
+        # continues (the sweep keeps finished runs). Its launch record is kept aside, so
+        # the lock still stops a retried deploy from starting a second process.
+        old = f"{layout.launches}/{exp_id}"
+        moved = host.run(["mv", old, f"{old}.ended-{time.time():.0f}"], timeout=60)
+        if not moved.ok:
+            raise DeployError(f"{host.name}: setting {old} aside failed: {moved.tail()}")
+        say(f"continuing experiment {exp_id} (its earlier sweep process had ended)")
+        answer = hostctl(host, code_dir, launch_args)
     launch = ExperimentLaunch(
         exp_id=exp_id,
         host=host.name,
