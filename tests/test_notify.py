@@ -28,9 +28,11 @@ import psutil
 import pytest
 
 from emoconsole.dashboard.app import Dashboard
+from emoconsole.notify import StreamEnding
 from remote.config import HostConfig
 from remote.onhost.proc import pid_alive
 from remote.onhost.webhook import experiment_status, post_json, redact
+from remote.watch import EventItem, SysItem
 from tests.test_dashboard import make_run, sync, wait_for
 from trainers.events import EventType, RunStatus
 from trainers.rundir import write_json_atomic
@@ -241,10 +243,18 @@ def test_monitor_rings_once_for_a_run_that_ends_while_it_watches(
             "live-run on local: completed (best macro_f1 0.7000)",
         ]
     ]
-    # Opened on the run that has ended: its history rings nothing.
-    again = console("monitor", "live-run", cwd=tmp_path, env=env, timeout=60)
-    assert again.returncode == 0 and "\a" not in again.stdout
-    assert len(notified(notify_send)) == 1
+    # Opened on the run once it has ended, monitor replays the run's history with it
+    # alive (this process is its pid): the stream's items ring nothing.
+    from remote.local import LocalHost
+    from remote.watch import follow
+
+    ending = StreamEnding()
+    rings = []
+    for item in follow(LocalHost(), str(tmp_path / "runs" / "live-run"), interval=0.2):
+        alive = item.sample.get("alive") if isinstance(item, SysItem) else None
+        status = item.event.get("status") if isinstance(item, EventItem) else ending.status
+        rings.append(ending.observe(alive, status or ending.status))
+    assert ending.status == "completed" and ending.armed and not any(rings)
 
 
 @sync
