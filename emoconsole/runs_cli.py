@@ -6,6 +6,7 @@ call, print. Which run a name means, and where, is :mod:`emoconsole.runref`'s.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +25,10 @@ from emoconsole.runref import (
 
 
 def deploy(
-    model: Annotated[str, typer.Argument(help="A model from `python -m trainers list`.")],
+    model: Annotated[
+        str | None,
+        typer.Argument(help="A model from `python -m trainers list` (not with --sweep)."),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Where to train.")] = "local",
     data: Annotated[
         Path | None,
@@ -85,8 +89,16 @@ def deploy(
             "refresh. Default: the profile's recover."
         ),
     ] = None,
+    sweep: Annotated[
+        Path | None,
+        typer.Option(
+            help="Send an experiment instead of one run: a sweep TOML file "
+            "(docs/experiments.md), checked on the host, then run there by "
+            "`python -m trainers sweep` detached. --data/--remote-data replace its data."
+        ),
+    ] = None,
 ) -> None:
-    """Ship the code (and data), prepare Python, start MODEL detached on a host.
+    """Ship the code (and data), prepare Python, start MODEL (or a --sweep) detached on a host.
 
     The run survives this console disconnecting or being killed. Prints the run id
     and how to watch it.
@@ -94,7 +106,15 @@ def deploy(
     Example: emoconsole deploy hybrid-attention --host gpu1 --data demo-data/ravdess
     Example: emoconsole deploy slowfast-r50 --host gpu4 --remote-data /data/ravdess --gpus 4
     Example: emoconsole deploy slowfast-r50 --host aws --nodes 2 --gpus 1 --data demo-data/ravdess
+    Example: emoconsole deploy --sweep sweep.toml --host gpu1 --data demo-data/ravdess
     """
+    if sweep is not None:
+        _deploy_sweep(sweep, model, host, data, remote_data, overrides, run_id, env,
+                      stop, gpus, max_restarts, nodes, recover)  # fmt: skip
+        return
+    if model is None:
+        typer.secho("error: give a MODEL, or an experiment with --sweep FILE", fg="red", err=True)
+        raise typer.Exit(2)
     from remote.deploy import Launch, RequestError
     from remote.start import RunRequest, start_run
 
@@ -134,6 +154,60 @@ def deploy(
     typer.echo(
         f"{len(started.nodes)} nodes x {gpus} processes, rendezvous {started.rdzv_endpoint}; "
         f"rank 0 writes the run on {first.host}: emoconsole monitor {run}",
+        err=True,
+    )
+
+
+def _deploy_sweep(
+    sweep: Path,
+    model: str | None,
+    host: str,
+    data: Path | None,
+    remote_data: str | None,
+    overrides: list[str] | None,
+    exp_id: str | None,
+    env: str,
+    *single_run_options: Any,
+) -> None:
+    """``deploy --sweep``: remote.experiment, then the experiment's runs and how to see them."""
+    from remote.deploy import DeployError, RequestError
+    from remote.experiment import start_sweep
+
+    stop, gpus, max_restarts, nodes, recover = single_run_options
+    clash = [name for name, value, default in (
+        ("MODEL", model, None), ("--stop", stop, None), ("--gpus", gpus, 0),
+        ("--max-restarts", max_restarts, 0), ("--nodes", nodes, 1), ("--recover", recover, None),
+    ) if value != default]  # fmt: skip
+    if clash:
+        typer.secho(
+            f"error: {', '.join(clash)} with --sweep: the sweep file names the model, and an "
+            "experiment runs its runs one at a time in one process on one host",
+            fg="red", err=True,
+        )  # fmt: skip
+        raise typer.Exit(2)
+    with known_errors():
+        try:
+            launch = start_sweep(
+                host,
+                sweep,
+                local_data=data,
+                host_data=remote_data,
+                overrides=list(overrides or []),
+                exp_id=exp_id,
+                env=env,
+                progress=lambda msg: typer.echo(f"  {msg}", err=True),
+            )
+        except DeployError as exc:
+            if not isinstance(exc, RequestError) and exc.field != "sweep":
+                raise
+            typer.secho(f"error: {exc}", fg="red", err=True)  # the request's fault: usage
+            raise typer.Exit(2) from None
+    typer.echo(launch.exp_id)
+    first = launch.runs[0] if launch.runs else launch.exp_id
+    typer.echo(
+        f"its runs: {', '.join(launch.runs)}\nsee them with: emoconsole runs --host {host}   "
+        f"(watch one: emoconsole monitor {first}; stop the experiment: emoconsole stop "
+        f"{launch.exp_id})",
         err=True,
     )
 
@@ -368,14 +442,31 @@ def _wait_in_queue(target: Any, name: str, run: str, interval: float) -> None:
 
 
 def _show_live(state: Any, items: Any) -> None:
-    """Render a run's stream live until it ends; exit 1 if it failed, 130 on Ctrl-C."""
+    """Render a run's stream live until it ends; exit 1 if it failed, 130 on Ctrl-C.
+    An ending seen live rings the bell and shows a desktop notification (emoconsole.notify)."""
     from rich.live import Live
+
+    from emoconsole.notify import StreamEnding, announce, describe_ending
+
+    ending = StreamEnding()
+    # The terminal itself: inside Live, sys.stdout is rich's proxy, which drops a BEL.
+    terminal = sys.stdout
+
+    def bell() -> None:
+        terminal.write("\a")
+        terminal.flush()
 
     try:
         with Live(state.render(), refresh_per_second=4, transient=False) as live:
             last = 0.0
+
             for item in items:
                 state.add(item)
+                sample = getattr(item, "sample", None)
+                alive = sample.get("alive") if isinstance(sample, dict) else None
+                if ending.observe(alive, state.status):
+                    best = {"best": state.best, "monitor": state.monitor_metric}
+                    announce(describe_ending(state.run, state.host, state.status, best), bell)
                 now = time.monotonic()
                 if now - last > 0.25:
                     live.update(state.render())

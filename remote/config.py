@@ -11,6 +11,7 @@ python = "/opt/venv/bin/python"   # the interpreter that runs trainers and the w
 workdir = "~/emoconsole"          # where the shipped code lives there
 # storage = "s3://my-bucket/runs" # optional: runs pushed there while they train
 # slots = 2                       # optional: runs at once (--gpus N takes N); default its GPUs
+# notify_url = "https://hooks.slack.com/services/..."  # optional: the host POSTs each run's end
 
 [ec2.gpu]                         # an EC2 profile: also a host named "gpu" (see remote.ec2)
 region = "us-east-1"
@@ -27,6 +28,7 @@ user = "ubuntu"
 # fallback_zones = ["us-east-1b"] # other availability zones a recovery may use
 # shutdown_lead_minutes = 5       # checkpoint and push this long before max_hours ends it
 # notice_poll_s = 5               # how often the instance asks for an interruption notice
+# notify_url = "https://hooks.slack.com/services/..."  # the instance POSTs each run's end
 ```
 
 The user's file is ``$EMOCONSOLE_CONFIG``, else
@@ -69,6 +71,7 @@ _FIELDS: dict[str, type] = {
     "workdir": str,
     "storage": str,
     "slots": int,
+    "notify_url": str,
 }
 
 
@@ -117,6 +120,7 @@ _EC2_FIELDS: dict[str, tuple[type, ...]] = {
     "imds_url": (str,),
     "shutdown_lead_minutes": (int, float),
     "notice_poll_s": (int, float),
+    "notify_url": (str,),
 }
 # Profile names end up in tags, a security-group name and a key-pair name.
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -241,6 +245,8 @@ class Ec2Profile:
     imds_url: str | None = None  # None: the real IMDS_URL; tests point it at a stand-in
     shutdown_lead_minutes: float = 5.0  # the guard acts this long before max_hours ends it
     notice_poll_s: float = 5.0  # how often the guard asks IMDS for a notice (AWS: 2 min warning)
+    # A webhook the instance tells of each run's end (remote.onhost.webhook); a secret.
+    notify_url: str | None = field(default=None, repr=False)
     source: str = field(default="built in", compare=False)
 
     @property
@@ -315,6 +321,8 @@ def _parse_ec2(path: Path, data: dict[str, Any]) -> dict[str, Ec2Profile]:
         disk_gb = entry.get("disk_gb", 100)
         if not 8 <= disk_gb <= 16384:
             raise ConfigError(f"{where}.disk_gb must be 8..16384 GiB, got {disk_gb}")
+        if "notify_url" in entry:
+            check_notify_url(entry["notify_url"], f"{where}.notify_url")
         fields = {k: v for k, v in entry.items() if k not in ("max_hours", "on_shutdown")}
         fields.update(_check_durability(where, entry, spot, on_shutdown, max_hours))
         parsed[name] = Ec2Profile(
@@ -399,6 +407,7 @@ def _ec2_hosts(path: Path, data: dict[str, Any], hosts: dict[str, Any]) -> dict[
             workdir=profile.workdir,
             ec2=profile,
             storage=profile.storage,
+            notify_url=profile.notify_url,
             source=str(path),
         )
     return parsed
@@ -418,6 +427,8 @@ class HostConfig:
     storage: str | None = None  # "s3://bucket/prefix": runs pushed there (kind ec2: the profile's)
     # GPU slots of the host's run queue (remote.onhost.queue); None: its GPUs, no queue without.
     slots: int | None = None
+    # A webhook the host's guard POSTs each run's end to (remote.onhost.webhook); a secret.
+    notify_url: str | None = field(default=None, repr=False)
     source: str = field(default="built in", compare=False)
 
     def describe(self) -> str:
@@ -481,6 +492,9 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
                 "(a run with --gpus N takes N) must be 1 or more; remove the key to use "
                 "one slot per GPU"
             )
+        notify_url = entry.get("notify_url")
+        if notify_url is not None:
+            check_notify_url(notify_url, f"{path}: hosts.{name}.notify_url")
         parsed[name] = HostConfig(
             name=name,
             kind=kind,
@@ -492,9 +506,23 @@ def _parse_hosts(path: Path, data: dict[str, Any]) -> dict[str, HostConfig]:
             workdir=entry.get("workdir"),
             storage=storage,
             slots=slots,
+            notify_url=notify_url,
             source=str(path),
         )
     return parsed
+
+
+def check_notify_url(text: str, where: str) -> str:
+    """An http(s) URL with a host. The error shows only where it points: a webhook URL
+    is a credential, and error messages end up in terminals and issue reports."""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = f"{parts.scheme}://{parts.hostname}/…" if parts.hostname else "that value"
+        raise ConfigError(
+            f"{where}: {shown} is not an http(s) URL; expected a webhook URL such as a Slack "
+            'incoming webhook\'s: notify_url = "https://hooks.slack.com/services/T…/B…/…"'
+        )
+    return text
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import shlex
 import sys
 import tarfile
@@ -38,6 +39,7 @@ from remote.layout import (
     python_module,
     resolve_layout,
 )
+from remote.onhost.webhook import redact
 
 PACKAGES = ("trainers", "remote", "emoconsole")
 TOP_FILES = ("pyproject.toml", "uv.lock", "README.md")
@@ -229,7 +231,7 @@ def hostctl(host: Host, code_dir: str, args: list[str], timeout: float = 120) ->
     result = host.run(argv, timeout=timeout)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
-        raise CommandError(describe(argv), result.exit_code, result.tail())
+        raise CommandError(describe(_redacted(argv)), result.exit_code, result.tail())
     answer = json.loads(lines[-1])
     if "error" in answer:
         raise DeployError(f"{host.name}: {answer['error']}")
@@ -433,6 +435,8 @@ def guard_options(profile: Any, instance: Any) -> list[str]:
         lead = 60 * profile.shutdown_lead_minutes
         shutdown_at = launched.timestamp() + profile.shutdown_minutes * 60
         args += ["--shutdown-at", f"{shutdown_at:.0f}", "--shutdown-lead", f"{lead:.0f}"]
+    if getattr(profile, "notify_url", None):  # a recovered run's guard tells it too
+        args += ["--notify-url", profile.notify_url]
     return args
 
 
@@ -450,12 +454,28 @@ def storage_endpoint(profile: Any) -> list[str]:
 def guard_for(host: Host) -> list[str]:
     """The guard options a run on ``host`` gets: on EC2 the profile's (notices, storage,
     the shutdown timer); on an SSH host with ``storage`` the pushes alone, with the
-    host's own AWS credentials (its ~/.aws, its role); nothing elsewhere."""
+    host's own AWS credentials (its ~/.aws, its role); and with ``notify_url`` (any
+    host, an EC2 profile's too) the webhook told of the run's end."""
     profile = getattr(host, "profile", None)
     if profile is not None:
         return guard_options(profile, getattr(host, "instance", None))
     storage = getattr(host, "storage", None)
-    return ["--storage", storage] if storage else []
+    notify_url = getattr(host, "notify_url", None)
+    return (["--storage", storage] if storage else []) + (
+        ["--notify-url", notify_url] if notify_url else []
+    )
+
+
+def _redacted(argv: Any) -> Any:
+    """``argv`` with a ``--notify-url``'s value cut to its host: it is a credential, and
+    a failed command's description is printed."""
+    if isinstance(argv, str):
+        return re.sub(r"(--notify-url[= ]+'?)([^\s']+)", lambda m: m[1] + redact(m[2]), argv)
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--notify-url":
+            out[i + 1] = redact(out[i + 1])
+    return out
 
 
 def prepare_host(

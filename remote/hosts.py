@@ -28,6 +28,7 @@ def host_from_config(cfg: HostConfig) -> Host:
 
         local = LocalHost(cfg.name, python=cfg.python, workdir=cfg.workdir)
         local.slots = cfg.slots  # type: ignore[attr-defined]  # its run queue (remote.deploy)
+        local.notify_url = cfg.notify_url  # its runs' guards tell this webhook of their end
         return local
     if cfg.kind == "ec2":
         assert cfg.ec2 is not None
@@ -47,6 +48,7 @@ def host_from_config(cfg: HostConfig) -> Host:
     )
     host.storage = cfg.storage  # runs there are pushed to it (remote.deploy.guard_for)
     host.slots = cfg.slots  # type: ignore[attr-defined]  # its run queue (remote.deploy.deploy)
+    host.notify_url = cfg.notify_url  # its guard tells this webhook of each run's end
     return host
 
 

@@ -7,6 +7,8 @@ Under a host's workdir (``~/emoconsole`` by default over SSH)::
     venv/              the uv environment, when the host has no interpreter of its own
     data/<name>/       data sets uploaded by deploy
     runs/<run-id>/     run directories; runs/.launches/<run-id>/ the launch records
+    runs/<exp-id>/     an experiment (``python -m trainers sweep``): experiment.json and
+                       its run directories, named ``<exp-id>:<run-dir>`` by every command
 
 On this machine (the ``local`` host without a workdir) nothing is shipped:
 runs start from this checkout with this interpreter, under ``./runs``.
@@ -29,6 +31,14 @@ from remote.local import LocalHost
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKDIR = "~/emoconsole"
 RUNS_SUBDIR = "runs"
+# An experiment's run is named EXPERIMENT_ID:RUN_DIR (runs/<exp-id>/<run-dir> on the host):
+# not "/", which already means a path given as is.
+EXPERIMENT_SEP = ":"
+
+
+def run_subpath(run: str) -> str:
+    """A run id's directory under runs/: ``exp:run`` is ``exp/run``."""
+    return run.replace(EXPERIMENT_SEP, "/", 1)
 
 
 def quote_path(path: str) -> str:
@@ -79,7 +89,7 @@ class HostLayout:
 
     def run_dir(self, run: str) -> str:
         """A run id's directory; a path is taken as given."""
-        return run if is_run_path(run) else f"{self.runs}/{run}"
+        return run if is_run_path(run) else f"{self.runs}/{run_subpath(run)}"
 
 
 def resolve_layout(host: Host) -> HostLayout:
@@ -124,9 +134,9 @@ def remote_run_dir(host: Host, run: str) -> str:
     if is_run_path(run):
         return run
     if is_this_checkout(host):
-        return str(Path.cwd() / RUNS_SUBDIR / run)
+        return str(Path.cwd() / RUNS_SUBDIR / run_subpath(run))
     base = (host.workdir or DEFAULT_WORKDIR).rstrip("/") or "/"
-    return f"{base}/{RUNS_SUBDIR}/{run}"
+    return f"{base}/{RUNS_SUBDIR}/{run_subpath(run)}"
 
 
 def python_module(

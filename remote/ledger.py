@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from remote.layout import EXPERIMENT_SEP
+
 
 def ledger_path() -> Path:
     override = os.environ.get("EMOCONSOLE_STATE")
@@ -53,6 +55,11 @@ def matches(run: str, host: str | None = None) -> dict[str, dict[str, Any]]:
     exact = [r for r in rows if r["run_id"] == run]
     if exact:
         return {run: exact[-1]}
+    experiment, sep, rest = run.partition(EXPERIMENT_SEP)
+    deployed = [r for r in rows if r["run_id"] == experiment and r.get("experiment")]
+    if sep and rest and deployed:  # a run of an experiment this console deployed
+        row = deployed[-1]
+        return {run: {**row, "run_id": run, "run_dir": f"{row['run_dir']}/{rest}"}}
     return {r["run_id"]: r for r in rows if r["run_id"].startswith(run)}
 
 

@@ -71,6 +71,7 @@ class LocalHost:
         self.name = name
         self.python = python or sys.executable
         self.workdir = workdir
+        self.notify_url: str | None = None  # a webhook its runs' guards tell of their end
 
     def __repr__(self) -> str:
         return f"LocalHost({self.name!r})"

@@ -242,6 +242,7 @@ class SSHHost:
         self.python = python
         self.workdir = workdir
         self.storage: str | None = None  # s3://bucket/prefix its runs are pushed to
+        self.notify_url: str | None = None  # a webhook its runs' guards tell of their end
         self.ssh_config_path = Path(
             os.path.expanduser(ssh_config) if ssh_config else os.path.expanduser("~/.ssh/config")
         )

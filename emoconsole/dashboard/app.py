@@ -16,11 +16,13 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from emoconsole.dashboard.runs_table import RunsScreen
+from emoconsole.dashboard.runs_table import HostListed, RunsScreen
+from emoconsole.notify import ListingEndings, announce, describe_ending
 
 if TYPE_CHECKING:
     # The run view (plots, dialogs, actions) loads when a run opens, not before the
@@ -59,6 +61,20 @@ class Dashboard(App[None]):
         self.wait_run_s = wait_run_s
         self.started = time.perf_counter()
         self.first_paint_s: float | None = None
+        self.endings = ListingEndings()  # which runs ended since the dashboard opened
+
+    @on(HostListed)
+    def _announce_endings(self, message: HostListed) -> None:
+        """The runs table's listing, bubbled up: a run that ended since the last one rings
+        the bell, shows a desktop notification and a toast, whichever screen is open."""
+        if message.runs is None:
+            return
+        for row in self.endings.update(message.host, message.runs):
+            status = str(row.get("status"))
+            text = describe_ending(str(row.get("id")), message.host, status, row)
+            announce(text, self.bell)
+            severity = "information" if status == "completed" else "warning"
+            self.notify(text, title=f"run {status}", severity=severity, timeout=10)
 
     def get_default_screen(self) -> Screen:
         # The runs table is the first screen itself: no blank default screen is composed

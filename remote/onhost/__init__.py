@@ -9,7 +9,8 @@
   the runs table and the run view).
 - :mod:`remote.onhost.guard`: the sidecar ``hostctl launch`` starts beside a run on
   request: pushes it to storage, stops it on a spot or maintenance notice
-  (:mod:`remote.onhost.imds`, the IMDSv2 client) or before the profile's shutdown.
+  (:mod:`remote.onhost.imds`, the IMDSv2 client) or before the profile's shutdown,
+  and tells a webhook how the run ended (:mod:`remote.onhost.webhook`).
 
 These modules are shipped with the run's code and started with ``python -m``
 on hosts that may have no paramiko, boto3, textual or torch: they import the

@@ -4,6 +4,7 @@ its instance.
     python -m remote.onhost.guard RUN_DIR --pid PID [--storage s3://B/P]
         [--endpoint-url U] [--region R] [--imds URL] [--poll 5] [--push-every 60]
         [--shutdown-at EPOCH] [--shutdown-lead 300] [--grace 60]
+        (and $EMOCONSOLE_NOTIFY_URL, or --notify-url URL)
 
 ``hostctl launch`` starts it right after the trainer, in its own session (the
 console may go away; the guard stays). It
@@ -21,7 +22,14 @@ console may go away; the guard stays). It
   the last checkpoint and the run directory, writes the timings into notice.json
   and exits;
 - when the trainer ends by itself (completed, failed, stopped by a user), pushes
-  one last time and exits.
+  one last time and exits;
+- with a webhook URL (``hostctl launch --notify-url``, handed over in the
+  environment so no argv shows it), POSTs the ending (completed, failed, crashed,
+  preempted; not a user's stop) in Slack's incoming-webhook format
+  (:mod:`remote.onhost.webhook`). A trainer killed outright (SIGKILL, the OOM
+  killer) leaves run.json saying running: the guard sees its pid gone and reports
+  it crashed, with its last log lines. RUN_DIR may be an experiment directory (a
+  sweep's process): its experiment.json's runs say how it ended.
 
 The guard never appends to events.jsonl (the trainer is its single writer); what
 it did goes to ``RUN_DIR/guard.log`` and notice.json. With ``--imds`` it sets
@@ -49,11 +57,15 @@ from typing import IO, Any
 from remote.onhost.hostctl import stop_process
 from remote.onhost.imds import ImdsClient, Notice, NoticePoller
 from remote.onhost.proc import pid_alive, process_start_time
+from remote.onhost.webhook import NOTIFY_STATUSES, NOTIFY_URL_ENV, final_status, notify_end, redact
 from trainers.events import NOTICE_FILE
 from trainers.rundir import RUN_JSON, write_json_atomic
 
 GUARD_LOG = "guard.log"
 POLL_S = 5.0  # SkyPilot's managed jobs poll as often; a notice gives 120 s
+# The trainer's pid is checked more often than IMDS is asked (a local check, no request):
+# the run's end reaches the webhook within about this long.
+PID_CHECK_S = 1.0
 PUSH_EVERY_S = 60.0
 SHUTDOWN_LEAD_S = 300.0
 # SIGTERM to SIGKILL: the engine checkpoints at its next step, which on the slowest
@@ -79,6 +91,7 @@ class GuardOptions:
     shutdown_at: float | None = None
     shutdown_lead: float = SHUTDOWN_LEAD_S
     grace: float = GRACE_S
+    notify_url: str | None = None  # a webhook told of the run's end (a secret: see redact)
 
 
 class GuardLog:
@@ -115,6 +128,7 @@ class Guard:
         self._storage_url: Any = None  # remote.storage.StorageUrl, parsed at start
         self._born = process_start_time(options.pid)
         self._last_storage_error: str | None = None
+        self._next_poll = 0.0  # time.monotonic() of the next IMDS poll
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -123,7 +137,8 @@ class Guard:
         self.log(
             f"guarding pid {o.pid} of {o.run_dir}: storage {o.storage or 'none'}, "
             f"imds {o.imds or 'none'} every {o.poll:g} s, "
-            f"shutdown at {_when(o.shutdown_at)} (lead {o.shutdown_lead:g} s)"
+            f"shutdown at {_when(o.shutdown_at)} (lead {o.shutdown_lead:g} s), "
+            f"webhook {redact(o.notify_url) if o.notify_url else 'none'}"
         )
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
@@ -155,8 +170,8 @@ class Guard:
         self.signalled = signum
 
     def _sleep_s(self) -> float:
-        """Until the next poll, or the shutdown timer's moment if that is sooner."""
-        wait = self.o.poll
+        """Until the next pid check or poll, or the shutdown timer's moment if that is sooner."""
+        wait = min(self.o.poll, PID_CHECK_S)
         if self.o.shutdown_at is not None:
             due = self.o.shutdown_at - self.o.shutdown_lead - time.time()
             wait = min(wait, max(due, 0.0))
@@ -176,7 +191,10 @@ class Guard:
         o = self.o
         if o.shutdown_at is not None and time.time() >= o.shutdown_at - o.shutdown_lead:
             return Notice("max_hours", "shutdown", o.shutdown_at)
-        return self.poller.poll() if self.poller is not None else None
+        if self.poller is None or time.monotonic() < self._next_poll:
+            return None
+        self._next_poll = time.monotonic() + o.poll
+        return self.poller.poll()
 
     # -- the two endings --------------------------------------------------------------------
 
@@ -215,6 +233,10 @@ class Guard:
             record["pushed_at"] = time.time()
             self._write_notice(record)
             self._flush(30.0)  # notice.json itself, with pushed_at in it
+        # After the push (the instance's last minutes go to the run's files first). A
+        # trainer that missed the notice says "stopped"; the instance is still going.
+        status = final_status(o.run_dir)
+        self._notify(status if status in NOTIFY_STATUSES else "preempted")
         self.log("guard done")
         return 0
 
@@ -232,6 +254,9 @@ class Guard:
     def _trainer_ended(self) -> int:
         status = _read_status(self.o.run_dir)
         self.log(f"trainer pid {self.o.pid} ended (status {status}); pushing once more")
+        ending = final_status(self.o.run_dir)
+        if ending in NOTIFY_STATUSES:
+            self._notify(ending)  # before the push, which may take minutes
         if self.o.storage and self.uploader is None and self._run_dir_ready():
             self._start_uploader()
         self._flush(FINAL_PUSH_S)
@@ -247,6 +272,10 @@ class Guard:
         except OSError as exc:
             # Without notice.json the trainer records "stopped": the run is still saved.
             self.log(f"could not write {path}: {exc}; the run will say stopped, not preempted")
+
+    def _notify(self, status: str) -> None:
+        if self.o.notify_url:
+            notify_end(self.o.notify_url, self.o.run_dir, status, self.log)
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -328,6 +357,11 @@ def parse_args(argv: list[str] | None = None) -> GuardOptions:
     parser.add_argument("--shutdown-at", type=float, default=None, help="Unix seconds")
     parser.add_argument("--shutdown-lead", type=float, default=SHUTDOWN_LEAD_S)
     parser.add_argument("--grace", type=float, default=GRACE_S, help="SIGKILL after this")
+    parser.add_argument(
+        "--notify-url",
+        default=None,
+        help=f"webhook told of the run's end (better: ${NOTIFY_URL_ENV}, which ps does not show)",
+    )
     args = parser.parse_args(argv)
     for name in ("poll", "push_every", "grace"):
         if getattr(args, name) <= 0:
@@ -346,6 +380,7 @@ def parse_args(argv: list[str] | None = None) -> GuardOptions:
         shutdown_at=args.shutdown_at,
         shutdown_lead=args.shutdown_lead,
         grace=args.grace,
+        notify_url=args.notify_url or os.environ.get(NOTIFY_URL_ENV) or None,
     )
 
 

@@ -3,7 +3,8 @@
     python -m remote.hostctl launch --runs DIR --run-id ID [--cwd DIR] [--pythonpath P]
         [--storage s3://B/P] [--endpoint-url U] [--region R] [--imds URL] [--poll S]
         [--push-every S] [--shutdown-at EPOCH] [--shutdown-lead S] [--grace S]
-        [--guard-python PY] [--run-dir DIR] [--slots N|auto] [--gpus K] -- ARGV...
+        [--notify-url URL] [--guard-python PY] [--run-dir DIR] [--slots N|auto] [--gpus K]
+        -- ARGV...
     python -m remote.hostctl stop RUN_DIR [--grace 30]
     python -m remote.hostctl list RUNS_DIR
     python -m remote.hostctl run-queue RUNS_DIR
@@ -21,10 +22,11 @@ started instead of starting a second one. The child gets a new session,
 /dev/null as stdin and a file as stdout and stderr, so nothing ties it to the
 SSH channel: closing the channel, or killing the console, leaves it running.
 
-With ``--storage``, ``--imds`` or ``--shutdown-at``, ``launch`` also starts the
-run's guard (:mod:`remote.onhost.guard`) right after the trainer, detached the
-same way: it pushes the run directory to storage and stops the trainer on a spot
-interruption, a scheduled maintenance or the profile's shutdown timer. Its pid
+With ``--storage``, ``--imds``, ``--shutdown-at`` or ``--notify-url``, ``launch``
+also starts the run's guard (:mod:`remote.onhost.guard`) right after the trainer,
+detached the same way: it pushes the run directory to storage, stops the trainer on
+a spot interruption, a scheduled maintenance or the profile's shutdown timer, and
+tells the webhook how the run ended. Its pid
 is ``RUNS/.launches/ID/guard.pid``, its output ``guard.out`` beside it.
 
 With ``--slots``, ``launch`` goes through the host's run queue
@@ -49,11 +51,13 @@ from typing import Any
 
 from remote.onhost.proc import pid_alive, run_alive
 from remote.onhost.queue import QUEUED, Entry, RunQueue, cuda_devices, gpu_count, queued_rows
+from remote.onhost.webhook import EXPERIMENT_JSON, NOTIFY_URL_ENV
 from trainers.events import RunStatus
 from trainers.rundir import RunDir
 from trainers.runlog import read_progress
 
 LAUNCHES = ".launches"
+EXPERIMENT_SEP = ":"  # remote.layout's: an experiment's run is <exp-id>:<run-dir>
 GUARD_MODULE = "remote.onhost.guard"
 # Environment variables a launched run never inherits: credentials stay with the caller.
 SCRUBBED_PREFIXES = ("AWS_",)
@@ -91,12 +95,14 @@ def launch(
     guard_python: str | None = None,
     run_dir: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    notify_url: str | None = None,
 ) -> dict[str, Any]:
     """Start ``argv`` detached as launch ``run_id`` (once per id), then its guard when
     ``guard_args`` (the guard's options after RUN_DIR and --pid) are given. The guard
     watches ``run_dir``, by default ``runs/run_id``: a resume's launch id
     (``<run-id>.resume-<t>``) is not its run's directory name. ``extra_env``: set
-    for the run (the queue's CUDA_VISIBLE_DEVICES)."""
+    for the run (the queue's CUDA_VISIBLE_DEVICES). ``notify_url`` reaches the guard
+    alone, in its environment: not in guard_argv.json, ps or the run's env."""
     lock = runs / LAUNCHES / run_id
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -104,6 +110,7 @@ def launch(
     except FileExistsError:
         return _existing_launch(lock, run_id)
     env = {**_run_env(pythonpath), **(extra_env or {})}
+    env.pop(NOTIFY_URL_ENV, None)  # a webhook URL is a credential: the run never needs it
     (lock / "argv.json").write_text(json.dumps(argv))
     pid = _spawn(argv, cwd, env, lock / "output.log")
     _write_pid(lock / "pid", pid)
@@ -117,7 +124,14 @@ def launch(
         try:
             answer.update(
                 _launch_guard(
-                    lock, run_dir or runs / run_id, pid, argv, cwd, env, guard_args, guard_python
+                    lock,
+                    run_dir or runs / run_id,
+                    pid,
+                    argv,
+                    cwd,
+                    {**env, NOTIFY_URL_ENV: notify_url} if notify_url else env,
+                    guard_args,
+                    guard_python,
                 )
             )
         except OSError as exc:  # the run trains; say loudly that nothing guards it
@@ -229,6 +243,7 @@ def start_entry(runs: Path, entry: Entry, slot_ids: list[int]) -> dict[str, Any]
         guard_python=entry.guard_python,
         run_dir=Path(entry.run_dir) if entry.run_dir else None,
         extra_env={"CUDA_VISIBLE_DEVICES": cuda_devices(slot_ids)},
+        notify_url=entry.notify_url,
     )
     if not answer.get("launched", True) and "error" not in answer:
         # An earlier launch of this id (a retry after a lost connection) holds the lock.
@@ -320,7 +335,13 @@ def stop_process(run_dir: Path, pid: int | None, grace: float) -> dict[str, Any]
     status = (_read_json(run_dir / "run.json") or {}).get("status")
     if not pid_alive(pid):
         return {"run": str(run_dir), "pid": pid, "was_running": False, "status": status}
-    if run_dir.name not in _cmdline(pid):  # the pid was reused by something else
+    # The pid was reused by something else unless its command names the run (or, for a
+    # run of an experiment, the experiment: its pid is the sweep's, which forwards the
+    # stop to the run in progress and then starts no more).
+    names = {run_dir.name}
+    if (run_dir.parent / EXPERIMENT_JSON).is_file():
+        names.add(run_dir.parent.name)
+    if not any(name in _cmdline(pid) for name in names):
         return {"run": str(run_dir), "pid": pid, "was_running": False, "status": status}
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -395,8 +416,29 @@ def list_runs(runs: Path) -> dict[str, Any]:
                 row = describe_run(child)
                 if row is not None:
                     rows.append(row)
+                elif (child / EXPERIMENT_JSON).is_file():
+                    rows.extend(experiment_rows(child))
     rows += queued_rows(runs)
     return {"runs_dir": str(runs), "runs": rows}
+
+
+def experiment_rows(exp_dir: Path) -> list[dict[str, Any]]:
+    """An experiment's runs as rows of ``list``, in its order: ids ``<exp-id>:<run-dir>``
+    (remote.layout's naming), so they sort together; a run not started yet is
+    ``pending``. The experiment's own status (its sweep process) is not a row."""
+    experiment = _read_json(exp_dir / EXPERIMENT_JSON) or {}
+    planned = [r for r in experiment.get("runs") or [] if isinstance(r, dict) and r.get("dir")]
+    rows = []
+    for entry in planned:
+        row = describe_run(exp_dir / str(entry["dir"]))
+        if row is None:
+            row = {"model": experiment.get("model"), "status": "pending", "pid": None,
+                   "started_at": None, "ended_at": None, "epochs": None, "epoch": None,
+                   "best": None, "best_epoch": None, "monitor": None}  # fmt: skip
+        row["id"] = f"{exp_dir.name}{EXPERIMENT_SEP}{entry['dir']}"
+        row["experiment"] = exp_dir.name
+        rows.append(row)
+    return rows
 
 
 def evaluations(run_dir: Path) -> dict[str, Any]:
@@ -432,8 +474,10 @@ GUARD_OPTIONS = (
 
 
 def guard_args(args: argparse.Namespace) -> list[str] | None:
-    """The guard's options from launch's, or None when nothing asks for a guard."""
-    if args.storage is None and args.imds is None and args.shutdown_at is None:
+    """The guard's options from launch's, or None when nothing asks for a guard
+    (--notify-url asks for one, but travels in its environment, not in these)."""
+    wanted = (args.storage, args.imds, args.shutdown_at, getattr(args, "notify_url", None))
+    if all(value is None for value in wanted):
         return None
     out: list[str] = []
     for name in GUARD_OPTIONS:
@@ -458,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cwd", type=Path, default=None)
     p.add_argument("--pythonpath", default=None)
     guard = p.add_argument_group(
-        "guard", "remote.onhost.guard beside the run (with --storage, --imds or --shutdown-at)"
+        "guard",
+        "remote.onhost.guard beside the run (with --storage, --imds, --shutdown-at or "
+        "--notify-url)",
     )
     guard.add_argument("--storage", default=None, help="s3://bucket/prefix to push the run to")
     guard.add_argument("--endpoint-url", default=None, help="S3 endpoint (a test server)")
@@ -469,6 +515,11 @@ def main(argv: list[str] | None = None) -> int:
     guard.add_argument("--shutdown-at", type=float, default=None, help="the instance's shutdown")
     guard.add_argument("--shutdown-lead", type=float, default=None, help="stop this much before")
     guard.add_argument("--grace", type=float, default=None, help="SIGKILL this long after TERM")
+    guard.add_argument(
+        "--notify-url",
+        default=None,
+        help="webhook the guard POSTs the run's end to (Slack's format)",
+    )
     guard.add_argument("--guard-python", default=None, help="the guard's interpreter")
     guard.add_argument(
         "--run-dir", type=Path, default=None, help="the run the guard watches (RUNS/RUN_ID)"
@@ -497,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("launch needs a command after --")
         if args.storage is not None and not _looks_like_s3(args.storage):
             parser.error(f"--storage {args.storage!r}: expected s3://bucket/prefix")
+        if args.notify_url is not None and not args.notify_url.startswith(("http://", "https://")):
+            parser.error("--notify-url: expected an http(s):// URL")  # not echoed: a secret
         try:
             slots = resolve_slots(args.slots)
         except ValueError:
@@ -507,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             "guard_args": guard_args(args),
             "run_dir": args.run_dir.expanduser() if args.run_dir else None,
             "guard_python": args.guard_python,
+            "notify_url": args.notify_url,
         }
         if slots is None:
             result = launch(

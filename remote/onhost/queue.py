@@ -65,6 +65,8 @@ class Entry:
     guard_args: list[str] | None = None
     guard_python: str | None = None
     run_dir: str | None = None
+    # The host's webhook for the guard (a secret: the entry files are the user's only).
+    notify_url: str | None = None
     wants: int = 1
     state: str = QUEUED
     seq: int = 0
@@ -147,7 +149,7 @@ class RunQueue:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[RunQueue]:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # entries may hold a webhook
         with open(self.dir / "lock", "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
