@@ -258,6 +258,7 @@ def write_fused_run(
                 "splits": {s: {"samples": len(aligned.keys[s])} for s in aligned.keys},
             },
             "bad_inputs": 0,
+            "grad_norm_nonfinite": 0,  # nothing is trained: the engine's key, for readers
             "timings": {
                 "total_s": time.perf_counter() - t0,
                 "prepare_s": 0.0,
