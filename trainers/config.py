@@ -140,13 +140,14 @@ class TrackConfig:
             raise ConfigError("track.wandb_project", "must not be empty when track.wandb=true")
         if self.mlflow_uri and not self.mlflow_experiment.strip():
             raise ConfigError("track.mlflow_experiment", "must not be empty with track.mlflow_uri")
-        # Imported here, not at module level: the tracker packages are optional extras.
-        from trainers.engine.trackers import require_packages, uri_problem
+        from trainers.engine.trackers.packages import missing_package, uri_problem
 
         problem = uri_problem(self.mlflow_uri)
         if problem:
             raise ConfigError("track.mlflow_uri", problem)
-        require_packages(self)
+        missing = missing_package(self)  # imports the enabled trackers' packages
+        if missing:
+            raise ConfigError(*missing)
 
 
 @dataclass

@@ -26,11 +26,11 @@ import shutil
 import tempfile
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from trainers.config import flatten, to_dict
-from trainers.engine.trackers import Warn
 from trainers.events import EventType, RunStatus
 from trainers.rundir import RunDir
 
@@ -49,6 +49,9 @@ FINAL_WAIT_S = 300.0
 STOP_WAIT_S = 30.0
 
 _END = object()
+
+# warn(kind=..., tracker=..., message=...): emits a warning event (the engine's thread).
+Warn = Callable[..., Any]
 
 
 def scrub(text: str) -> str:

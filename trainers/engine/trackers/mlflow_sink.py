@@ -23,7 +23,6 @@ import os
 import time
 from typing import Any
 
-from trainers.engine.trackers import public_uri
 from trainers.engine.trackers.base import (
     TrackerSink,
     class_names,
@@ -32,6 +31,7 @@ from trainers.engine.trackers.base import (
     step_metrics,
     val_metrics,
 )
+from trainers.engine.trackers.packages import public_uri
 from trainers.events import EventType, RunStatus
 
 RETRY_DEFAULTS = {
