@@ -106,26 +106,32 @@ def step_metrics(event: dict[str, Any]) -> dict[str, float]:
 
 
 _export_lock = threading.Lock()
-_exports: dict[Path, Path] = {}
+_exports: dict[Path, tuple[Path | None, str | None]] = {}
 
 
-def export_bundle(run: RunDir) -> Path | None:
-    """The run's export bundle (safetensors, config.json, model card) from best.pt, built
-    once per run in a temporary folder that both trackers upload from; None without
-    best.pt. Removed when the process exits: the uploads have copied it by then."""
+def export_bundle(run: RunDir) -> tuple[Path | None, str | None]:
+    """(the run's export bundle, why there is none): safetensors, config.json and model
+    card from best.pt, built once per run in a temporary folder both trackers upload
+    from, removed when the process exits (the uploads have copied it by then). No
+    best.pt is (None, None); an export that fails is (None, its error), and the
+    trackers still upload best.pt and summary.json."""
     with _export_lock:
         if run.path in _exports:
             return _exports[run.path]
         if not run.best_ckpt.exists():
-            return None
+            return None, None
         from trainers.inference.export import export_model
 
         tmp = Path(tempfile.mkdtemp(prefix="emoconsole-export-"))
         atexit.register(shutil.rmtree, tmp, True)
-        # The run's own checkpoint, written by this process: trusted.
-        export_model(run.path, tmp / "export", "safetensors", "best", trust_pickle=True)
-        _exports[run.path] = tmp / "export"
-        return _exports[run.path]
+        try:
+            # The run's own checkpoint, written by this process: trusted.
+            export_model(run.path, tmp / "export", "safetensors", "best", trust_pickle=True)
+            result: tuple[Path | None, str | None] = (tmp / "export", None)
+        except Exception as exc:
+            result = (None, f"{type(exc).__name__}: {exc}")
+        _exports[run.path] = result
+        return result
 
 
 class TrackerSink:
@@ -152,6 +158,7 @@ class TrackerSink:
         self._failure: str | None = None
         self._warned = False
         self._record: dict[str, Any] | None = None
+        self._notes: list[str] = []
         self._status = ""
         self._ended = False
         self._thread = threading.Thread(target=self._work, name=f"tracker-{self.name}", daemon=True)
@@ -183,6 +190,7 @@ class TrackerSink:
     def _report(self) -> None:
         with self._lock:
             record, self._record = self._record, None
+            notes, self._notes = self._notes, []
             message = self._failure if not self._warned else None
             if message is not None:
                 self._warned = True
@@ -190,6 +198,8 @@ class TrackerSink:
             trackers = dict(self.run.read_manifest().get("trackers") or {})
             trackers[self.name] = record
             self.run.update_manifest(trackers=trackers)
+        for note in notes:
+            self.warn(kind="tracker", tracker=self.name, message=f"{self.label}: {note}")
         if message is not None:
             # Emitting re-enters handle(): _warned is already set, so it returns quietly.
             self.warn(
@@ -204,6 +214,11 @@ class TrackerSink:
         """The tracker's ids for run.json's ``trackers`` (written by the engine's thread)."""
         with self._lock:
             self._record = record
+
+    def note(self, message: str) -> None:
+        """A warning that does not stop the tracker (e.g. the export bundle is missing)."""
+        with self._lock:
+            self._notes.append(scrub(message))
 
     def _fail(self, message: str) -> None:
         with self._lock:

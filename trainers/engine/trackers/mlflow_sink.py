@@ -168,7 +168,9 @@ class MlflowSink(TrackerSink):
                 self.client.log_artifact(self.run_id, str(self.run.summary))
             if self.run.best_ckpt.exists():
                 self.client.log_artifact(self.run_id, str(self.run.best_ckpt), "checkpoints")
-            bundle = export_bundle(self.run)
+            bundle, problem = export_bundle(self.run)
+            if problem:
+                self.note(f"the export bundle was not logged: {problem}")
             if bundle is not None:
                 self.client.log_artifacts(self.run_id, str(bundle), "model")
         self.client.set_terminated(self.run_id, END_STATUS.get(status, "KILLED"))

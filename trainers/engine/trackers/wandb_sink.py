@@ -160,19 +160,22 @@ class WandbSink(TrackerSink):
         self.wb.finish(exit_code=0 if status in (RunStatus.COMPLETED, "") else 1)
 
     def _log_model(self) -> None:
-        """best.pt and the export bundle as one W&B model artifact, summary.json beside."""
+        """best.pt, the export bundle and summary.json as one W&B model artifact."""
         import wandb
 
-        bundle = export_bundle(self.run)
-        if bundle is None:
+        if not self.run.best_ckpt.exists():
             return
+        bundle, problem = export_bundle(self.run)
+        if problem:
+            self.note(f"the export bundle is not in the model artifact: {problem}")
         art = wandb.Artifact(
             artifact_name(f"{self.run.path.name}-model"),
             type="model",
             metadata={"run_dir": self.run.path.name},
         )
         art.add_file(str(self.run.best_ckpt), name="best.pt")
-        for path in sorted(bundle.iterdir()):  # file by file: add_dir prints a progress line
+        for path in sorted(bundle.iterdir()) if bundle else ():
+            # File by file: add_dir prints a progress line on the trainer's console.
             art.add_file(str(path), name=f"export/{path.name}")
         if self.run.summary.exists():
             art.add_file(str(self.run.summary), name="summary.json")
