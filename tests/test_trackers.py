@@ -471,3 +471,18 @@ def test_credentials_in_the_tracking_uri_are_refused(capsys):
     err = capsys.readouterr().err
     assert "track.mlflow_uri" in err and "MLFLOW_TRACKING_PASSWORD" in err
     assert "s3cret" not in err
+
+
+def test_a_tracked_run_is_read_back_without_the_tracker_but_not_resumed(scenario, monkeypatch):
+    """predict/export read the saved config on machines without wandb or mlflow; resume
+    starts a run again, so there the package must import (exit 2 naming the extra)."""
+    from trainers.inference.bundle import load_bundle
+    from trainers.session import RunManifestError, trainer_from_manifest
+
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    run = scenario["run"]
+    bundle = load_bundle(run.path, "best", trust_pickle=True)
+    assert bundle.model_name == "hybrid-attention"
+    with pytest.raises(RunManifestError, match=r"pip install 'emoconsole\[wandb\]'"):
+        trainer_from_manifest(run)

@@ -122,8 +122,10 @@ class TrackConfig:
     """Optional experiment trackers beside TensorBoard (trainers.engine.trackers).
 
     Off by default: a run needs nothing online. Each tracker is an extra
-    (``emoconsole[wandb]``, ``emoconsole[mlflow]``) imported only when enabled;
-    validate() imports it so a missing package stops the CLI before a run exists.
+    (``emoconsole[wandb]``, ``emoconsole[mlflow]``) imported only when enabled.
+    validate() checks values only: whether the package imports is asked where a
+    run starts (``trainers.engine.trackers.check_trackers``), not where a saved
+    config is read back to predict or export on a machine without the tracker.
     """
 
     wandb: bool = False
@@ -140,14 +142,11 @@ class TrackConfig:
             raise ConfigError("track.wandb_project", "must not be empty when track.wandb=true")
         if self.mlflow_uri and not self.mlflow_experiment.strip():
             raise ConfigError("track.mlflow_experiment", "must not be empty with track.mlflow_uri")
-        from trainers.engine.trackers.packages import missing_package, uri_problem
+        from trainers.engine.trackers.packages import uri_problem
 
         problem = uri_problem(self.mlflow_uri)
         if problem:
             raise ConfigError("track.mlflow_uri", problem)
-        missing = missing_package(self)  # imports the enabled trackers' packages
-        if missing:
-            raise ConfigError(*missing)
 
 
 @dataclass

@@ -5,9 +5,9 @@ extra behind the engine's :class:`~trainers.engine.sinks.Sink` interface. Two
 promises shape this package:
 
 * A missing package is a config error before anything starts:
-  ``TrackConfig.validate`` imports it (:mod:`.packages`), so ``train``, every
-  ``sweep`` cell and the ``config`` check ``deploy`` runs on the host all stop
-  with exit 2, naming the extra to install.
+  :func:`check_trackers` imports it, so ``train``, ``resume``, every ``sweep``
+  cell and the ``config`` check ``deploy`` runs on the host all stop with exit
+  2, naming the extra to install.
 * A tracker never harms the run: its calls run on the sink's own thread, and
   its first failure becomes one ``warning`` event (kind ``tracker``) after
   which that tracker goes quiet (:mod:`trainers.engine.trackers.base`).
@@ -26,13 +26,18 @@ if TYPE_CHECKING:
 
 
 def check_trackers(cfg: Any) -> None:
-    """ConfigError when a tracker ``cfg.track`` turns on cannot be used (its package
-    does not import, its URI holds credentials): ``TrackConfig.validate``, which
-    ``trainers.config.validate`` runs for ``train``, every ``sweep`` cell and the
-    ``config`` check ``deploy`` runs on the host. A no-op without a ``track`` section."""
+    """ConfigError naming the extra to install when a tracker ``cfg.track`` turns on
+    cannot be imported. Called where a run is about to start, after the config is
+    validated: the trainers CLI's config resolution (``train``, ``sweep``, and the
+    ``config`` check ``deploy`` runs on the host), every sweep cell, and ``resume``.
+    A no-op without a ``track`` section."""
+    from trainers.config import ConfigError
+    from trainers.engine.trackers.packages import missing_package
+
     track = getattr(cfg, "track", None)
-    if track is not None:
-        track.validate()
+    missing = missing_package(track) if track is not None else None
+    if missing:
+        raise ConfigError(*missing)
 
 
 def tracker_sinks(cfg: Any, run: RunDir, resume: bool, warn: Callable[..., Any]) -> list[Sink]:
