@@ -537,6 +537,7 @@ def _resolve_config(
 ) -> Any:
     """Defaults, --data, ``presets`` (what a command implies), files, --set; validated."""
     from trainers.config import ConfigError, resolve, set_value
+    from trainers.engine.trackers import check_trackers
     from trainers.registry import UnknownModelError, get_entry
 
     try:
@@ -552,6 +553,7 @@ def _resolve_config(
         for key, value in (presets or {}).items():
             set_value(cfg, key, value)
         resolve(cfg, files, assignments)
+        check_trackers(cfg)  # a tracker's package must import before anything starts
     except ConfigError as exc:
         raise UsageError(f"config error: {exc}") from None
     return entry, cfg

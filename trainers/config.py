@@ -133,12 +133,45 @@ class TrainConfig:
 
 
 @dataclass
+class TrackConfig:
+    """Optional experiment trackers beside TensorBoard (trainers.engine.trackers).
+
+    Off by default: a run needs nothing online. Each tracker is an extra
+    (``emoconsole[wandb]``, ``emoconsole[mlflow]``) imported only when enabled.
+    validate() checks values only: whether the package imports is asked where a
+    run starts (``trainers.engine.trackers.check_trackers``), not where a saved
+    config is read back to predict or export on a machine without the tracker.
+    """
+
+    wandb: bool = False
+    wandb_project: str = "emoconsole"
+    wandb_entity: str = ""  # empty: the API key's default entity
+    # offline: the W&B run is written under the run directory (wandb/), `wandb sync` later.
+    wandb_mode: Literal["online", "offline"] = "online"
+    # An MLflow tracking URI (http(s)://host:port, file:DIR, sqlite:///DB...); empty = off.
+    mlflow_uri: str = ""
+    mlflow_experiment: str = "emoconsole"
+
+    def validate(self) -> None:
+        if self.wandb and not self.wandb_project.strip():
+            raise ConfigError("track.wandb_project", "must not be empty when track.wandb=true")
+        if self.mlflow_uri and not self.mlflow_experiment.strip():
+            raise ConfigError("track.mlflow_experiment", "must not be empty with track.mlflow_uri")
+        from trainers.engine.trackers.packages import uri_problem
+
+        problem = uri_problem(self.mlflow_uri)
+        if problem:
+            raise ConfigError("track.mlflow_uri", problem)
+
+
+@dataclass
 class ExperimentConfig:
-    """Base of every model's config: sections ``model``, ``train``, ``data``."""
+    """Base of every model's config: sections ``model``, ``train``, ``data``, ``track``."""
 
     model: Any = None
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
     # The names train.pretrained may take for this model -> their published file
     # (trainers.engine.weights.WeightSource). Not a field: no config key sets it.
     pretrained_sources: ClassVar[Mapping[str, Any]] = {}

@@ -54,9 +54,14 @@ def config_from_manifest(
 
 def trainer_from_manifest(run: RunDir, supervised: bool = False) -> Trainer:
     """A Trainer for an existing run directory: its model and config from run.json."""
+    from trainers.engine.trackers import check_trackers
     from trainers.engine.trainer import Trainer
 
     entry, cfg = config_from_manifest(run)
+    try:
+        check_trackers(cfg)  # resume and torchrun's ranks: the package must still import
+    except ConfigError as exc:
+        raise RunManifestError(str(exc)) from None
     return Trainer(entry, cfg, run, supervised=supervised)
 
 

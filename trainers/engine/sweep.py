@@ -39,6 +39,7 @@ from typing import Any
 
 from trainers.config import ConfigError, flatten, full_key, set_value, validate
 from trainers.engine.signals import stop_signals
+from trainers.engine.trackers import check_trackers
 from trainers.registry import ModelEntry
 from trainers.rundir import RunDir, write_json_atomic
 
@@ -239,6 +240,7 @@ def plan_sweep(
                 where = ", ".join(f"{k}={v}" for k, v in cell.items()) or "(no grid)"
                 try:
                     validate(cfg)
+                    check_trackers(cfg)  # a grid may turn a tracker on
                 except ConfigError as exc:
                     raise SweepError(
                         f"cell {where}, seed {seed}"

@@ -62,6 +62,7 @@ from trainers.engine.losses import build_loss, class_weights, mixed_loss
 from trainers.engine.optim import build_optimizer, build_schedule, current_lr
 from trainers.engine.signals import stop_signals
 from trainers.engine.sinks import RunLogger, TensorBoardSink, TextLogSink
+from trainers.engine.trackers import tracker_sinks
 from trainers.events import EventType, RunStatus, stop_status
 from trainers.registry import ModelEntry
 from trainers.rundir import BadInputLog, RunDir, write_json_atomic
@@ -216,7 +217,17 @@ class Trainer:
             # ProgressRecord: run.json's "progress", what `hostctl list` reads.
             self.logger = RunLogger(
                 self.run.events,
-                [TensorBoardSink(self.run.tb, purge), self.text, ProgressRecord(self.run)],
+                [
+                    TensorBoardSink(self.run.tb, purge),
+                    self.text,
+                    ProgressRecord(self.run),
+                    *tracker_sinks(
+                        self.cfg,
+                        self.run,
+                        resume,
+                        lambda **w: self.logger.emit(EventType.WARNING, **w),
+                    ),
+                ],
             )
         else:
             self.run.ranks.mkdir(exist_ok=True)
