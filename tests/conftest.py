@@ -31,7 +31,7 @@ SMALL_MODEL = [
 HEAVY_FIRST = (
     "test_train_e2e.py", "test_distributed.py", "test_recovery.py", "test_prepare.py",
     "test_deploy.py", "test_demo.py", "test_predict.py", "test_export.py",
-    "test_deploy_sweep.py", "test_deploy_cli.py", "test_ec2.py", "test_push.py",
+    "test_trackers.py", "test_deploy_sweep.py", "test_deploy_cli.py", "test_ec2.py", "test_push.py",
     "test_dashboard_actions.py", "test_queue.py", "test_branched.py",
     "test_evaluate.py", "test_synth.py", "test_sweep.py", "test_cli_list.py",
     "test_remote_watch.py", "test_report.py", "test_image_models.py",

@@ -376,7 +376,9 @@ def test_resume_continues_both_runs_and_a_dead_server_is_one_warning(scenario):
     warnings = [e for e in later if e["type"] == "warning" and e["kind"] == "tracker"]
     assert [w["tracker"] for w in warnings] == ["mlflow"], warnings
     assert "MLflow failed, the run goes on without it" in warnings[0]["message"]
-    assert later[-1]["type"] == "status" and later[-1]["status"] == "completed"
+    # The warning may come before or after `completed`: the dead server is found at the
+    # sink's first call to it, which may be the final artifacts' (trackers/base.py).
+    assert [e["status"] for e in later if e["type"] == "status"][-1] == "completed"
     assert "WARNING MLflow failed, the run goes on without it" in run.train_log.read_text()
     # The W&B run continues under the same id: a second offline run file of that id,
     # whose steps restart at the checkpoint's global step, below the ones logged before.
