@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.test_engine_hooks import Views
 from trainers.config import resolve
 from trainers.data.tensors import TensorDataModule
 from trainers.engine.samples import pick_rows, picture
@@ -24,22 +25,6 @@ SMALL = [
     "train.sample_predictions=5", "train.seed=7",
 ]  # fmt: skip
 VIEWS = 3
-
-
-class Views(torch.utils.data.Dataset):
-    """Each eval sample seen as several rows (like clips or TTA views), ``"sample"`` set."""
-
-    def __init__(self, items, k):
-        self.items, self.k = items, k
-
-    def __len__(self):
-        return len(self.items) * self.k
-
-    def __getitem__(self, i):
-        item = dict(self.items[i // self.k])
-        item["sample"] = i // self.k
-        item["video"] = item["video"] * (1.0 + 0.1 * (i % self.k))
-        return item
 
 
 class MultiViewData(TensorDataModule):
