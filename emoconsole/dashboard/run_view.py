@@ -261,7 +261,7 @@ class RunScreen(RunActions, DashboardScreen):
             run_dir = self.run_id if "/" in self.run_id else None
             if run_dir is None:
                 run_dir = resolve_layout(host).run_dir(self.run_id)
-            if not self._wait_in_queue(host) or not self._wait_for_run(host, run_dir):
+            if not self._wait_in_queue(host, run_dir) or not self._wait_for_run(host, run_dir):
                 return
             manifest = self._read_manifest(host, run_dir)
             self._read_evaluations(host, run_dir)
@@ -324,12 +324,14 @@ class RunScreen(RunActions, DashboardScreen):
         if answer.get("evaluations"):
             self._put(EvaluationsRead(answer))
 
-    def _wait_in_queue(self, host: Any) -> bool:
+    def _wait_in_queue(self, host: Any, run_dir: str) -> bool:
         """While the run waits in its host's queue, its place as it changes (the host's
         listing, as the runs table and ``emoconsole monitor`` read it). False: nothing
         to follow (cancelled, or the run left the queue without starting)."""
         from remote.queue_wait import LeftQueueError, queue_places
 
+        if host.run(["test", "-f", f"{run_dir}/run.json"], timeout=30).ok:
+            return True  # a run that started: not worth a listing (a Python start on the host)
         worker = get_current_worker()
         waited = False
         try:
