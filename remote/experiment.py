@@ -39,8 +39,7 @@ from remote.deploy import (
 )
 from remote.host import Host
 from remote.layout import EXPERIMENT_SEP, HostLayout, python_module
-
-EXPERIMENT_JSON = "experiment.json"
+from remote.onhost.webhook import EXPERIMENT_JSON
 
 
 @dataclass

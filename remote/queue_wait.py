@@ -38,7 +38,10 @@ def queue_places(
     run_id = run_id.rstrip("/").rsplit("/", 1)[-1]  # a run's path names it too
     said: int | None = None
     while True:
-        row = next((r for r in list_runs(host) if r["id"] == run_id), None)
+        rows = list_runs(host)
+        row = next((r for r in rows if r["id"] == run_id), None)
+        if row is None and any(r.get("experiment") == run_id for r in rows):
+            return  # a sweep that started: its experiment.json lists its runs instead
         if row is None and said is not None:
             raise LeftQueueError(
                 f"{run_id} left the queue on {host.name} without starting (stopped?)"

@@ -353,6 +353,22 @@ def test_the_run_view_waits_in_the_queue_then_follows_and_stop_takes_a_run_out(
             )
             assert queue.find(later) is None and queue.find(target) is not None
 
+            # A sweep waiting in line: once started it writes experiment.json, never a
+            # run.json, and the view says to open one of its runs.
+            with queue.locked():
+                queue.add(entry("q-sweep"))
+            app.push_screen(app.run_screen("local", "q-sweep"))
+            await pilot_wait(pilot, lambda: "place 1" in header(app), 20, "the sweep's place")
+            procs[1].kill()  # the target's process ends: its slot frees
+            procs[1].wait()
+            with queue.locked():
+                assert list(queue.step(start)) == ["q-sweep"]
+            (runs / "q-sweep").mkdir()
+            plan = {"id": "q-sweep", "runs": [{"dir": "c00_s42"}]}
+            (runs / "q-sweep" / "experiment.json").write_text(json.dumps(plan))
+            await pilot_wait(pilot, lambda: "an experiment" in header(app), 20, "experiment")
+            assert "open one of its runs (q-sweep:<run-dir>)" in header(app)
+
     try:
         drive()
     finally:

@@ -97,6 +97,14 @@ class QueuePlace:
     started: bool = False
 
 
+@dataclass(frozen=True)
+class IsExperiment:
+    """What was opened is an experiment (``deploy --sweep``; its experiment.json, no
+    run.json): nothing to follow here, its runs are the table's ``<exp-id>:<run-dir>``."""
+
+    exp_id: str
+
+
 # What the follow worker queues for the drain: the watcher's items and its own.
 @dataclass(frozen=True)
 class EvaluationsRead:
@@ -106,7 +114,7 @@ class EvaluationsRead:
     answer: dict[str, Any]
 
 
-QueueItem = WatchItem | WaitingForRun | ManifestRead | EvaluationsRead | QueuePlace
+QueueItem = WatchItem | WaitingForRun | ManifestRead | EvaluationsRead | QueuePlace | IsExperiment
 
 
 class RunScreen(RunActions, DashboardScreen):
@@ -351,13 +359,20 @@ class RunScreen(RunActions, DashboardScreen):
 
     def _wait_for_run(self, host: Any, run_dir: str) -> bool:
         """Until run.json exists (a run opened while its process still imports torch),
-        at most ``wait_run_s``; the header says what it waits for. False: cancelled.
-        After the wait the watcher is asked anyway: it names what is missing."""
+        at most ``wait_run_s``; the header says what it waits for. False: cancelled,
+        or what was opened is an experiment (a sweep that waited in the queue writes
+        experiment.json, never a run.json). After the wait the watcher is asked anyway:
+        it names what is missing."""
+        from remote.experiment import EXPERIMENT_JSON
+
         worker = get_current_worker()
         deadline = time.monotonic() + self.wait_run_s
         probe = ["test", "-f", f"{run_dir}/run.json"]
         waited = False
         while not host.run(probe, timeout=30).ok and time.monotonic() < deadline:
+            if host.run(["test", "-f", f"{run_dir}/{EXPERIMENT_JSON}"], timeout=30).ok:
+                self._put(IsExperiment(self.run_id))
+                return False
             if not waited:
                 waited = True
                 self._put(WaitingForRun(run_dir))
@@ -409,6 +424,12 @@ class RunScreen(RunActions, DashboardScreen):
                 self.state.version += 1
             elif isinstance(item, EvaluationsRead):
                 self._paint_evaluations(item.answer)
+            elif isinstance(item, IsExperiment):
+                self.state.status = (
+                    f"an experiment, started: open one of its runs ({item.exp_id}:<run-dir>) "
+                    "from the runs table"
+                )
+                self.state.version += 1
             elif isinstance(item, QueuePlace):
                 self.queued_place = item.place
                 if item.place is not None:
