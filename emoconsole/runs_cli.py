@@ -423,22 +423,17 @@ def monitor(
 def _wait_in_queue(target: Any, name: str, run: str, interval: float) -> None:
     """While the run waits in its host's queue: say its place as it changes, return
     once it started; exit 1 if it left the queue without starting (stopped)."""
-    from remote.deploy import list_runs
+    from remote.queue_wait import LeftQueueError, queue_places
 
-    run_id = run.rstrip("/").rsplit("/", 1)[-1]  # a run's path names it too
-    said = None
-    while True:
-        row = next((r for r in list_runs(target) if r["id"] == run_id), None)
-        if row is None and said is not None:
-            fail(f"{run} left the queue on {name} without starting (stopped?)", LIST_RUNS_HINT)
-        if row is None or row.get("status") != "queued":
-            if said is not None:
-                typer.echo(f"{run} started on {name}", err=True)
-            return
-        if row.get("place") != said:
-            said = row.get("place")
-            typer.echo(f"{run}: queued on {name}, place {said}; waiting for a slot", err=True)
-        time.sleep(max(interval, 1.0))
+    waited = False
+    try:
+        for place in queue_places(target, run, interval=interval):
+            waited = True
+            typer.echo(f"{run}: queued on {name}, place {place}; waiting for a slot", err=True)
+    except LeftQueueError:
+        fail(f"{run} left the queue on {name} without starting (stopped?)", LIST_RUNS_HINT)
+    if waited:
+        typer.echo(f"{run} started on {name}", err=True)
 
 
 def _show_live(state: Any, items: Any) -> None:

@@ -9,6 +9,11 @@ launch`` as launch ``<exp-id>``, with the guard when the host asks for one, so
 ``emoconsole stop <exp-id>`` SIGTERMs it (it forwards the stop to the run in
 progress and starts no more) and a webhook hears of the experiment's end.
 
+The sweep process goes through the host's run queue (:mod:`remote.onhost.queue`)
+as a run does, taking one slot: its runs train one at a time, each one process
+on one GPU. When the slots are taken it waits in line (``runs`` lists it as
+``<exp-id>``, status ``queued``, with its place) and the deploy returns at once.
+
 The experiment's runs are ``runs/<exp-id>/<run-dir>/`` on the host; ``hostctl list``
 names them ``<exp-id>:<run-dir>`` (:data:`remote.layout.EXPERIMENT_SEP`), and the
 ledger's record of the experiment lets ``monitor``, ``download`` and ``stop`` find
@@ -34,8 +39,7 @@ from remote.deploy import (
 )
 from remote.host import Host
 from remote.layout import EXPERIMENT_SEP, HostLayout, python_module
-
-EXPERIMENT_JSON = "experiment.json"
+from remote.onhost.webhook import EXPERIMENT_JSON
 
 
 @dataclass
@@ -49,6 +53,9 @@ class ExperimentLaunch:
     runs: list[str] = field(default_factory=list)  # the run ids, <exp-id>:<run-dir>
     argv: list[str] = field(default_factory=list)
     guard_error: str | None = None
+    # Waiting in the host's run queue for a slot: no pid yet; ``place`` 1 starts next.
+    queued: bool = False
+    place: int | None = None
 
 
 def read_model(sweep_file: Path) -> str | None:
@@ -132,8 +139,12 @@ def deploy_sweep(
     planned = check_sweep(host, python, code_dir, args, sweep_file)
     say(f"{sweep_file}: {len(planned)} runs checked on {host.name}")
     argv = [python, "-m", "trainers", *args]
+    # One slot, as a run deployed without --gpus takes: the sweep trains its runs one
+    # after another, each one process on one GPU.
+    slots = getattr(host, "slots", None) or "auto"
     launch_args = ["launch", "--runs", layout.runs, "--run-id", exp_id, "--cwd", layout.root,
-                   "--pythonpath", code_dir, *guard_for(host), "--", *argv]  # fmt: skip
+                   "--pythonpath", code_dir, *guard_for(host), "--slots", str(slots),
+                   "--gpus", "1", "--", *argv]  # fmt: skip
     answer = hostctl(host, code_dir, launch_args)
     if not answer.get("launched") and answer.get("alive") is False:
         # This id's earlier sweep has ended (stopped, failed, killed): asked again, it
@@ -155,10 +166,16 @@ def deploy_sweep(
         runs=[f"{exp_id}{EXPERIMENT_SEP}{name}" for name in planned],
         argv=argv,
         guard_error=answer.get("guard_error"),
+        queued=bool(answer.get("queued")),
+        place=answer.get("place"),
     )
     _wait_started(host, layout, launch, started_timeout)
-    verb = "started" if launch.launched else "was already started"
-    say(f"experiment {exp_id} ({len(planned)} runs) {verb} on {host.name} (pid {launch.pid})")
+    if launch.queued:
+        say(f"experiment {exp_id} ({len(planned)} runs) queued on {host.name}, "
+            f"place {launch.place}: it starts when a slot frees")  # fmt: skip
+    else:
+        verb = "started" if launch.launched else "was already started"
+        say(f"experiment {exp_id} ({len(planned)} runs) {verb} on {host.name} (pid {launch.pid})")
     if launch.guard_error:
         say(f"warning: {launch.guard_error}")
     return launch
@@ -166,7 +183,10 @@ def deploy_sweep(
 
 def _wait_started(host: Host, layout: HostLayout, launch: ExperimentLaunch, timeout: float) -> None:
     """Until the sweep wrote experiment.json (then ``runs`` lists its runs); a process
-    that died first is reported with its output."""
+    that died first is reported with its output. A sweep waiting in the host's queue
+    has no process yet: nothing to wait for (``runs`` lists it as queued)."""
+    if launch.queued:
+        return
     path = shlex.quote(f"{launch.exp_dir}/{EXPERIMENT_JSON}")
     probe = (
         f"if test -f {path}; then echo started; "

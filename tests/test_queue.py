@@ -260,3 +260,118 @@ def test_three_runs_on_a_one_slot_ssh_host_start_one_after_another(
     for earlier, later in itertools.pairwise(ends):
         assert earlier["ended_at"] <= later["started_at"]  # one at a time, in order
     assert not (runs / fourth).exists() and not (runs / ".launches" / fourth).exists()
+
+
+# -- the dashboard's run view of a waiting run ----------------------------------------------
+
+
+def test_the_run_view_waits_in_the_queue_then_follows_and_stop_takes_a_run_out(
+    tmp_path, monkeypatch
+):
+    """Entries made with the queue's own API on the local host (one slot): the run view of
+    a waiting run says its place as it changes, follows the run once it started, and its
+    stop key takes a waiting run out of the queue."""
+    from emoconsole.dashboard.app import Dashboard
+    from emoconsole.dashboard.dialogs import ConfirmDialog
+    from emoconsole.dashboard.run_view import RunScreen
+    from remote.onhost.queue import STARTED, Entry
+    from tests.test_dashboard import FAST, make_run, sync
+    from tests.test_dashboard import wait_for as pilot_wait
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMOCONSOLE_CONFIG", str(tmp_path / "no-hosts.toml"))
+    runs = tmp_path / "runs"
+    queue = RunQueue(runs)
+    procs: list[subprocess.Popen] = []
+
+    def sleeper(run_id: str) -> list[str]:
+        # Its command line names the run, as hostctl's check of a run's pid wants.
+        return [sys.executable, "-c", "import time; time.sleep(60)", run_id]
+
+    def start(entry: Entry, _ids: list[int]) -> dict:
+        procs.append(subprocess.Popen(entry.argv, start_new_session=True))
+        return {"pid": procs[-1].pid}
+
+    def entry(run_id: str) -> Entry:
+        return Entry(run_id=run_id, argv=sleeper(run_id), run_dir=str(runs / run_id))
+
+    ahead, target, later = "q-ahead", "20260101-120000-hybrid-attention-q001", "q-later"
+    holder = subprocess.Popen(sleeper("q-holder"), start_new_session=True)
+    procs.append(holder)
+    with queue.locked():
+        queue.set_slots(1)
+        queue.add(Entry(run_id="q-holder", argv=holder.args, state=STARTED,  # type: ignore[arg-type]
+                        started_at=time.time(), slot_ids=[0], pid=holder.pid))  # fmt: skip
+        queue.add(entry(ahead))
+        queue.add(entry(target))
+
+    def header(app) -> str:
+        from textual.css.query import NoMatches
+
+        try:
+            return str(app.screen.query_one("#run-header").render())
+        except NoMatches:  # a screen just pushed, not composed yet
+            return ""
+
+    @sync
+    async def drive() -> None:
+        app = Dashboard(open_run=("local", target), **FAST)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot_wait(pilot, lambda: "place 2" in header(app), 20, "place 2")
+            assert "queued on local, place 2: waiting for a slot" in header(app)
+            assert queue.remove_queued(ahead)
+            await pilot_wait(pilot, lambda: "place 1" in header(app), 20, "place 1")
+            # The slot frees; the queue starts the run; the view attaches once it writes.
+            holder.kill()
+            holder.wait()
+            with queue.locked():
+                assert list(queue.step(start)) == [target]
+            # Started, no run.json yet: the view waits for it, as for any run starting.
+            await pilot_wait(pilot, lambda: "queued" not in header(app), 20, "out of the queue")
+            assert "waiting for run" in header(app) or "starting" in header(app)
+            events = make_run(runs, target, procs[-1].pid, epochs_done=2)
+            try:
+                await pilot_wait(pilot, lambda: "running" in header(app), 20, "running")
+                assert app.screen.state.epoch == 2
+            finally:
+                events.close()
+
+            # A run waiting behind it: the view's stop takes it out of the queue.
+            with queue.locked():
+                queue.add(entry(later))
+            app.push_screen(app.run_screen("local", later))
+            await pilot_wait(pilot, lambda: "place 1" in header(app), 20, "later's place")
+            await pilot.press("x")
+            await pilot_wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), 10, "confirm")
+            assert "from the queue" in app.screen.question
+            await pilot.press("y")
+            await pilot_wait(
+                pilot,
+                lambda: isinstance(app.screen, RunScreen) and "never started" in header(app),
+                20,
+                "removed",
+            )
+            assert queue.find(later) is None and queue.find(target) is not None
+
+            # A sweep waiting in line: once started it writes experiment.json, never a
+            # run.json, and the view says to open one of its runs.
+            with queue.locked():
+                queue.add(entry("q-sweep"))
+            app.push_screen(app.run_screen("local", "q-sweep"))
+            await pilot_wait(pilot, lambda: "place 1" in header(app), 20, "the sweep's place")
+            procs[1].kill()  # the target's process ends: its slot frees
+            procs[1].wait()
+            with queue.locked():
+                assert list(queue.step(start)) == ["q-sweep"]
+            (runs / "q-sweep").mkdir()
+            plan = {"id": "q-sweep", "runs": [{"dir": "c00_s42"}]}
+            (runs / "q-sweep" / "experiment.json").write_text(json.dumps(plan))
+            await pilot_wait(pilot, lambda: "an experiment" in header(app), 20, "experiment")
+            assert "open one of its runs (q-sweep:<run-dir>)" in header(app)
+
+    try:
+        drive()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

@@ -88,6 +88,23 @@ class ManifestRead:
     run_dir: str
 
 
+@dataclass(frozen=True)
+class QueuePlace:
+    """The run waits in its host's queue at ``place`` (1 starts next); None: it left the
+    queue, ``started`` saying whether it started or was taken out (stopped)."""
+
+    place: int | None
+    started: bool = False
+
+
+@dataclass(frozen=True)
+class IsExperiment:
+    """What was opened is an experiment (``deploy --sweep``; its experiment.json, no
+    run.json): nothing to follow here, its runs are the table's ``<exp-id>:<run-dir>``."""
+
+    exp_id: str
+
+
 # What the follow worker queues for the drain: the watcher's items and its own.
 @dataclass(frozen=True)
 class EvaluationsRead:
@@ -97,7 +114,7 @@ class EvaluationsRead:
     answer: dict[str, Any]
 
 
-QueueItem = WatchItem | WaitingForRun | ManifestRead | EvaluationsRead
+QueueItem = WatchItem | WaitingForRun | ManifestRead | EvaluationsRead | QueuePlace | IsExperiment
 
 
 class RunScreen(RunActions, DashboardScreen):
@@ -135,6 +152,9 @@ class RunScreen(RunActions, DashboardScreen):
         self.hosts_override = hosts
         self.interval = interval
         self.wait_run_s = wait_run_s
+        # The run's place in its host's queue while it waits (set by the drain): the
+        # stop key then takes it out of the queue instead of stopping a process.
+        self.queued_place: int | None = None
         # Where the stream got to (written by the follow worker): a follow restarted
         # after a resume continues from here, nothing shown twice.
         self.after_seq = 0
@@ -249,7 +269,7 @@ class RunScreen(RunActions, DashboardScreen):
             run_dir = self.run_id if "/" in self.run_id else None
             if run_dir is None:
                 run_dir = resolve_layout(host).run_dir(self.run_id)
-            if not self._wait_for_run(host, run_dir):
+            if not self._wait_in_queue(host, run_dir) or not self._wait_for_run(host, run_dir):
                 return
             manifest = self._read_manifest(host, run_dir)
             self._read_evaluations(host, run_dir)
@@ -312,15 +332,47 @@ class RunScreen(RunActions, DashboardScreen):
         if answer.get("evaluations"):
             self._put(EvaluationsRead(answer))
 
+    def _wait_in_queue(self, host: Any, run_dir: str) -> bool:
+        """While the run waits in its host's queue, its place as it changes (the host's
+        listing, as the runs table and ``emoconsole monitor`` read it). False: nothing
+        to follow (cancelled, or the run left the queue without starting)."""
+        from remote.queue_wait import LeftQueueError, queue_places
+
+        if host.run(["test", "-f", f"{run_dir}/run.json"], timeout=30).ok:
+            return True  # a run that started: not worth a listing (a Python start on the host)
+        worker = get_current_worker()
+        waited = False
+        try:
+            for place in queue_places(
+                host, self.run_id, interval=self.interval or 1.0, sleep=worker.cancelled_event.wait
+            ):
+                waited = True
+                self._put(QueuePlace(place))
+        except LeftQueueError:
+            self._put(QueuePlace(None, started=False))
+            return False
+        if worker.is_cancelled:
+            return False
+        if waited:
+            self._put(QueuePlace(None, started=True))
+        return True
+
     def _wait_for_run(self, host: Any, run_dir: str) -> bool:
         """Until run.json exists (a run opened while its process still imports torch),
-        at most ``wait_run_s``; the header says what it waits for. False: cancelled.
-        After the wait the watcher is asked anyway: it names what is missing."""
+        at most ``wait_run_s``; the header says what it waits for. False: cancelled,
+        or what was opened is an experiment (a sweep that waited in the queue writes
+        experiment.json, never a run.json). After the wait the watcher is asked anyway:
+        it names what is missing."""
+        from remote.experiment import EXPERIMENT_JSON
+
         worker = get_current_worker()
         deadline = time.monotonic() + self.wait_run_s
         probe = ["test", "-f", f"{run_dir}/run.json"]
         waited = False
         while not host.run(probe, timeout=30).ok and time.monotonic() < deadline:
+            if host.run(["test", "-f", f"{run_dir}/{EXPERIMENT_JSON}"], timeout=30).ok:
+                self._put(IsExperiment(self.run_id))
+                return False
             if not waited:
                 waited = True
                 self._put(WaitingForRun(run_dir))
@@ -372,6 +424,23 @@ class RunScreen(RunActions, DashboardScreen):
                 self.state.version += 1
             elif isinstance(item, EvaluationsRead):
                 self._paint_evaluations(item.answer)
+            elif isinstance(item, IsExperiment):
+                self.state.status = (
+                    f"an experiment, started: open one of its runs ({item.exp_id}:<run-dir>) "
+                    "from the runs table"
+                )
+                self.state.version += 1
+            elif isinstance(item, QueuePlace):
+                self.queued_place = item.place
+                if item.place is not None:
+                    self.state.status = (
+                        f"queued on {self.host_name}, place {item.place}: waiting for a slot"
+                    )
+                elif item.started:
+                    self.state.status = "starting"
+                else:
+                    self.state.status = "removed from the queue: it never started"
+                self.state.version += 1
             else:
                 self.state.add(item)
 
@@ -717,17 +786,23 @@ class RunScreen(RunActions, DashboardScreen):
         self.query_one(TabbedContent).active = tab
 
     def action_stop_run(self) -> None:
+        """Stop the run; a run still waiting in its host's queue is taken out of it
+        (hostctl's stop does either, by what the run is when it gets there)."""
+        queued = self.queued_place is not None
+
         def decided(yes: bool | None) -> None:
             if yes:
-                self.notify(f"stopping {self.run_id} on {self.host_name}...")
+                doing = "removing" if queued else "stopping"
+                self.notify(f"{doing} {self.run_id} on {self.host_name}...")
                 self.stop_worker()
 
-        self.app.push_screen(
-            ConfirmDialog(
-                f"Stop {self.run_id} on {self.host_name}? It saves a checkpoint and can be resumed."
-            ),
-            decided,
+        question = (
+            f"Remove {self.run_id} from the queue on {self.host_name}? It has not started."
+            if queued
+            else f"Stop {self.run_id} on {self.host_name}? "
+            "It saves a checkpoint and can be resumed."
         )
+        self.app.push_screen(ConfirmDialog(question), decided)
 
     @work(thread=True, group="stop", name="stop run", exit_on_error=False)
     def stop_worker(self) -> None:
@@ -739,7 +814,9 @@ class RunScreen(RunActions, DashboardScreen):
             answer = stop_run(host, self.run_id, grace=60.0)
         finally:
             host.close()
-        if answer.get("was_running"):
+        if answer.get("was_queued"):
+            msg = f"{self.run_id}: removed from the queue on {self.host_name}; it never started"
+        elif answer.get("was_running"):
             msg = f"{self.run_id}: stopped (status {answer.get('status')})"
         else:
             msg = f"{self.run_id} was not running (status {answer.get('status')})"

@@ -46,6 +46,9 @@ from typing import Any
 from remote.onhost.proc import pid_alive, process_start_time
 
 QUEUE_DIR = ".queue"
+# A started entry's directory that holds one of these is listed from it, not the queue:
+# a run's run.json, a sweep's experiment.json (``hostctl list`` names its runs).
+DESCRIBED_BY = ("run.json", "experiment.json")
 QUEUED = "queued"
 STARTED = "started"
 # A started entry's process must be born before this long after the entry says it
@@ -322,15 +325,18 @@ def _reap_children() -> None:
 
 def queued_rows(runs: Path) -> list[dict[str, Any]]:
     """``hostctl list``'s rows for runs the queue holds that have no run.json yet:
-    waiting ones (``queued``, with ``place``, 1 = next) and ones just started."""
+    waiting ones (``queued``, with ``place``, 1 = next) and ones just started. A
+    waiting sweep is one row, by its experiment id, until its experiment.json lists
+    its runs."""
     queue = RunQueue(runs)
     rows = []
     place = 0
     for entry in queue.entries():
         if entry.state == QUEUED:
             place += 1
-        elif (Path(entry.run_dir or runs / entry.run_id) / "run.json").exists():
-            continue  # the run describes itself
+        elif any((Path(entry.run_dir or runs / entry.run_id) / name).exists()
+                 for name in DESCRIBED_BY):  # fmt: skip
+            continue  # the run (or the experiment, listed as its runs) describes itself
         elif not _entry_alive(entry):
             continue  # died before its run.json: its launch's output.log says why
         rows.append(
