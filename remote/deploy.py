@@ -348,12 +348,21 @@ def wait_started(
 ) -> None:
     """Until the run wrote its run.json; a process that died first is reported with its output.
     A run waiting in the host's queue has no process yet: nothing to wait for."""
-    if launch.queued:
-        return
-    run_json = shlex.quote(f"{launch.run_dir}/run.json")
+    if not launch.queued:
+        wait_for_file(host, layout, "run", launch.run_id, launch.pid, "run.json", timeout)
+
+
+def wait_for_file(
+    host: Host, layout: HostLayout, what: str, launch_id: str, pid: int | None, name: str,
+    timeout: float,
+) -> None:  # fmt: skip
+    """Until the process ``pid`` of launch ``launch_id`` wrote ``runs/<launch_id>/<name>``
+    (a run's run.json, a sweep's experiment.json): then ``runs`` lists it. A process that
+    died first, or wrote nothing in ``timeout`` s, is a DeployError with its output."""
+    path = shlex.quote(f"{layout.run_dir(launch_id)}/{name}")
     probe = (
-        f"if test -f {run_json}; then echo started; "
-        f"elif kill -0 {int(launch.pid or 0)} 2>/dev/null; then echo waiting; else echo dead; fi"
+        f"if test -f {path}; then echo started; "
+        f"elif kill -0 {int(pid or 0)} 2>/dev/null; then echo waiting; else echo dead; fi"
     )
     deadline = time.monotonic() + timeout
     while True:
@@ -361,11 +370,11 @@ def wait_started(
         if state == "started":
             return
         if state == "dead" or time.monotonic() > deadline:
-            log = f"{layout.launches}/{launch.run_id}/output.log"
+            log = f"{layout.launches}/{launch_id}/output.log"
             out = host.run(["tail", "-n", "20", log], timeout=60).stdout.strip()
-            why = "exited" if state == "dead" else f"wrote no run.json within {timeout:.0f} s"
+            why = "exited" if state == "dead" else f"wrote no {name} within {timeout:.0f} s"
             raise DeployError(
-                f"{host.name}: run {launch.run_id} {why}; its output ({log}):\n{out or '(none)'}"
+                f"{host.name}: {what} {launch_id} {why}; its output ({log}):\n{out or '(none)'}"
             )
         time.sleep(0.3)
 

@@ -22,7 +22,6 @@ them without ``--host``.
 
 from __future__ import annotations
 
-import shlex
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from remote.deploy import (
     guard_for,
     hostctl,
     prepare_host,
+    wait_for_file,
 )
 from remote.host import Host
 from remote.layout import EXPERIMENT_SEP, HostLayout, python_module
@@ -182,29 +182,11 @@ def deploy_sweep(
 
 
 def _wait_started(host: Host, layout: HostLayout, launch: ExperimentLaunch, timeout: float) -> None:
-    """Until the sweep wrote experiment.json (then ``runs`` lists its runs); a process
-    that died first is reported with its output. A sweep waiting in the host's queue
-    has no process yet: nothing to wait for (``runs`` lists it as queued)."""
-    if launch.queued:
-        return
-    path = shlex.quote(f"{launch.exp_dir}/{EXPERIMENT_JSON}")
-    probe = (
-        f"if test -f {path}; then echo started; "
-        f"elif kill -0 {int(launch.pid or 0)} 2>/dev/null; then echo waiting; else echo dead; fi"
-    )
-    deadline = time.monotonic() + timeout
-    while True:
-        state = host.run(probe, timeout=60).stdout.strip()
-        if state == "started":
-            return
-        if state == "dead" or time.monotonic() > deadline:
-            log = f"{layout.launches}/{launch.exp_id}/output.log"
-            out = host.run(["tail", "-n", "20", log], timeout=60).stdout.strip()
-            why = "exited" if state == "dead" else f"wrote no experiment.json in {timeout:.0f} s"
-            raise DeployError(
-                f"{host.name}: sweep {launch.exp_id} {why}; its output ({log}):\n{out or '(none)'}"
-            )
-        time.sleep(0.3)
+    """Until the sweep wrote experiment.json (then ``runs`` lists its runs). A sweep
+    waiting in the host's queue has no process yet: nothing to wait for (``runs`` lists
+    it as queued)."""
+    if not launch.queued:
+        wait_for_file(host, layout, "sweep", launch.exp_id, launch.pid, EXPERIMENT_JSON, timeout)
 
 
 def start_sweep(
