@@ -81,6 +81,16 @@ def run_trainers(*args: str, timeout: float = 300) -> subprocess.CompletedProces
     )
 
 
+def console(
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`emoconsole ARGS` as a user types it, in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "emoconsole", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def tiny_run(small_corpus, tmp_path_factory):
     """One tiny hybrid-attention run (1 epoch) on a private copy of the small corpus,

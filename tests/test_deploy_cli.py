@@ -10,16 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL, console
 
 CANARY = "canary-secret-7f3a9c"
-
-
-def console(*args: str, cwd: Path, env: dict[str, str], timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "emoconsole", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def test_console_killed_mid_run_then_a_new_console_picks_it_up(

@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emoconsole.runref import host_for
 from remote.layout import remote_run_dir
 from remote.local import LocalHost
-from tests.conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL, console
 from tests.test_queue import hostctl, stand_in
 
 if TYPE_CHECKING:
     from tests.webhooks import WebhookStandIn
 
 pytest_plugins = ["tests.webhooks"]
-
-
-def console(*args: str, cwd: Path, env: dict[str, str], timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "emoconsole", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def sweep_file(path: Path, cache: Path, *extra: str) -> Path:

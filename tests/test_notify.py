@@ -33,6 +33,7 @@ from remote.config import HostConfig
 from remote.onhost.proc import pid_alive
 from remote.onhost.webhook import experiment_status, post_json, redact
 from remote.watch import EventItem, SysItem
+from tests.conftest import console
 from tests.test_dashboard import make_run, sync, wait_for
 from trainers.events import EventType, RunStatus
 from trainers.rundir import write_json_atomic
@@ -41,13 +42,6 @@ if TYPE_CHECKING:
     from tests.webhooks import WebhookStandIn
 
 pytest_plugins = ["tests.webhooks"]
-
-
-def console(*args: str, cwd: Path, env: dict[str, str], timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "emoconsole", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def wait_until(check, timeout: float, what: str):
