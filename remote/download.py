@@ -291,14 +291,54 @@ def _append_chunks(chunks: Iterable[bytes], part: Path, start: int, tick: Callab
 
 
 def _kill(proc: subprocess.Popen) -> None:
+    """End the transfer program and everything in its session, and return only
+    when none of them is left. Waiting for ``proc`` alone is not enough: rsync's
+    receiver, the process that writes the ``.part``, is a child of the rsync that
+    was started, which exits on SIGTERM without waiting for it. A receiver still
+    in a write or its closing ``ftruncate`` would then change the partial after
+    the interrupt returned, under the next call that measured and continued it."""
     for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
+            if sig == signal.SIGTERM:  # a stopped member acts on it only when continued
+                os.killpg(proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + wait
         try:
             proc.wait(wait)
-            return
         except subprocess.TimeoutExpired:
             continue
+        while not _group_gone(proc.pid):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        else:
+            return
+
+
+def _group_gone(pgid: int) -> bool:
+    """No process of the group can still write: none left, or only zombies
+    (the group's leader is gone, so init reaps them; on Linux they are told
+    apart through /proc, elsewhere a zombie counts until it is reaped)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    proc_dir = Path("/proc")
+    if not (proc_dir / "self" / "stat").exists():
+        return False
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return False
+    return True
 
 
 def _follow_process(

@@ -4,10 +4,12 @@ changed and identical files, the OpenSSH client's host-key policy."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -285,6 +287,57 @@ def test_interrupted_download_resumes_from_the_partial(method, trusted, small_ru
     assert sha(local / BIG) == sha(small_run / BIG) == big.sha256
     assert not part.exists()
     assert report.file("summary.json").action == "skipped"
+
+
+def rsync_processes(part: Path) -> dict[int, tuple[str, int]]:
+    """{pid: (state, parent pid)} of the rsync processes writing ``part``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):  # not a process, or it ended meanwhile
+            continue
+        if argv[0] == b"rsync" and str(part).encode() in argv:
+            state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+            found[int(entry.name)] = (state, int(ppid))
+    return found
+
+
+def test_an_interrupt_returns_only_once_rsyncs_writer_is_gone(trusted, small_run, tmp_path):
+    """rsync's receiver, the process that writes the partial, is a child of the
+    rsync that was started, which exits on SIGTERM without it. Here the receiver
+    is held stopped, as the scheduler may hold it: the interrupt must still not
+    return while it could write, else the next download measures a partial that
+    then changes under it (a flake of the resume test under load)."""
+    need("rsync")
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("finds rsync's receiver through /proc")
+    local = tmp_path / "dl"
+    part = local / (BIG + ".part")
+    held: list[int] = []
+
+    def hold_the_receiver(update: DownloadProgress) -> None:
+        if update.path == BIG and update.file_done >= BIG_SIZE // 4:
+            procs = rsync_processes(part)
+            held.extend(pid for pid, (_, ppid) in procs.items() if ppid in procs)
+            for pid in held:
+                os.kill(pid, signal.SIGSTOP)
+            raise Interrupted
+
+    try:
+        with pytest.raises(Interrupted):
+            download_run(trusted, str(small_run), local, method="rsync", progress=hold_the_receiver)
+        assert held, "no rsync receiver (a child of rsync) was found"
+        left = {pid: s for pid, (s, _) in rsync_processes(part).items() if s not in ("Z", "X")}
+        assert not left  # nothing can write the partial any more
+        have = part.stat().st_size
+        assert have >= BIG_SIZE // 4
+        assert sha(part) == hashlib.sha256((small_run / BIG).read_bytes()[:have]).hexdigest()
+    finally:
+        for pid in held:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("method", ["scp", "rsync", "sftp", "copy"])
