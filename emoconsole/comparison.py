@@ -41,8 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EXPERIMENT_FORMAT = "emoconsole-experiment/1"
-EXPERIMENT_FILE = "experiment.json"
+from trainers.config import flatten
+from trainers.rundir import EXPERIMENT_FORMAT, EXPERIMENT_JSON
+
+EXPERIMENT_FILE = EXPERIMENT_JSON
 SUMMARY_FILE = "summary.json"
 MANIFEST_FILE = "run.json"
 
@@ -159,19 +161,6 @@ def load_experiment(read_json: ReadJson, path: str, host: str = "local") -> list
 # -- grouping --------------------------------------------------------------------------------
 
 
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(config, dict):
-        return {}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 def _config_of(record: RunRecord) -> dict[str, Any]:
     """What identifies the run's configuration: its cell when it has one, else its
     resolved config less :data:`POOLED_KEYS`, with the model."""
@@ -182,7 +171,8 @@ def _config_of(record: RunRecord) -> dict[str, Any]:
         # The experiment too: two experiments' equal cells differ in their fixed settings.
         cell = {str(k): v for k, v in record.cell.items()}
         return {"model": model, "experiment": record.experiment, **cell}
-    flat = _flat((record.manifest or {}).get("config"))
+    config = (record.manifest or {}).get("config")
+    flat = flatten(config) if isinstance(config, dict) else {}
     return {"model": model, **{k: v for k, v in flat.items() if k not in POOLED_KEYS}}
 
 

@@ -39,7 +39,7 @@ from remote.deploy import (
 )
 from remote.host import Host
 from remote.layout import EXPERIMENT_SEP, HostLayout, python_module
-from remote.onhost.webhook import EXPERIMENT_JSON
+from trainers.rundir import EXPERIMENT_JSON
 
 
 @dataclass

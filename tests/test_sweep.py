@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import SMALL_MODEL
 from trainers import cli
-from trainers.engine.sweep import EXPERIMENT_JSON, FORMAT
-from trainers.rundir import BadInputLog, RunDir
+from trainers.rundir import EXPERIMENT_FORMAT as FORMAT
+from trainers.rundir import EXPERIMENT_JSON, BadInputLog, RunDir
 
 pytestmark = pytest.mark.slow
 

@@ -25,6 +25,9 @@ PREDICTIONS = "predictions.jsonl"
 RANKS_DIR = "ranks"
 EVALUATIONS = "evaluations"  # evaluations/<name>/: `python -m trainers evaluate`
 EVALUATION = "evaluation.json"
+# An experiment directory (trainers.engine.sweep): its runs are ordinary run directories inside.
+EXPERIMENT_JSON = "experiment.json"
+EXPERIMENT_FORMAT = "emoconsole-experiment/1"
 
 
 def new_run_id(model: str) -> str:

@@ -363,7 +363,7 @@ class RunScreen(RunActions, DashboardScreen):
         or what was opened is an experiment (a sweep that waited in the queue writes
         experiment.json, never a run.json). After the wait the watcher is asked anyway:
         it names what is missing."""
-        from remote.experiment import EXPERIMENT_JSON
+        from trainers.rundir import EXPERIMENT_JSON
 
         worker = get_current_worker()
         deadline = time.monotonic() + self.wait_run_s

@@ -51,9 +51,9 @@ from typing import Any
 
 from remote.onhost.proc import pid_alive, run_alive
 from remote.onhost.queue import QUEUED, Entry, RunQueue, cuda_devices, gpu_count, queued_rows
-from remote.onhost.webhook import EXPERIMENT_JSON, NOTIFY_URL_ENV
+from remote.onhost.webhook import NOTIFY_URL_ENV
 from trainers.events import RunStatus
-from trainers.rundir import RunDir
+from trainers.rundir import EXPERIMENT_JSON, RunDir
 from trainers.runlog import read_progress
 
 LAUNCHES = ".launches"

@@ -44,11 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from remote.onhost.proc import pid_alive, process_start_time
+from trainers.rundir import EXPERIMENT_JSON, RUN_JSON
 
 QUEUE_DIR = ".queue"
 # A started entry's directory that holds one of these is listed from it, not the queue:
 # a run's run.json, a sweep's experiment.json (``hostctl list`` names its runs).
-DESCRIBED_BY = ("run.json", "experiment.json")
+DESCRIBED_BY = (RUN_JSON, EXPERIMENT_JSON)
 QUEUED = "queued"
 STARTED = "started"
 # A started entry's process must be born before this long after the entry says it

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from trainers.events import RunStatus
-from trainers.rundir import RUN_JSON, SUMMARY, TRAIN_LOG, tail_lines
+from trainers.rundir import EXPERIMENT_JSON, RUN_JSON, SUMMARY, TRAIN_LOG, tail_lines
 
 NOTIFY_URL_ENV = "EMOCONSOLE_NOTIFY_URL"
-EXPERIMENT_JSON = "experiment.json"  # trainers.engine.sweep's; that module imports the config
 # The endings worth a message. ``stopped`` is not one: a user (or a console) asked for it.
 NOTIFY_STATUSES = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CRASHED, RunStatus.PREEMPTED}

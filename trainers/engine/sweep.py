@@ -41,10 +41,8 @@ from trainers.config import ConfigError, flatten, full_key, set_value, validate
 from trainers.engine.signals import stop_signals
 from trainers.engine.trackers import check_trackers
 from trainers.registry import ModelEntry
-from trainers.rundir import RunDir, write_json_atomic
+from trainers.rundir import EXPERIMENT_FORMAT, EXPERIMENT_JSON, RunDir, write_json_atomic
 
-EXPERIMENT_JSON = "experiment.json"
-FORMAT = "emoconsole-experiment/1"
 GROUPS = ("actor",)
 # Keys of a sweep file (``python -m trainers sweep --file``).
 FILE_KEYS = ("model", "data", "grid", "fixed", "seeds", "folds", "group")
@@ -76,7 +74,7 @@ class Plan:
 
     def header(self, exp_id: str, created_at: float) -> dict[str, Any]:
         return {
-            "format": FORMAT,
+            "format": EXPERIMENT_FORMAT,
             "id": exp_id,
             "model": self.model,
             "created_at": created_at,
