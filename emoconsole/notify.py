@@ -33,7 +33,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-NOTIFY_STATUSES = frozenset({"completed", "failed", "crashed", "preempted"})
+# The endings worth a message, the same on the console as in the host's webhook.
+from remote.onhost.webhook import NOTIFY_STATUSES as NOTIFY_STATUSES
+
 OFF_ENV = "EMOCONSOLE_NOTIFY"
 TITLE = "emoconsole"
 
